@@ -1,0 +1,251 @@
+"""The job config schema: one dataclass per YAML section.
+
+Each field carries a one-line ``doc`` in its metadata; ``docs/config.md`` is generated
+from it (``python -m hpcnn.config.reference``) and a test keeps the two in step.
+Checks that need more than a type (ranges, choices) live in ``CHECKS`` below, so the
+loader can report them with the dotted key and the file they came from.
+This module is stdlib-only: the login node may not have torch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+
+def doc(default: Any, text: str, **kw):
+    """A dataclass field with a default and a one-line description."""
+    if isinstance(default, (list, dict)):
+        value = default
+        return field(default_factory=lambda: type(value)(value), metadata={"doc": text, **kw})
+    return field(default=default, metadata={"doc": text, **kw})
+
+
+@dataclass
+class AugmentConfig:
+    hflip: bool = doc(False, "random horizontal flip (p=0.5)")
+    vflip: bool = doc(False, "random vertical flip (p=0.5); fine for sky images, wrong for digits")
+    rotation: float = doc(0.0, "random rotation range in degrees (±)")
+    random_resized_crop: Optional[float] = doc(None, "min area scale of RandomResizedCrop, e.g. 0.7; null = off")
+    color_jitter: float = doc(0.0, "brightness/contrast/saturation jitter strength; 0 = off")
+
+
+@dataclass
+class DataConfig:
+    source: str = doc("synthetic", "synthetic | folder | digits | torchvision | hdf5")
+    root: Optional[str] = doc(None, "data directory (folder, torchvision root, hdf5 file)")
+    name: Optional[str] = doc(None, "torchvision data set name (CIFAR10, MNIST, FashionMNIST, ...)")
+    image_size: int = doc(64, "images are resized/generated to this square size")
+    channels: int = doc(3, "input channels the model sees (1 = grayscale, 3 = RGB)")
+    n_train: int = doc(6000, "synthetic: training images generated")
+    n_val: int = doc(1000, "synthetic: validation images generated")
+    n_test: int = doc(1000, "synthetic: test images generated")
+    val_fraction: float = doc(0.15, "folder/digits/torchvision: fraction of training data held out for validation")
+    test_fraction: float = doc(0.15, "folder/digits: fraction held out for test when no test split exists")
+    split_seed: int = doc(1234, "seed of the train/val/test split (independent of the training seed)")
+    normalize: bool = doc(True, "standardise inputs with per-channel mean/std of the training split")
+    on_corrupt: str = doc("skip", "skip | fail: what a corrupt or unreadable image file does")
+    num_workers: int = doc(0, "DataLoader worker processes (0 = load in the training process)")
+    pin_memory: bool = doc(True, "pin host memory when training on a GPU")
+    augment: AugmentConfig = doc(None, "training-time augmentation")
+
+
+@dataclass
+class ModelConfig:
+    name: str = doc("simple_cnn", "mlp | simple_cnn | resnet_small | any torchvision classification model name")
+    channels: list = doc([32, 64, 128, 128], "simple_cnn: output channels of each conv-BN-ReLU-pool block")
+    hidden: list = doc([256], "mlp / simple_cnn head: widths of the hidden dense layers")
+    dropout: float = doc(0.3, "dropout before the classifier (and between MLP layers)")
+    batch_norm: bool = doc(True, "simple_cnn/mlp: use batch normalisation")
+    init: str = doc("default", "default | kaiming | xavier | orthogonal: weight initialisation")
+    width: int = doc(32, "resnet_small: channels of the first stage")
+    depth: list = doc([2, 2, 2], "resnet_small: residual blocks per stage")
+    weights: Optional[str] = doc(None, "torchvision models: path of a local weights file (.pth), or null for random init")
+
+
+@dataclass
+class OptimConfig:
+    name: str = doc("adamw", "sgd | adam | adamw | rmsprop")
+    lr: float = doc(0.002, "base learning rate (before linear scaling, if enabled)")
+    weight_decay: float = doc(0.05, "weight decay (decoupled for adamw)")
+    momentum: float = doc(0.9, "sgd / rmsprop momentum")
+    nesterov: bool = doc(False, "sgd: Nesterov momentum")
+    betas: list = doc([0.9, 0.999], "adam / adamw betas")
+    clip_grad_norm: Optional[float] = doc(None, "clip the global gradient norm to this value; null = off")
+
+
+@dataclass
+class ScheduleConfig:
+    name: str = doc("cosine", "constant | step | cosine | onecycle")
+    warmup_epochs: float = doc(1.0, "linear warmup from lr*warmup_start_factor, in epochs (fractions allowed)")
+    warmup_start_factor: float = doc(0.1, "warmup starts at this fraction of the peak lr")
+    min_lr_factor: float = doc(0.01, "cosine: final lr as a fraction of the peak lr")
+    step_epochs: int = doc(10, "step: decay every this many epochs")
+    gamma: float = doc(0.1, "step: multiply the lr by this at each decay")
+    scale_lr: str = doc("none", "none | linear: multiply lr by global_batch / reference_batch (Goyal et al. 2017)")
+    reference_batch: int = doc(256, "the global batch the base lr was tuned for")
+
+
+@dataclass
+class EarlyStopConfig:
+    metric: str = doc("val.accuracy", "metric to monitor (val.loss, val.accuracy, val.f1_macro, ...)")
+    mode: str = doc("max", "max | min: whether bigger is better")
+    patience: int = doc(0, "stop after this many epochs without improvement; 0 = off")
+    min_delta: float = doc(0.0, "smallest change that counts as an improvement")
+
+
+@dataclass
+class CheckpointConfig:
+    every_epochs: int = doc(1, "write a checkpoint every this many epochs")
+    every_minutes: float = doc(0.0, "also checkpoint mid-epoch after this many minutes (bounds work lost if a site never signals); 0 = off")
+    keep_last: int = doc(2, "keep this many recent checkpoints (plus the best)")
+    keep_best: bool = doc(True, "also keep the checkpoint with the best monitored metric")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = doc(8, "number of passes over the training data")
+    batch_size: int = doc(128, "images per optimizer step, per GPU/rank or global (see batch_scope)")
+    batch_scope: str = doc("global", "global | per_rank: what batch_size counts")
+    accumulate: int = doc(1, "gradient accumulation: micro-batches per optimizer step")
+    label_smoothing: float = doc(0.0, "cross-entropy label smoothing")
+    amp: str = doc("none", "none | bf16 | fp16: mixed precision (GPU only; ignored on CPU)")
+    channels_last: bool = doc(False, "channels_last memory format (GPU)")
+    compile: bool = doc(False, "torch.compile the model")
+    device: str = doc("auto", "auto | cpu | cuda")
+    threads: int = doc(0, "torch CPU threads per process; 0 = let torch decide")
+    deterministic: bool = doc(True, "deterministic algorithms where torch offers them (bitwise resume on CPU)")
+    topk: int = doc(3, "also report top-k accuracy for this k")
+    log_every: int = doc(20, "log training progress every this many steps")
+    eval_test: bool = doc(True, "evaluate the test split with the best checkpoint at the end")
+    max_steps_per_epoch: int = doc(0, "cap on optimizer steps per epoch (smoke tests, benchmarks); 0 = no cap")
+    runs_dir: str = doc("runs", "where run directories are created")
+    tensorboard: bool = doc(True, "write TensorBoard event files")
+    plots: bool = doc(True, "write learning-curve and confusion-matrix PNGs")
+    early_stopping: EarlyStopConfig = doc(None, "stop when a metric stops improving")
+    checkpoint: CheckpointConfig = doc(None, "checkpoint cadence and retention")
+
+
+@dataclass
+class DistConfig:
+    backend: str = doc("auto", "auto | nccl | gloo | horovod (auto: nccl on GPUs, gloo on CPU)")
+    timeout_s: float = doc(300.0, "collective timeout: a dead rank ends the job within about this long")
+    sync_batchnorm: bool = doc(False, "convert BatchNorm to SyncBatchNorm (DDP)")
+    find_unused_parameters: bool = doc(False, "DDP find_unused_parameters (needed for partially frozen models)")
+
+
+@dataclass
+class SlurmConfig:
+    profile: str = doc("local", "site profile name (slurm_templates/profiles/NAME.yaml) or path")
+    nodes: int = doc(1, "nodes to allocate")
+    gpus_per_node: int = doc(0, "GPUs per node (0 = CPU job)")
+    tasks_per_node: Optional[int] = doc(None, "tasks per node; default one per GPU, or 1")
+    cpus_per_task: Optional[int] = doc(None, "CPU cores per task; default from the profile")
+    mem_gb: Optional[float] = doc(None, "memory per node in GB; default from the profile")
+    time: str = doc("00:30:00", "walltime [D-]HH:MM:SS")
+    partition: Optional[str] = doc(None, "partition; default from the profile")
+    account: Optional[str] = doc(None, "account to charge; default from the profile")
+    qos: Optional[str] = doc(None, "quality of service; default from the profile")
+    constraint: Optional[str] = doc(None, "node feature constraint; default from the profile")
+    job_name: Optional[str] = doc(None, "Slurm job name; default hpcnn-<config name>")
+    max_requeues: int = doc(3, "how many times a preempted or timed-out job may requeue itself")
+    extra_sbatch: dict = doc({}, "more #SBATCH options as {option: value} (checked against the profile)")
+
+
+@dataclass
+class MonitorConfig:
+    enabled: bool = doc(True, "sample GPU telemetry (NVML) during the job; silently off without a GPU")
+    interval_s: float = doc(5.0, "seconds between samples")
+
+
+@dataclass
+class JobConfig:
+    name: str = doc("default", "experiment name: used in run directory and job names")
+    seed: int = doc(0, "training seed (weights init, shuffling, augmentation)")
+    data: DataConfig = doc(None, "where images come from and how they are prepared")
+    model: ModelConfig = doc(None, "the network")
+    optim: OptimConfig = doc(None, "the optimizer")
+    schedule: ScheduleConfig = doc(None, "the learning-rate schedule")
+    train: TrainConfig = doc(None, "the training loop")
+    dist: DistConfig = doc(None, "distributed training")
+    slurm: SlurmConfig = doc(None, "resources asked from Slurm when submitted")
+    monitor: MonitorConfig = doc(None, "GPU monitoring")
+
+
+# Nested sections default to a fresh instance of their own dataclass.
+SECTION_TYPES = {
+    (JobConfig, "data"): DataConfig,
+    (JobConfig, "model"): ModelConfig,
+    (JobConfig, "optim"): OptimConfig,
+    (JobConfig, "schedule"): ScheduleConfig,
+    (JobConfig, "train"): TrainConfig,
+    (JobConfig, "dist"): DistConfig,
+    (JobConfig, "slurm"): SlurmConfig,
+    (JobConfig, "monitor"): MonitorConfig,
+    (DataConfig, "augment"): AugmentConfig,
+    (TrainConfig, "early_stopping"): EarlyStopConfig,
+    (TrainConfig, "checkpoint"): CheckpointConfig,
+}
+
+DATA_SOURCES = ("synthetic", "folder", "digits", "torchvision", "hdf5")
+
+# dotted key -> (predicate, message). The loader applies these after types are checked.
+CHECKS: dict[str, tuple] = {
+    "data.source": (lambda v: v in DATA_SOURCES, f"must be one of {', '.join(DATA_SOURCES)}"),
+    "data.image_size": (lambda v: 8 <= v <= 1024, "must be between 8 and 1024"),
+    "data.channels": (lambda v: v in (1, 3), "must be 1 or 3"),
+    "data.n_train": (lambda v: v > 0, "must be > 0"),
+    "data.n_val": (lambda v: v > 0, "must be > 0"),
+    "data.n_test": (lambda v: v >= 0, "must be >= 0"),
+    "data.val_fraction": (lambda v: 0 < v < 1, "must be strictly between 0 and 1"),
+    "data.test_fraction": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
+    "data.on_corrupt": (lambda v: v in ("skip", "fail"), "must be skip or fail"),
+    "data.num_workers": (lambda v: v >= 0, "must be >= 0"),
+    "data.augment.rotation": (lambda v: 0 <= v <= 180, "must be between 0 and 180 degrees"),
+    "data.augment.random_resized_crop": (lambda v: v is None or 0 < v <= 1, "must be in (0, 1] or null"),
+    "data.augment.color_jitter": (lambda v: 0 <= v <= 1, "must be between 0 and 1"),
+    "model.dropout": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
+    "model.init": (lambda v: v in ("default", "kaiming", "xavier", "orthogonal"), "must be default, kaiming, xavier or orthogonal"),
+    "model.channels": (lambda v: len(v) > 0 and all(isinstance(c, int) and c > 0 for c in v), "must be a non-empty list of positive integers"),
+    "model.hidden": (lambda v: all(isinstance(c, int) and c > 0 for c in v), "must be a list of positive integers"),
+    "model.depth": (lambda v: len(v) > 0 and all(isinstance(c, int) and c > 0 for c in v), "must be a non-empty list of positive integers"),
+    "model.width": (lambda v: v > 0, "must be > 0"),
+    "optim.name": (lambda v: v in ("sgd", "adam", "adamw", "rmsprop"), "must be sgd, adam, adamw or rmsprop"),
+    "optim.lr": (lambda v: v > 0, "must be > 0"),
+    "optim.weight_decay": (lambda v: v >= 0, "must be >= 0"),
+    "optim.momentum": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
+    "optim.betas": (lambda v: len(v) == 2 and all(isinstance(b, (int, float)) and 0 <= b < 1 for b in v), "must be two numbers in [0, 1)"),
+    "optim.clip_grad_norm": (lambda v: v is None or v > 0, "must be > 0 or null"),
+    "schedule.name": (lambda v: v in ("constant", "step", "cosine", "onecycle"), "must be constant, step, cosine or onecycle"),
+    "schedule.warmup_epochs": (lambda v: v >= 0, "must be >= 0"),
+    "schedule.warmup_start_factor": (lambda v: 0 < v <= 1, "must be in (0, 1]"),
+    "schedule.min_lr_factor": (lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+    "schedule.step_epochs": (lambda v: v > 0, "must be > 0"),
+    "schedule.gamma": (lambda v: 0 < v <= 1, "must be in (0, 1]"),
+    "schedule.scale_lr": (lambda v: v in ("none", "linear"), "must be none or linear"),
+    "schedule.reference_batch": (lambda v: v > 0, "must be > 0"),
+    "train.epochs": (lambda v: v > 0, "must be > 0"),
+    "train.batch_size": (lambda v: v > 0, "must be > 0"),
+    "train.batch_scope": (lambda v: v in ("global", "per_rank"), "must be global or per_rank"),
+    "train.accumulate": (lambda v: v > 0, "must be > 0"),
+    "train.label_smoothing": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
+    "train.amp": (lambda v: v in ("none", "bf16", "fp16"), "must be none, bf16 or fp16"),
+    "train.device": (lambda v: v in ("auto", "cpu", "cuda"), "must be auto, cpu or cuda"),
+    "train.threads": (lambda v: v >= 0, "must be >= 0"),
+    "train.topk": (lambda v: v >= 1, "must be >= 1"),
+    "train.log_every": (lambda v: v >= 1, "must be >= 1"),
+    "train.max_steps_per_epoch": (lambda v: v >= 0, "must be >= 0"),
+    "train.early_stopping.mode": (lambda v: v in ("max", "min"), "must be max or min"),
+    "train.early_stopping.patience": (lambda v: v >= 0, "must be >= 0"),
+    "train.checkpoint.every_epochs": (lambda v: v >= 1, "must be >= 1"),
+    "train.checkpoint.every_minutes": (lambda v: v >= 0, "must be >= 0"),
+    "train.checkpoint.keep_last": (lambda v: v >= 1, "must be >= 1"),
+    "dist.backend": (lambda v: v in ("auto", "nccl", "gloo", "horovod"), "must be auto, nccl, gloo or horovod"),
+    "dist.timeout_s": (lambda v: v > 0, "must be > 0"),
+    "slurm.nodes": (lambda v: v >= 1, "must be >= 1"),
+    "slurm.gpus_per_node": (lambda v: v >= 0, "must be >= 0"),
+    "slurm.tasks_per_node": (lambda v: v is None or v >= 1, "must be >= 1 or null"),
+    "slurm.cpus_per_task": (lambda v: v is None or v >= 1, "must be >= 1 or null"),
+    "slurm.mem_gb": (lambda v: v is None or v > 0, "must be > 0 or null"),
+    "slurm.max_requeues": (lambda v: v >= 0, "must be >= 0"),
+    "monitor.interval_s": (lambda v: v >= 0.1, "must be >= 0.1 seconds"),
+}

@@ -1,0 +1,102 @@
+"""Batch-wise augmentation and normalisation on the training device.
+
+Random parameters are drawn for the whole *global* batch from a generator seeded by
+(seed, epoch, step) and each rank takes its slice, so:
+- a run resumed mid-epoch sees exactly the augmentations it would have seen;
+- 1 rank with batch B and N ranks with B/N each augment every sample identically;
+- nothing touches the global RNG, and the GPU does the work (no CPU starvation).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def step_generator(seed: int, epoch: int, step: int) -> torch.Generator:
+    g = torch.Generator()
+    g.manual_seed((seed * 1_000_003 + epoch * 100_003 + step) % (2**63 - 1))
+    return g
+
+
+class Normalize:
+    """uint8 (B,C,H,W) -> float, scaled to [0,1] then standardised per channel."""
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor):
+        self.mean = mean.view(1, -1, 1, 1)
+        self.std = std.clamp_min(1e-3).view(1, -1, 1, 1)
+
+    @classmethod
+    def from_sample(cls, images: torch.Tensor, enabled: bool = True) -> "Normalize":
+        c = images.shape[1]
+        if not enabled or images.numel() == 0:
+            return cls(torch.zeros(c), torch.ones(c))
+        x = images.float() / 255.0
+        return cls(x.mean(dim=(0, 2, 3)), x.std(dim=(0, 2, 3)))
+
+    def to(self, device) -> "Normalize":
+        self.mean, self.std = self.mean.to(device), self.std.to(device)
+        return self
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.uint8:
+            x = x.float().div_(255.0)
+        return (x - self.mean) / self.std
+
+
+class BatchAugment:
+    """Flips, rotation, random-resized-crop (one affine warp) and colour jitter."""
+
+    def __init__(self, aug_cfg, seed: int):
+        self.cfg = aug_cfg
+        self.seed = seed
+        c = aug_cfg
+        self.enabled = bool(c.hflip or c.vflip or c.rotation or c.random_resized_crop or c.color_jitter)
+
+    def _params(self, n: int, g: torch.Generator) -> dict[str, torch.Tensor]:
+        c = self.cfg
+        u = lambda: torch.rand(n, generator=g)  # noqa: E731 - fixed draw order keeps runs reproducible
+        p = {"hflip": u() < 0.5, "vflip": u() < 0.5, "angle": (u() * 2 - 1) * math.radians(c.rotation)}
+        lo = c.random_resized_crop or 1.0
+        area = lo + (1 - lo) * u()
+        log_r = (u() * 2 - 1) * math.log(4 / 3)
+        ratio = torch.exp(log_r)
+        p["sx"] = torch.sqrt(area * ratio).clamp(max=1.0)
+        p["sy"] = torch.sqrt(area / ratio).clamp(max=1.0)
+        p["tx"] = (u() * 2 - 1) * (1 - p["sx"])
+        p["ty"] = (u() * 2 - 1) * (1 - p["sy"])
+        j = c.color_jitter
+        p["bright"] = 1 + (u() * 2 - 1) * j
+        p["contrast"] = 1 + (u() * 2 - 1) * j
+        p["sat"] = 1 + (u() * 2 - 1) * j
+        return p
+
+    def __call__(self, x: torch.Tensor, epoch: int, step: int, offset: int, global_batch: int) -> torch.Tensor:
+        """x: float (b,C,H,W) in [0,1]; ``offset`` is this rank's first index in the global batch."""
+        if not self.enabled or x.shape[0] == 0:
+            return x
+        c = self.cfg
+        full = self._params(global_batch, step_generator(self.seed, epoch, step))
+        p = {k: v[offset:offset + x.shape[0]].to(x.device) for k, v in full.items()}
+        view = lambda t: t.view(-1, 1, 1, 1)  # noqa: E731
+        if c.hflip:
+            x = torch.where(view(p["hflip"]), x.flip(-1), x)
+        if c.vflip:
+            x = torch.where(view(p["vflip"]), x.flip(-2), x)
+        if c.rotation or c.random_resized_crop:
+            cos, sin = torch.cos(p["angle"]), torch.sin(p["angle"])
+            theta = torch.stack([
+                torch.stack([cos * p["sx"], -sin * p["sy"], p["tx"]], -1),
+                torch.stack([sin * p["sx"], cos * p["sy"], p["ty"]], -1)], 1).to(x.dtype)
+            grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+            x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+        if c.color_jitter:
+            x = x * view(p["bright"])
+            mean = x.mean(dim=(1, 2, 3), keepdim=True)
+            x = (x - mean) * view(p["contrast"]) + mean
+            if x.shape[1] == 3:
+                gray = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+                x = (x - gray) * view(p["sat"]) + gray
+            x = x.clamp(0, 1)
+        return x

@@ -1,0 +1,193 @@
+"""Every data source behind one call: ``load_splits(data_cfg) -> Splits``.
+
+Nothing here downloads: torchvision sets are read from a local root, and a missing one
+fails with the exact ``hpcnn data fetch`` command to run on a login node with internet.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import DatasetError
+from .imagesets import FileImageSet, TensorImageSet, check_root, verify_files
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+TORCHVISION_SETS = {"CIFAR10", "CIFAR100", "MNIST", "FashionMNIST", "KMNIST", "SVHN"}
+
+
+@dataclass
+class Splits:
+    train: object
+    val: object
+    test: object | None
+    classes: list[str]
+    skipped_files: list[str] = field(default_factory=list)
+
+
+def split_indices(labels: np.ndarray, val_fraction: float, test_fraction: float, seed: int):
+    """Stratified, seeded split so every class appears in every split."""
+    rng = np.random.default_rng(seed)
+    train, val, test = [], [], []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        rng.shuffle(idx)
+        n_val = max(1, int(round(len(idx) * val_fraction)))
+        n_test = int(round(len(idx) * test_fraction))
+        val += idx[:n_val].tolist()
+        test += idx[n_val:n_val + n_test].tolist()
+        train += idx[n_val + n_test:].tolist()
+    return sorted(train), sorted(val), sorted(test)
+
+
+def _synthetic(cfg) -> Splits:
+    from . import synthetic
+
+    def make(n, split):
+        images, labels = synthetic.generate(n, size=cfg.image_size, seed=cfg.split_seed, split=split)
+        return TensorImageSet.from_numpy_hwc(images, labels, cfg.image_size, cfg.channels)
+
+    test = make(cfg.n_test, "test") if cfg.n_test > 0 else None
+    return Splits(make(cfg.n_train, "train"), make(cfg.n_val, "val"), test, list(synthetic.CLASSES))
+
+
+def _digits(cfg) -> Splits:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    images = np.clip(d.images * (255.0 / 16.0), 0, 255).astype(np.uint8)
+    full = TensorImageSet.from_numpy_hwc(images, d.target, cfg.image_size, cfg.channels)
+    tr, va, te = split_indices(d.target, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
+    return Splits(full.subset(tr), full.subset(va), full.subset(te) if te else None, [str(i) for i in range(10)])
+
+
+def _scan_folder(root: Path) -> tuple[list[str], list[int], list[str]]:
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    paths, labels = [], []
+    for label, name in enumerate(classes):
+        for f in sorted((root / name).rglob("*")):
+            if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES:
+                paths.append(str(f))
+                labels.append(label)
+    return paths, labels, classes
+
+
+def _folder(cfg) -> Splits:
+    """Keras flow_from_directory layout: root/<class>/*.png, or root/{train,val[,test]}/<class>/."""
+    root = check_root(cfg.root, "image folder")
+    if not root.is_dir():
+        raise DatasetError(f"image folder is not a directory: {root}", "data.root")
+    sets, skipped, classes = {}, [], None
+    split_dirs = {s: root / s for s in ("train", "val", "test") if (root / s).is_dir()}
+    if "train" in split_dirs and "val" in split_dirs:
+        for split, d in split_dirs.items():
+            paths, labels, names = _scan_folder(d)
+            if classes is None:
+                classes = names
+            elif names != classes:
+                raise DatasetError(f"class folders of {d} differ from those of {root / 'train'}", "data.root")
+            keep, bad = verify_files(paths, cfg.on_corrupt)
+            skipped += bad
+            sets[split] = FileImageSet([paths[i] for i in keep], [labels[i] for i in keep], cfg.image_size,
+                                       cfg.channels, cfg.on_corrupt)
+    else:
+        paths, labels, classes = _scan_folder(root)
+        keep, skipped = verify_files(paths, cfg.on_corrupt)
+        full = FileImageSet([paths[i] for i in keep], [labels[i] for i in keep], cfg.image_size, cfg.channels,
+                            cfg.on_corrupt)
+        tr, va, te = split_indices(full.labels.numpy(), cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
+        sets = {"train": full.subset(tr), "val": full.subset(va), "test": full.subset(te) if te else None}
+    if not classes or len(sets["train"]) == 0:
+        raise DatasetError(f"no images found under {root}", "data.root",
+                           "expected one sub-folder per class holding image files")
+    return Splits(sets["train"], sets["val"], sets.get("test"), classes, skipped)
+
+
+def _torchvision(cfg) -> Splits:
+    import torchvision.datasets as tvd
+
+    name = cfg.name
+    if name not in TORCHVISION_SETS:
+        raise DatasetError(f"unsupported torchvision data set {name!r}", "data.name",
+                           f"one of {', '.join(sorted(TORCHVISION_SETS))}")
+    root = Path(cfg.root).expanduser()
+    try:
+        if name == "SVHN":
+            train_ds = tvd.SVHN(str(root), split="train", download=False)
+            test_ds = tvd.SVHN(str(root), split="test", download=False)
+        else:
+            cls = getattr(tvd, name)
+            train_ds = cls(str(root), train=True, download=False)
+            test_ds = cls(str(root), train=False, download=False)
+    except RuntimeError as err:
+        raise DatasetError(f"data set {name} not found under {root} ({err})", "data.root",
+                           f"run `hpcnn data fetch {name} --root {root}` on a machine with internet") from None
+
+    def arrays(ds):
+        x = np.asarray(ds.data)
+        if x.ndim == 4 and x.shape[1] in (1, 3) and x.shape[-1] not in (1, 3):  # SVHN is NCHW
+            x = x.transpose(0, 2, 3, 1)
+        y = np.asarray(getattr(ds, "targets", getattr(ds, "labels", None)))
+        return x, y
+
+    x, y = arrays(train_ds)
+    full = TensorImageSet.from_numpy_hwc(x, y, cfg.image_size, cfg.channels)
+    tr, va, _ = split_indices(y, cfg.val_fraction, 0.0, cfg.split_seed)
+    xt, yt = arrays(test_ds)
+    classes = [str(c) for c in getattr(train_ds, "classes", range(int(y.max()) + 1))]
+    return Splits(full.subset(tr), full.subset(va), TensorImageSet.from_numpy_hwc(xt, yt, cfg.image_size,
+                                                                                   cfg.channels), classes)
+
+
+def _hdf5(cfg) -> Splits:
+    """Galaxy10-style HDF5: datasets ``images`` (N,H,W[,C]) uint8 and ``ans`` (or ``labels``)."""
+    path = check_root(cfg.root, "HDF5 file")
+    try:
+        import h5py
+    except ImportError:
+        raise DatasetError("reading HDF5 needs h5py", "data.source: hdf5", "pip install 'hpcnn[hdf5]'") from None
+    try:
+        with h5py.File(path, "r") as f:
+            key = "ans" if "ans" in f else "labels"
+            if "images" not in f or key not in f:
+                raise DatasetError(f"HDF5 file lacks 'images' and 'ans'/'labels' data sets (has {list(f)})",
+                                   str(path))
+            images, labels = np.asarray(f["images"]), np.asarray(f[key]).astype(np.int64)
+    except OSError as err:
+        raise DatasetError(f"cannot read HDF5 file: {err}", str(path)) from None
+    full = TensorImageSet.from_numpy_hwc(images, labels, cfg.image_size, cfg.channels)
+    tr, va, te = split_indices(labels, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
+    classes = [str(i) for i in range(int(labels.max()) + 1)]
+    return Splits(full.subset(tr), full.subset(va), full.subset(te) if te else None, classes)
+
+
+LOADERS = {"synthetic": _synthetic, "digits": _digits, "folder": _folder, "torchvision": _torchvision,
+           "hdf5": _hdf5}
+
+
+def load_splits(data_cfg) -> Splits:
+    splits = LOADERS[data_cfg.source](data_cfg)
+    if len(splits.val) == 0:
+        raise DatasetError("the validation split is empty", "data.val_fraction", "use a larger data set or fraction")
+    return splits
+
+
+def fetch(name: str, root: str) -> Path:
+    """Download a torchvision data set to ``root`` (login node with internet; never inside a job)."""
+    import torchvision.datasets as tvd
+
+    if name not in TORCHVISION_SETS:
+        raise DatasetError(f"unsupported torchvision data set {name!r}", "hpcnn data fetch",
+                           f"one of {', '.join(sorted(TORCHVISION_SETS))}")
+    root_path = Path(root).expanduser()
+    root_path.mkdir(parents=True, exist_ok=True)
+    cls = getattr(tvd, name)
+    try:
+        for kw in ({"split": "train"}, {"split": "test"}) if name == "SVHN" else ({"train": True}, {"train": False}):
+            cls(str(root_path), download=True, **kw)
+    except Exception as err:
+        raise DatasetError(f"download of {name} failed: {err}", str(root_path),
+                           "this needs internet; on a cluster run it on the login node") from None
+    return root_path

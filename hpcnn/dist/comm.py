@@ -1,0 +1,71 @@
+"""The few collective operations the trainer needs, for one process, DDP or Horovod.
+
+The trainer calls these at epoch ends and at log boundaries only, never per step, so
+the hot loop stays free of host synchronisation.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Comm:
+    """Interface; SingleComm is the one-process implementation."""
+
+    rank = 0
+    world_size = 1
+    local_rank = 0
+    backend = "none"
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def wrap_model(self, model: nn.Module, device: torch.device, sync_batchnorm: bool,
+                   find_unused_parameters: bool) -> nn.Module:
+        return model
+
+    def wrap_optimizer(self, optimizer, model: nn.Module):
+        return optimizer
+
+    def no_sync(self, model: nn.Module):
+        import contextlib
+
+        return contextlib.nullcontext()
+
+    def any(self, flag: bool) -> bool:
+        return bool(flag)
+
+    def mean(self, value: float) -> float:
+        return float(value)
+
+    def all_gather_object(self, obj) -> list:
+        return [obj]
+
+    def broadcast_object(self, obj):
+        return obj
+
+    def barrier(self) -> None:
+        pass
+
+    def shutdown(self) -> None:
+        pass
+
+
+class SingleComm(Comm):
+    pass
+
+
+def make_comm(world, backend: str, device: torch.device, timeout_s: float) -> Comm:
+    """Pick the implementation for this world and config (``dist.backend``)."""
+    if backend == "horovod":
+        from .horovod import HorovodComm
+
+        return HorovodComm(world, device)
+    if not world.is_distributed:
+        return SingleComm()
+    from .torch_comm import TorchComm
+
+    if backend == "auto":
+        backend = "nccl" if device.type == "cuda" else "gloo"
+    return TorchComm(world, backend, device, timeout_s)

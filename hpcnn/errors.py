@@ -1,0 +1,72 @@
+"""The one exception hierarchy users see.
+
+Every error says *what* went wrong, *where* (file, dotted key, path, rank, job id)
+and, when we know one, a *hint* to fix it. The CLI prints ``str(err)`` as one line
+and exits with code 2; ``--debug`` adds the traceback.
+"""
+from __future__ import annotations
+
+
+class HpcnnError(Exception):
+    """Base class: a problem the user can fix, reported without a traceback."""
+
+    exit_code = 2
+
+    def __init__(self, what: str, where: str | None = None, hint: str | None = None):
+        self.what = what
+        self.where = where
+        self.hint = hint
+        super().__init__(self.format())
+
+    def format(self) -> str:
+        text = self.what
+        if self.where:
+            text += f" ({self.where})"
+        if self.hint:
+            text += f" — hint: {self.hint}"
+        return text
+
+
+class ConfigError(HpcnnError):
+    """A job config, override or sweep is invalid."""
+
+
+class ProfileError(HpcnnError):
+    """A Slurm site profile is invalid or missing."""
+
+
+class ResourceError(HpcnnError):
+    """A resource request does not fit the site profile."""
+
+
+class SubmissionError(HpcnnError):
+    """A scheduler command failed; carries argv, exit code and output."""
+
+    def __init__(self, what: str, argv=None, returncode=None, stdout="", stderr="", hint=None):
+        self.argv = list(argv or [])
+        self.returncode = returncode
+        self.stdout = stdout or ""
+        self.stderr = stderr or ""
+        where = None
+        if argv:
+            where = f"command {' '.join(self.argv)!r} exited {returncode}"
+            detail = (self.stderr or self.stdout).strip()
+            if detail:
+                where += f": {detail.splitlines()[-1]}"
+        super().__init__(what, where, hint)
+
+
+class DatasetError(HpcnnError):
+    """A data set is missing, unreadable or corrupt."""
+
+
+class CheckpointError(HpcnnError):
+    """No usable checkpoint could be loaded."""
+
+
+class WorldError(HpcnnError):
+    """The launch is inconsistent (ranks, tasks, master address)."""
+
+
+class DistributedError(HpcnnError):
+    """A rank died or a collective timed out during a distributed run."""

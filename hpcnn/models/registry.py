@@ -1,0 +1,39 @@
+"""One factory: config -> nn.Module, with the chosen weight initialisation."""
+from __future__ import annotations
+
+from torch import nn
+
+from .mlp import mlp
+from .resnet_small import resnet_small
+from .simple_cnn import simple_cnn
+from .torchvision_models import torchvision_model
+
+
+def _init_weights(model: nn.Module, scheme: str) -> None:
+    if scheme == "default":
+        return
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            if scheme == "kaiming":
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif scheme == "xavier":
+                nn.init.xavier_uniform_(m.weight)
+            elif scheme == "orthogonal":
+                nn.init.orthogonal_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+def create_model(model_cfg, num_classes: int, in_channels: int, image_size: int) -> nn.Module:
+    name = model_cfg.name
+    if name == "mlp":
+        model = mlp(num_classes, in_channels, image_size, model_cfg.hidden, model_cfg.dropout, model_cfg.batch_norm)
+    elif name == "simple_cnn":
+        model = simple_cnn(num_classes, in_channels, model_cfg.channels, model_cfg.hidden, model_cfg.dropout,
+                           model_cfg.batch_norm)
+    elif name == "resnet_small":
+        model = resnet_small(num_classes, in_channels, model_cfg.width, model_cfg.depth, model_cfg.dropout)
+    else:
+        return torchvision_model(name, num_classes, in_channels, model_cfg.weights)
+    _init_weights(model, model_cfg.init)
+    return model

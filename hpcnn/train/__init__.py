@@ -1,0 +1,1 @@
+"""The training core: one loop for every launcher (it receives a World, never reads the environment)."""

@@ -1,0 +1,149 @@
+"""One training epoch and one evaluation pass: functions of their arguments only.
+
+The hot loop keeps the loss on the device and synchronises with the host only every
+``log_every`` steps (to log and to agree on stopping), so GPU steps are never stalled
+by Python bookkeeping.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from .schedule import lr_at
+
+
+@dataclass
+class StepContext:
+    """What the loop needs besides model and data; built once by ``fit``."""
+    device: torch.device
+    normalize: object
+    augment: object
+    comm: object
+    amp_dtype: torch.dtype | None
+    scaler: object | None
+    channels_last: bool
+    accumulate: int
+    clip_grad_norm: float | None
+    label_smoothing: float
+    peak_lr: float
+    total_steps: int
+    steps_per_epoch: int
+    schedule_cfg: object
+    global_batch: int
+    log_every: int
+    non_blocking: bool = False
+
+
+@dataclass
+class EpochStats:
+    loss: float = 0.0
+    steps: int = 0
+    images: int = 0
+    seconds: float = 0.0
+    data_seconds: float = 0.0
+    stopped_at: int | None = None  # step_in_epoch where a stop request ended the epoch
+    lr: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+def _autocast(ctx: StepContext):
+    if ctx.amp_dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=ctx.device.type, dtype=ctx.amp_dtype)
+
+
+def _prepare(x, ctx: StepContext, epoch: int, step: int) -> torch.Tensor:
+    x = x.to(ctx.device, non_blocking=ctx.non_blocking)
+    x = x.float().div_(255.0)
+    offset = ctx.comm.rank * (ctx.global_batch // ctx.comm.world_size)
+    x = ctx.augment(x, epoch, step, offset, ctx.global_batch)
+    x = ctx.normalize(x)
+    if ctx.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def train_epoch(model, optimizer, loader, ctx: StepContext, epoch: int, start_step: int, should_stop,
+                on_log) -> EpochStats:
+    """Run optimizer steps from ``start_step``; ``should_stop()`` is asked (collectively) at log points."""
+    model.train()
+    stats = EpochStats()
+    loss_sum = torch.zeros((), device=ctx.device)
+    start = last = time.perf_counter()
+    step = start_step
+    iterator = iter(loader)
+    while True:
+        t0 = time.perf_counter()
+        try:
+            x, y = next(iterator)
+        except StopIteration:
+            break
+        stats.data_seconds += time.perf_counter() - t0
+        lr = lr_at(epoch * ctx.steps_per_epoch + step, ctx.total_steps, ctx.steps_per_epoch, ctx.peak_lr,
+                   ctx.schedule_cfg)
+        for group in optimizer.param_groups:
+            group["lr"] = lr * group.get("lr_scale", 1.0)
+        x = _prepare(x, ctx, epoch, step)
+        y = y.to(ctx.device, non_blocking=ctx.non_blocking)
+        n = y.shape[0]
+        chunks = max(1, min(ctx.accumulate, n))
+        for i, (xc, yc) in enumerate(zip(x.chunk(chunks), y.chunk(chunks))):
+            sync = i == chunks - 1
+            with (contextlib.nullcontext() if sync else ctx.comm.no_sync(model)), _autocast(ctx):
+                loss = F.cross_entropy(model(xc), yc, label_smoothing=ctx.label_smoothing) * (yc.shape[0] / n)
+                (ctx.scaler.scale(loss) if ctx.scaler else loss).backward()
+            loss_sum += loss.detach()
+        if ctx.clip_grad_norm:
+            if ctx.scaler:
+                ctx.scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), ctx.clip_grad_norm)
+        if ctx.scaler:
+            ctx.scaler.step(optimizer)
+            ctx.scaler.update()
+        else:
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        stats.steps += 1
+        stats.images += n * ctx.comm.world_size
+        stats.lr = lr
+        step += 1
+        if stats.steps % ctx.log_every == 0:
+            now = time.perf_counter()
+            on_log(epoch, step, loss_sum.item() / stats.steps, ctx.log_every * ctx.global_batch / (now - last), lr)
+            last = now
+            if should_stop():
+                stats.stopped_at = step
+                break
+    stats.seconds = time.perf_counter() - start
+    stats.loss = ctx.comm.mean(loss_sum.item() / max(1, stats.steps)) if stats.steps else float("nan")
+    return stats
+
+
+@torch.no_grad()
+def predict(model, loader, ctx: StepContext) -> tuple[torch.Tensor, torch.Tensor]:
+    """This rank's logits and labels, on the CPU."""
+    model.eval()
+    outs, labels = [], []
+    for x, y in loader:
+        x = x.to(ctx.device, non_blocking=ctx.non_blocking).float().div_(255.0)
+        x = ctx.normalize(x)
+        if ctx.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with _autocast(ctx):
+            outs.append(model(x).float().cpu())
+        labels.append(y.cpu())
+    if not outs:
+        return torch.empty(0, 0), torch.empty(0, dtype=torch.int64)
+    return torch.cat(outs), torch.cat(labels)
+
+
+def gather_predictions(local: tuple[torch.Tensor, torch.Tensor], comm) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every rank gets all logits/labels in rank order: each sample exactly once."""
+    parts = comm.all_gather_object((local[0].numpy(), local[1].numpy()))
+    logits = [torch.from_numpy(p[0]) for p in parts if len(p[1])]
+    labels = [torch.from_numpy(p[1]) for p in parts if len(p[1])]
+    return torch.cat(logits), torch.cat(labels)

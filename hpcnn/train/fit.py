@@ -127,6 +127,10 @@ def fit(cfg, world, comm, run_dir: Path, device: torch.device, stop=lambda: Fals
         log.info("resumed from epoch %d step %d", start_epoch + 1, start_step)
 
     metrics_log = JsonlWriter(run_dir / "metrics.jsonl") if is_main else None
+    if metrics_log and resume_state is not None:  # drop records written after the checkpoint we resume from
+        metrics_log.path.unlink(missing_ok=True)
+        for record in history:
+            metrics_log.write(record)
     tb = TensorBoard(run_dir / "tb", cfg.train.tensorboard and is_main,
                      purge_step=start_epoch * steps_per_epoch + start_step if resume_state else None)
     progress = Progress(is_main)

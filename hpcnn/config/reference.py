@@ -1,0 +1,53 @@
+"""Generate docs/config.md from the schema, so the reference cannot drift from the code.
+
+    python -m hpcnn.config.reference > docs/config.md
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from .load import default_config
+from .schema import SECTION_TYPES, JobConfig
+
+HEADER = """# Job config reference
+
+Generated from `hpcnn/config/schema.py` by `python -m hpcnn.config.reference > docs/config.md`
+(a test fails when this file is out of date). Every key is optional; unknown keys are errors.
+Override any key on the command line as `section.key=value` (YAML syntax for the value).
+
+"""
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return f"{value!r}".replace("'", "")
+
+
+def _section(cls, obj, prefix: str, lines: list[str]) -> None:
+    nested = []
+    rows = []
+    for f in dataclasses.fields(cls):
+        sub = SECTION_TYPES.get((cls, f.name))
+        if sub is not None:
+            nested.append((f, sub))
+            continue
+        text = f.metadata.get("doc", "").replace("|", "\\|")
+        rows.append(f"| `{prefix}{f.name}` | `{_fmt(getattr(obj, f.name))}` | {text} |")
+    if rows:
+        lines += ["| key | default | meaning |", "|---|---|---|", *rows, ""]
+    for f, sub in nested:
+        lines += [f"## `{prefix}{f.name}` — {f.metadata.get('doc', '')}", ""]
+        _section(sub, getattr(obj, f.name), f"{prefix}{f.name}.", lines)
+
+
+def render() -> str:
+    lines = [HEADER.rstrip(), ""]
+    _section(JobConfig, default_config(), "", lines)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+if __name__ == "__main__":
+    print(render(), end="")

@@ -1,0 +1,65 @@
+"""Atomic checkpoints, retention, and fallback from a corrupt newest file."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from hpcnn.errors import CheckpointError
+from hpcnn.train import checkpoint as ckpt
+
+
+def state(epoch, step=0):
+    return {"epoch": epoch, "step_in_epoch": step, "w": torch.full((3,), float(epoch))}
+
+
+def test_keep_last_and_order(tmp_path):
+    for e in range(5):
+        ckpt.save_checkpoint(state(e, 7 if e == 4 else 0), tmp_path, keep_last=2)
+    names = [p.name for p in ckpt.list_checkpoints(tmp_path)]
+    assert names == ["ckpt-e0003-s0000000.pt", "ckpt-e0004-s0000007.pt"]
+    loaded, path = ckpt.load_latest(tmp_path)
+    assert loaded["epoch"] == 4 and path.name.endswith("s0000007.pt")
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+def test_corrupt_latest_falls_back_with_warning(tmp_path, caplog):
+    ckpt.save_checkpoint(state(1), tmp_path, keep_last=3)
+    newest = ckpt.save_checkpoint(state(2), tmp_path, keep_last=3)
+    newest.write_bytes(newest.read_bytes()[:50])  # truncated, as after a crash mid-copy
+    loaded, path = ckpt.load_latest(tmp_path)
+    assert loaded["epoch"] == 1
+    assert "unreadable" in caplog.text and newest.name in caplog.text
+
+
+def test_all_corrupt_is_a_clear_error(tmp_path):
+    ckpt.save_checkpoint(state(1), tmp_path, keep_last=3).write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="no readable checkpoint"):
+        ckpt.load_latest(tmp_path)
+    assert ckpt.load_latest(tmp_path / "empty") is None
+
+
+def test_failed_write_leaves_previous_file_intact(tmp_path):
+    path = tmp_path / "x.pt"
+    ckpt.atomic_save({"a": torch.ones(2)}, path)
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        ckpt.atomic_save({"a": Unpicklable()}, path)
+    assert torch.equal(ckpt.load_file(path)["a"], torch.ones(2))
+    assert sorted(os.listdir(tmp_path)) == ["x.pt"]
+
+
+class Arbitrary:
+    """Stands for any pickled object that could run code when loaded."""
+
+
+def test_weights_only_refuses_arbitrary_objects(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"obj": Arbitrary()}, path)
+    with pytest.raises(Exception, match="[Ww]eights only"):
+        ckpt.load_file(path)

@@ -52,7 +52,7 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     name: str = doc("simple_cnn", "mlp | simple_cnn | resnet_small | any torchvision classification model name")
-    channels: list = doc([32, 64, 128, 128], "simple_cnn: output channels of each conv-BN-ReLU-pool block")
+    channels: list = doc([16, 32, 64, 64], "simple_cnn: output channels of each conv-BN-ReLU-pool block")
     hidden: list = doc([256], "mlp / simple_cnn head: widths of the hidden dense layers")
     dropout: float = doc(0.3, "dropout before the classifier (and between MLP layers)")
     batch_norm: bool = doc(True, "simple_cnn/mlp: use batch normalisation")
@@ -65,7 +65,7 @@ class ModelConfig:
 @dataclass
 class OptimConfig:
     name: str = doc("adamw", "sgd | adam | adamw | rmsprop")
-    lr: float = doc(0.002, "base learning rate (before linear scaling, if enabled)")
+    lr: float = doc(0.003, "base learning rate (before linear scaling, if enabled)")
     weight_decay: float = doc(0.05, "weight decay (decoupled for adamw)")
     momentum: float = doc(0.9, "sgd / rmsprop momentum")
     nesterov: bool = doc(False, "sgd: Nesterov momentum")
@@ -103,7 +103,7 @@ class CheckpointConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = doc(8, "number of passes over the training data")
+    epochs: int = doc(12, "number of passes over the training data")
     batch_size: int = doc(128, "images per optimizer step, per GPU/rank or global (see batch_scope)")
     batch_scope: str = doc("global", "global | per_rank: what batch_size counts")
     accumulate: int = doc(1, "gradient accumulation: micro-batches per optimizer step")

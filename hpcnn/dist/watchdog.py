@@ -44,7 +44,13 @@ class Watchdog:
         self._thread.start()
 
     def stop(self) -> None:
+        """This rank is finishing normally: peers must not take its silence for a death."""
         self._stop.set()
+        try:
+            if self._store is not None:
+                self._store.set(f"{self.prefix}/done/{self.world.rank}", "1")
+        except Exception:
+            pass
         if self._thread.is_alive():
             self._thread.join(timeout=5)
 
@@ -82,6 +88,8 @@ class Watchdog:
                 beat += 1
                 self._store.set(f"{self.prefix}/hb/{me}", str(beat))
                 for r in last_value:
+                    if self._store.check([f"{self.prefix}/done/{r}"]):
+                        continue
                     failed = f"{self.prefix}/failed/{r}"
                     if self._store.check([failed]):
                         reason = self._store.get(failed).decode()

@@ -1,0 +1,1 @@
+"""Data: sources, image sets, batching and augmentation."""

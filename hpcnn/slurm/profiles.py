@@ -1,0 +1,184 @@
+"""Site profiles: what a cluster offers and how it wants to be asked, as validated YAML.
+
+A profile holds *site* facts (partition, account, how GPUs are requested, limits,
+module lines, srun flags, the pre-timeout signal); a job config holds *experiment*
+facts. Profiles live in ``slurm_templates/profiles/NAME.yaml`` (directory overridable
+with ``HPCNN_TEMPLATES_DIR``) or anywhere, given by path.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Union
+
+from ..errors import ProfileError
+from . import strict
+
+LAUNCHERS = ("srun", "torchrun")
+GPU_DIRECTIVES = ("gres", "gpus_per_node")
+SIGNALS = ("USR1", "USR2", "TERM", "INT", "URG")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_OPTION = re.compile(r"^[a-z][a-z0-9-]*$")
+
+
+def doc(default, text: str):
+    if isinstance(default, (list, dict)):
+        value = default
+        return field(default_factory=lambda: type(value)(value), metadata={"doc": text})
+    return field(default=default, metadata={"doc": text})
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str = doc("", "profile name (defaults to the file name)")
+    description: str = doc("", "one line shown by `hpcnn profiles list`")
+    partition: Optional[str] = doc(None, "default partition; null = the site's default")
+    partitions: list = doc([], "partitions a job may name (pre-flight rejects others); empty = any")
+    account: Optional[str] = doc(None, "default account to charge")
+    qos: Optional[str] = doc(None, "default quality of service")
+    constraint: Optional[str] = doc(None, "default node feature constraint (e.g. gpu)")
+    gpu_directive: str = doc("gres", "gres (--gres=gpu[:TYPE]:N) | gpus_per_node (--gpus-per-node=[TYPE:]N)")
+    gpu_type: Optional[str] = doc(None, "GPU type written into the GPU request (e.g. A100); null = any")
+    max_nodes: int = doc(1, "most nodes one job may ask for")
+    max_gpus_per_node: int = doc(0, "GPUs a node has (0 = CPU-only site)")
+    cpus_per_node: Optional[int] = doc(None, "CPUs a node offers; checks tasks x cpus_per_task")
+    cpus_per_gpu: Optional[int] = doc(None, "default cpus_per_task for one-task-per-GPU jobs")
+    cpus_per_task: int = doc(1, "default cpus_per_task for CPU-only jobs")
+    mem_per_gpu_gb: Optional[float] = doc(None, "default node memory per GPU requested (GB)")
+    mem_gb: Optional[float] = doc(None, "default memory per node (GB) when mem_per_gpu_gb does not apply; "
+                                        "null = no --mem (site default)")
+    max_mem_gb: Optional[float] = doc(None, "most memory one node offers (GB)")
+    max_time: str = doc("24:00:00", "longest walltime the partition allows, [D-]HH:MM:SS")
+    max_array_size: int = doc(1001, "the site's MaxArraySize: array indices must be below it")
+    setup: list = doc([], "shell lines run before launch (module load, source, ...). TRUSTED: written "
+                          "verbatim, like lines in your own script")
+    env: dict = doc({}, "environment variables exported before launch (values are quoted)")
+    srun_args: list = doc([], "extra srun arguments (each one quoted)")
+    launcher: str = doc("srun", "srun (one task per GPU) | torchrun (one task per node; rendered scripts)")
+    signal: str = doc("USR2", "signal Slurm sends before the time limit (trainer checkpoints on it)")
+    signal_lead_s: int = doc(120, "seconds before the time limit the signal is sent (Slurm may send it "
+                                  "up to 60 s earlier)")
+    requeue: bool = doc(True, "allow the job to requeue itself after a checkpoint (#SBATCH --requeue)")
+    python: Union[str, list, None] = doc(None, "interpreter the job runs (path, or a list such as "
+                                               "[apptainer, exec, img.sif, python]); null = the one submitting")
+    extra_sbatch: dict = doc({}, "more #SBATCH options for every job at this site, {option: value}")
+    source: Optional[str] = doc(None, "file the profile was read from (set by the loader)")
+
+    @property
+    def max_time_min(self) -> int:
+        from .resources import walltime_minutes
+
+        return walltime_minutes(self.max_time, "max_time", self.source or self.name)
+
+
+def templates_dir() -> Path:
+    """slurm_templates/ of this checkout, or HPCNN_TEMPLATES_DIR."""
+    env = os.environ.get("HPCNN_TEMPLATES_DIR")
+    if env:
+        return Path(env)
+    import hpcnn
+
+    return Path(hpcnn.__file__).resolve().parents[1] / "slurm_templates"
+
+
+def profiles_dir() -> Path:
+    return templates_dir() / "profiles"
+
+
+def list_profiles() -> list[str]:
+    folder = profiles_dir()
+    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+
+
+def _looks_like_path(text: str) -> bool:
+    return "/" in text or text.endswith((".yaml", ".yml"))
+
+
+def find_profile(name_or_path: str | os.PathLike) -> Path:
+    text = str(name_or_path)
+    if _looks_like_path(text):
+        path = Path(text)
+        if not path.is_file():
+            raise ProfileError(f"profile file not found: {text}", None,
+                               f"shipped profiles: {', '.join(list_profiles()) or 'none'}")
+        return path
+    path = profiles_dir() / f"{text}.yaml"
+    if not path.is_file():
+        known = list_profiles()
+        raise ProfileError(f"unknown profile '{text}'", str(profiles_dir()),
+                           strict.suggest(text, known) or f"available: {', '.join(known) or 'none'}; "
+                                                          "or pass a path to a profile YAML")
+    return path
+
+
+def _validate(p: Profile, where: str) -> None:
+    def fail(key, message):
+        raise ProfileError(f"'{key}' {message}", where)
+
+    if p.gpu_directive not in GPU_DIRECTIVES:
+        fail("gpu_directive", f"must be one of {', '.join(GPU_DIRECTIVES)}, got {p.gpu_directive!r}")
+    if p.launcher not in LAUNCHERS:
+        fail("launcher", f"must be one of {', '.join(LAUNCHERS)}, got {p.launcher!r}")
+    if p.signal not in SIGNALS:
+        fail("signal", f"must be one of {', '.join(SIGNALS)}, got {p.signal!r}")
+    for key in ("max_nodes", "max_array_size", "cpus_per_task"):
+        if getattr(p, key) < 1:
+            fail(key, f"must be >= 1, got {getattr(p, key)}")
+    for key in ("max_gpus_per_node", "signal_lead_s"):
+        if getattr(p, key) < 0:
+            fail(key, f"must be >= 0, got {getattr(p, key)}")
+    for key in ("cpus_per_node", "cpus_per_gpu", "mem_per_gpu_gb", "mem_gb", "max_mem_gb"):
+        value = getattr(p, key)
+        if value is not None and value <= 0:
+            fail(key, f"must be > 0 or null, got {value}")
+    p.max_time_min  # noqa: B018 -- parses, raising ProfileError on a bad walltime
+    for i, line in enumerate(p.setup):
+        if not isinstance(line, str) or "\n" in line:
+            fail(f"setup[{i}]", "must be one shell line (a string without newlines)")
+    for i, arg in enumerate(p.srun_args):
+        if not isinstance(arg, (str, int, float)) or isinstance(arg, bool):
+            fail(f"srun_args[{i}]", f"must be a string, got {arg!r}")
+    for key, value in p.env.items():
+        if not _ENV_NAME.match(str(key)):
+            fail(f"env.{key}", "is not a valid environment variable name")
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            fail(f"env.{key}", f"must be a string or number, got {value!r}")
+    for key, value in p.extra_sbatch.items():
+        if not _OPTION.match(str(key)):
+            fail(f"extra_sbatch.{key}", "must be a long sbatch option name such as 'exclusive' or 'mail-type'")
+        if isinstance(value, str) and "\n" in value:
+            fail(f"extra_sbatch.{key}", "must not contain a newline")
+    for key in ("partition", "account", "qos", "constraint", "gpu_type"):
+        value = getattr(p, key)
+        if value is not None and ("\n" in value or not value.strip()):
+            fail(key, "must be a non-empty single-line string or null")
+    if p.partitions and p.partition and p.partition not in p.partitions:
+        fail("partition", f"'{p.partition}' is not among partitions {p.partitions}")
+    if isinstance(p.python, list) and (not p.python or not all(isinstance(x, str) for x in p.python)):
+        fail("python", "must be a path or a non-empty list of strings")
+
+
+def load_profile(name_or_path: str | os.PathLike | Profile) -> Profile:
+    """A shipped profile by name (``local``, ``generic``, ...) or a YAML file by path."""
+    if isinstance(name_or_path, Profile):
+        return name_or_path
+    path = find_profile(name_or_path)
+    data = strict.read_mapping(path, ProfileError, "profile")
+    data.setdefault("name", path.stem)
+    if "source" in data:
+        raise ProfileError("unknown key 'source' (set by the loader)", str(path))
+    profile = strict.build(Profile, {**data, "source": str(path)}, str(path), ProfileError)
+    _validate(profile, str(path))
+    return profile
+
+
+def profile_from_dict(data: dict, where: str = "<dict>") -> Profile:
+    """Build and validate a profile from a mapping (tests, programmatic sites)."""
+    profile = strict.build(Profile, {"name": "custom", **data}, where, ProfileError)
+    _validate(profile, where)
+    return profile
+
+
+__all__ = ["Profile", "list_profiles", "load_profile", "profile_from_dict", "profiles_dir", "templates_dir"]

@@ -126,7 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # Overrides may come after options (`train --run-dir D a.b=1`): argparse leaves those over.
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if hasattr(args, "items") and all("=" in e and not e.startswith("-") for e in extra):
+            args.items = list(args.items) + extra
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 0

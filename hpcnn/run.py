@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import JobConfig, dump_yaml, from_dict, read_yaml
-from .errors import CheckpointError, ConfigError, HpcnnError
+from .errors import CheckpointError, ConfigError, DistributedError, HpcnnError
 
 log = logging.getLogger("hpcnn")
 
@@ -131,7 +131,7 @@ def run_job(cfg: JobConfig, run_dir: str | Path | None = None, resume: str | Non
     comm = make_comm(world, cfg.dist.backend, device, cfg.dist.timeout_s)
     try:
         if comm.is_main:
-            log.info("hpcnn: %s", world.describe())
+            log.info("hpcnn: %s; backend %s; device %s", world.describe(), comm.backend, device)
         run_dir = Path(run_dir) if run_dir else comm.broadcast_object(new_run_dir(cfg) if comm.is_main else None)
         if comm.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -147,8 +147,17 @@ def run_job(cfg: JobConfig, run_dir: str | Path | None = None, resume: str | Non
                 if comm.is_main:
                     log.info("resuming from %s", path)
         result = fit(cfg, world, comm, run_dir, device, stop=stop, resume_state=state)
-    except BaseException as err:
-        if hasattr(comm, "fail") and not isinstance(err, SystemExit):
+    except HpcnnError as err:
+        if hasattr(comm, "fail"):
+            comm.fail(f"{type(err).__name__}: {err}")
+        raise
+    except Exception as err:
+        if hasattr(comm, "diagnose"):  # a collective failed: name the peer that died, not gloo's socket error
+            cause = comm.diagnose()
+            if cause:
+                raise DistributedError(f"{cause} — stopping rank {world.rank} on {world.hostname}",
+                                       f"run {run_dir}", "read that rank's own log for the reason; the newest "
+                                       "checkpoint is intact: resume with --resume") from err
             comm.fail(f"{type(err).__name__}: {err}")
         raise
     comm.shutdown()

@@ -62,7 +62,9 @@ def make_comm(world, backend: str, device: torch.device, timeout_s: float) -> Co
         from .horovod import HorovodComm
 
         return HorovodComm(world, device)
-    if not world.is_distributed:
+    # A process group even for world size 1 under a launcher (e.g. torchrun with one GPU), so the
+    # NCCL/gloo path is the one a single-GPU Slurm job exercises too.
+    if not world.is_distributed and world.launcher == "single":
         return SingleComm()
     from .torch_comm import TorchComm
 

@@ -9,7 +9,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..errors import WorldError
+from ..errors import ConfigError, WorldError
 from .comm import Comm
 from .watchdog import Watchdog
 
@@ -44,6 +44,9 @@ class TorchComm(Comm):
 
     def wrap_model(self, model, device, sync_batchnorm, find_unused_parameters):
         if sync_batchnorm:
+            if device.type != "cuda":
+                raise ConfigError("dist.sync_batchnorm needs GPUs: torch's SyncBatchNorm has no CPU implementation",
+                                  "dist.sync_batchnorm", "set it to false on CPU (or model.batch_norm: false)")
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         ids = [device.index] if device.type == "cuda" else None
         return nn.parallel.DistributedDataParallel(model, device_ids=ids,
@@ -81,6 +84,9 @@ class TorchComm(Comm):
 
     def fail(self, reason: str) -> None:
         self.watchdog.report_failure(reason)
+
+    def diagnose(self) -> str | None:
+        return self.watchdog.diagnose()
 
     def shutdown(self) -> None:
         self.watchdog.stop()

@@ -62,6 +62,33 @@ class Watchdog:
         except Exception:
             pass
 
+    def diagnose(self, wait_s: float = 3.0) -> str | None:
+        """After a collective failed: which peer is gone? Failure notes first, then stalled heartbeats."""
+        self._stop.set()  # the background checks stop; we answer here instead
+        try:
+            store = self._connect()
+            peers = [r for r in range(self.world.world_size) if r != self.world.rank
+                     and not store.check([f"{self.prefix}/done/{r}"])]
+            for r in peers:
+                key = f"{self.prefix}/failed/{r}"
+                if store.check([key]):
+                    return f"rank {r} ({self._host_of(r)}) failed: {store.get(key).decode()}"
+
+            def beats():
+                return {r: store.get(f"{self.prefix}/hb/{r}") if store.check([f"{self.prefix}/hb/{r}"]) else None
+                        for r in peers}
+
+            before = beats()
+            time.sleep(wait_s)  # heartbeats tick every interval_s: a live peer's counter moves meanwhile
+            after = beats()
+            dead = [r for r in peers if before[r] == after[r]]
+            if dead:
+                return ", ".join(f"rank {r} ({self._host_of(r)})" for r in dead) + " stopped responding (killed?)"
+            return None
+        except Exception:
+            return (f"lost contact with rank 0 (the master at {self.world.master_addr}:{self.world.master_port}); "
+                    "it has probably died")
+
     def _host_of(self, rank: int) -> str:
         try:
             key = f"{self.prefix}/host/{rank}"

@@ -15,10 +15,13 @@ from tests.helpers import PYTHON, REPO, TINY, hpcnn_cmd, run_hpcnn
 
 pytestmark = [pytest.mark.dist, pytest.mark.slow]
 
-# Same global batch, same seed, same steps; dropout off (its masks are per-rank random streams)
-# and SyncBatchNorm on (BatchNorm statistics then cover the global batch, as in one process).
-EQUIV = TINY + ["model.dropout=0", "dist.sync_batchnorm=true", "train.batch_size=64", "train.epochs=2",
-                "data.augment.hflip=true", "data.augment.rotation=10"]
+# Same global batch, same seed, same steps; dropout off (its masks are per-rank random streams) and
+# no BatchNorm (its statistics would cover a rank's half batch; torch's SyncBatchNorm is CUDA-only).
+# Synthetic galaxies rather than digits: digits' exactly constant backgrounds make max-pooling ties that a
+# rounding-level difference breaks the other way, which amplifies 1e-7 into 1e-3.
+EQUIV = TINY + ["data.source=synthetic", "data.channels=3", "data.n_train=640", "data.n_val=200",
+                "data.n_test=200", "model.dropout=0", "model.batch_norm=false", "train.batch_size=64",
+                "train.epochs=2", "data.augment.hflip=true", "data.augment.rotation=10"]
 
 
 def free_port() -> int:
@@ -48,8 +51,8 @@ def test_two_ranks_equal_one_rank(tmp_path):
     assert s2["world_size"] == 2 and s2["global_batch"] == s1["global_batch"] == 64
     assert s2["per_rank_batch"] == 32
     worst = max((w1[k].float() - w2[k].float()).abs().max().item() for k in w1)
-    # float32 sums in a different order (two half-batches + allreduce): differences stay at rounding level
-    assert worst < 1e-4, f"max weight difference {worst}"
+    # float32 sums in a different order (two half-batches + allreduce): measured 3e-7 here
+    assert worst < 1e-5, f"max weight difference {worst}"
     for key in ("accuracy", "f1_macro", "confusion_matrix"):
         assert s1["metrics"]["val"][key] == s2["metrics"]["val"][key]
     assert s1["metrics"]["val"]["n"] == s2["metrics"]["val"]["n"]  # every sample counted once

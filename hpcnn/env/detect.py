@@ -42,7 +42,7 @@ def _torchrun(env: Env) -> World | None:
     if "TORCHELASTIC_RUN_ID" not in env and not all(k in env for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK")):
         return None
     world_size = _int(env, "WORLD_SIZE")
-    local_ws = _int(env, "LOCAL_WORLD_SIZE", 1)
+    local_ws = _int(env, "LOCAL_WORLD_SIZE", world_size)
     return World(rank=_int(env, "RANK"), local_rank=_int(env, "LOCAL_RANK"), world_size=world_size,
                  local_world_size=local_ws, node_rank=_int(env, "GROUP_RANK", 0),
                  num_nodes=max(1, world_size // max(1, local_ws)),

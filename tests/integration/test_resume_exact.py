@@ -46,3 +46,17 @@ def test_killed_run_resumes_bitwise(tmp_path):
     sa, sb = (json.loads((d / "summary.json").read_text()) for d in (ref, victim))
     assert sa["metrics"]["val"]["accuracy"] == sb["metrics"]["val"]["accuracy"]
     assert sb["epochs_run"] == 6
+
+
+def test_timed_mid_epoch_checkpoints_do_not_change_training(tmp_path):
+    """checkpoint.every_minutes bounds the work lost where a site never signals; it must not perturb the run."""
+    plain, timed = tmp_path / "plain", tmp_path / "timed"
+    args = [*TINY, "model.dropout=0.2", "data.augment.hflip=true", "train.log_every=2"]
+    assert run_hpcnn("train", *args, f"--run-dir={plain}", timeout=300).returncode == 0
+    proc = run_hpcnn("train", *args, "train.checkpoint.every_minutes=0.0001", "train.checkpoint.keep_last=100",
+                     f"--run-dir={timed}", timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    names = [p.name for p in (timed / "checkpoints").glob("ckpt-*.pt")]
+    assert any(not n.endswith("s0000000.pt") for n in names), names  # mid-epoch checkpoints were written
+    a, b = final_weights(plain), final_weights(timed)
+    assert all(torch.equal(a[k], b[k]) for k in a)

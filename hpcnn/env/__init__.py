@@ -1,5 +1,11 @@
-"""Who am I: the distributed World from any launcher's variables (stdlib only, no torch)."""
-from .detect import detect_world, slurm_port
-from .world import World
+"""Who am I: the distributed World from any launcher's variables (stdlib only, never torch).
 
-__all__ = ["World", "detect_world", "slurm_port"]
+The only package in hpcnn that reads launcher environment variables; training code receives a
+World. See docs/distributed-launch.md for the detection order.
+"""
+from .checks import validate_against_request
+from .detect import DETECTORS, derive_port, detect_world, slurm_port
+from .world import LAUNCHERS, World
+
+__all__ = ["DETECTORS", "LAUNCHERS", "World", "derive_port", "detect_world", "slurm_port",
+           "validate_against_request"]

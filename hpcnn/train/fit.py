@@ -110,6 +110,7 @@ def fit(cfg, world, comm, run_dir: Path, device: torch.device, stop=lambda: Fals
     start_epoch, start_step, best_state, elapsed_before = 0, 0, None, 0.0
     torch.manual_seed(cfg.seed + 1 + comm.rank)  # dropout streams differ per rank
     if resume_state is not None:
+        _check_resumable(resume_state, cfg, global_batch, run_dir)
         raw_model.load_state_dict(resume_state["model"])
         optimizer.load_state_dict(resume_state["optimizer"])
         if scaler and resume_state.get("scaler"):
@@ -152,7 +153,8 @@ def fit(cfg, world, comm, run_dir: Path, device: torch.device, stop=lambda: Fals
                 "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict() if scaler else {},
                 "rng": comm.all_gather_object(_rng_state(device)), "history": history,
                 "early_stop": stopper.state_dict(), "wall_seconds": elapsed_before + time.time() - t_start,
-                "config": to_dict(cfg), "classes": classes, "world_size": comm.world_size}
+                "config": to_dict(cfg), "classes": classes, "world_size": comm.world_size,
+                "global_batch": global_batch}
 
     def save(epoch, step_in_epoch):
         nonlocal last_save
@@ -238,6 +240,19 @@ def fit(cfg, world, comm, run_dir: Path, device: torch.device, stop=lambda: Fals
                                        "test" if best.get("test") else "validation")
     tb.close()
     return FitResult(status, summary)
+
+
+def _check_resumable(state: dict, cfg, global_batch: int, run_dir: Path) -> None:
+    """A checkpoint only continues the same experiment: same model and same global batch."""
+    where = f"resume from {run_dir}"
+    old = state.get("config", {})
+    if old.get("model") and old["model"] != to_dict(cfg)["model"]:
+        raise ConfigError("the model config differs from the one the checkpoint was written with", where,
+                          "resume with the run's own config.resolved.yaml (hpcnn train --resume RUN_DIR)")
+    if state.get("global_batch", global_batch) != global_batch:
+        raise ConfigError(f"the checkpoint was written with global batch {state['global_batch']}, this run has "
+                          f"{global_batch}: the sample order would not continue", where,
+                          "keep train.batch_size (and batch_scope) as they were; the number of ranks may change")
 
 
 def _merge(a, b):

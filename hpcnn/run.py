@@ -124,6 +124,14 @@ def run_job(cfg: JobConfig, run_dir: str | Path | None = None, resume: str | Non
         world = detect_world()
     setup_logging(world.rank)
     device = pick_device(cfg, world)
+    if device.type == "cuda":
+        import torch
+
+        from .env import validate_against_request
+
+        for warning in validate_against_request(world, gpus_visible=torch.cuda.device_count()):
+            if world.rank == 0:
+                log.warning(warning)
     _set_threads(cfg, world, device)
     _deterministic(cfg, device)
     stop = StopFlag()

@@ -156,6 +156,11 @@ def _validate(p: Profile, where: str) -> None:
             fail(key, "must be a non-empty single-line string or null")
     if p.partitions and p.partition and p.partition not in p.partitions:
         fail("partition", f"'{p.partition}' is not among partitions {p.partitions}")
+    if p.launcher == "torchrun" and p.signal not in ("TERM", "INT"):
+        fail("signal", f"must be TERM or INT with launcher torchrun (torchrun forwards only those to its workers), "
+                       f"got {p.signal!r}")
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", p.name):
+        fail("name", f"must be a simple name (letters, digits, '-', '_', '.'), got {p.name!r}")
     if isinstance(p.python, list) and (not p.python or not all(isinstance(x, str) for x in p.python)):
         fail("python", "must be a path or a non-empty list of strings")
 

@@ -110,6 +110,40 @@ def _deterministic(cfg: JobConfig, device) -> None:
         torch.backends.cudnn.benchmark = True
 
 
+def _gpu_sampler(cfg: JobConfig, world, device, run_dir: Path):
+    """Every rank samples the GPU it trains on (a no-op on CPU or without a driver)."""
+    import contextlib
+
+    if not cfg.monitor.enabled or device.type != "cuda":
+        return contextlib.nullcontext()
+    from .monitor import GpuSampler
+
+    (run_dir / "gpu").mkdir(exist_ok=True)
+    return GpuSampler(run_dir / "gpu" / f"rank{world.rank}.jsonl", cfg.monitor.interval_s,
+                      cuda_ordinal=device.index or 0)
+
+
+def _add_gpu_summary(run_dir: Path, summary: dict) -> None:
+    from .monitor import summarize
+    from .train.summary import write_summary
+
+    images = round(summary.get("images_per_second", 0) * summary.get("train_seconds", 0)) or None
+    gpu = summarize(run_dir, images)
+    if gpu is None:
+        return
+    summary["gpu"] = gpu
+    write_summary(run_dir, summary)
+    log.info("GPU: %d device(s), mean utilisation %s%%, max memory %s MiB, energy %.0f J (%s J/image)",
+             gpu["gpus"], _fmt(gpu["util_mean_percent"]), _fmt(gpu["mem_max_mib"]), gpu["energy_j"],
+             _fmt(gpu["energy_per_image_j"], 4))
+    for note in gpu["notes"]:
+        log.warning("GPU note: %s", note)
+
+
+def _fmt(value, digits: int = 0) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
 def run_job(cfg: JobConfig, run_dir: str | Path | None = None, resume: str | None = None,
             world=None) -> RunResult:
     """Train ``cfg`` in this process; ``resume="auto"`` continues from the newest checkpoint in run_dir."""
@@ -154,7 +188,11 @@ def run_job(cfg: JobConfig, run_dir: str | Path | None = None, resume: str | Non
                 state, path = found
                 if comm.is_main:
                     log.info("resuming from %s", path)
-        result = fit(cfg, world, comm, run_dir, device, stop=stop, resume_state=state)
+        with _gpu_sampler(cfg, world, device, run_dir):
+            result = fit(cfg, world, comm, run_dir, device, stop=stop, resume_state=state)
+        comm.barrier()
+        if comm.is_main:
+            _add_gpu_summary(run_dir, result.summary)
     except HpcnnError as err:
         if hasattr(comm, "fail"):
             comm.fail(f"{type(err).__name__}: {err}")

@@ -21,3 +21,7 @@ def test_one_gpu_nccl_run_of_default_config(tmp_path):
     assert "NVIDIA" in summary["device"] or "H100" in summary["device"]
     assert summary["metrics"]["val"]["accuracy"] >= 0.90
     assert "backend nccl" in proc.stdout and summary["world_size"] == 1
+    # real NVML: the job's summary carries GPU telemetry and energy
+    gpu = summary["gpu"]
+    assert gpu["samples"] >= 2 and gpu["util_max_percent"] > 0 and gpu["energy_j"] > 0
+    assert gpu["energy_per_image_j"] > 0

@@ -10,7 +10,7 @@ import pytest
 from tests.helpers import REPO
 
 PKG = REPO / "hpcnn"
-TORCH_FREE = ["hpcnn", "hpcnn.config", "hpcnn.env", "hpcnn.errors", "hpcnn.slurm", "hpcnn.slurm.cli"]
+TORCH_FREE = ["hpcnn", "hpcnn.config", "hpcnn.env", "hpcnn.errors", "hpcnn.monitor", "hpcnn.slurm", "hpcnn.slurm.cli"]
 LAUNCHER_VARS = ("SLURM_", "RANK", "LOCAL_RANK", "WORLD_SIZE", "HOROVOD_", "OMPI_", "PMI_")
 
 
@@ -28,7 +28,7 @@ def _python_files(sub: str):
     return sorted((PKG / sub).rglob("*.py")) if (PKG / sub).is_dir() else [PKG / f"{sub}.py"]
 
 
-@pytest.mark.parametrize("sub", ["env", "slurm", "config", "errors"])
+@pytest.mark.parametrize("sub", ["env", "slurm", "config", "errors", "monitor"])
 def test_no_torch_mentioned_in_login_node_layers(sub):
     for path in _python_files(sub):
         tree = ast.parse(path.read_text())

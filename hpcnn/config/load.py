@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import re
 import typing
 from pathlib import Path
@@ -20,6 +21,7 @@ from .schema import CHECKS, SECTION_TYPES, JobConfig
 _WALLTIME = re.compile(r"^(?:(\d+)-)?(\d{1,3}):([0-5]\d):([0-5]\d)$|^(\d+)$")
 
 
+@functools.lru_cache(maxsize=None)
 def _field_types(cls) -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
@@ -133,6 +135,8 @@ def parse_override(text: str) -> tuple[str, Any]:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
+    if "#" in raw and (value is None or (isinstance(value, str) and value != raw.strip())):
+        value = raw  # YAML would drop ' #...' as a comment: keep a path like '/a #b' whole
     # YAML 1.1 reads 1e-3 as a string; numbers written that way are meant as floats.
     if isinstance(value, str):
         try:

@@ -1,0 +1,131 @@
+"""Pre-flight: everything checkable on the login node, checked before anything is queued.
+
+A job that waits six hours in the queue and then dies because the data path had a typo
+is the most expensive mistake on a cluster. Each check raises one clear error (what,
+where, hint); nothing is submitted until all pass.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+from ..config import JobConfig
+from ..errors import ConfigError, DatasetError, ProfileError, ResourceError
+from .profiles import Profile
+from .rendering import check_slurm_path
+from .resources import Resources, check_fits
+
+SOURCES_WITH_ROOT = {"folder": "dir", "torchvision": "dir", "hdf5": "file"}
+
+
+def check_data(cfg: JobConfig) -> None:
+    kind = SOURCES_WITH_ROOT.get(cfg.data.source)
+    if not kind:
+        return
+    root = Path(os.path.expanduser(cfg.data.root or ""))
+    hint = "paths are read on the compute nodes: use a shared file system path"
+    if not root.exists():
+        raise DatasetError(f"data.root does not exist: {root}", "data.root", hint)
+    if kind == "dir" and not root.is_dir():
+        raise DatasetError(f"data.root must be a directory for data.source={cfg.data.source}: {root}", "data.root")
+    if kind == "file" and not root.is_file():
+        raise DatasetError(f"data.root must be a file for data.source=hdf5: {root}", "data.root")
+    if not os.access(root, os.R_OK | (os.X_OK if kind == "dir" else 0)):
+        raise DatasetError(f"data.root is not readable: {root}", "data.root", "check the permissions")
+
+
+def check_weights(cfg: JobConfig) -> None:
+    if not cfg.model.weights:
+        return
+    path = Path(os.path.expanduser(cfg.model.weights))
+    if not path.is_file():
+        raise ConfigError(f"model.weights file not found: {path}", "model.weights",
+                          "compute nodes usually have no internet: put the weights file in a shared directory")
+    if not os.access(path, os.R_OK):
+        raise ConfigError(f"model.weights is not readable: {path}", "model.weights")
+
+
+def check_writable(directory: Path, what: str) -> None:
+    """Create the directory if needed and prove we can write a file there."""
+    check_slurm_path(directory, what)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".hpcnn-write-test-"):
+            pass
+    except OSError as err:
+        raise ConfigError(f"{what} is not writable: {directory} ({err.strerror})", what,
+                          "choose a directory on a shared file system you can write to") from None
+
+
+def _sourced_file(line: str) -> str | None:
+    """The file a `source X` / `. X` setup line reads, when it has no shell expansions to resolve."""
+    try:
+        words = shlex.split(line, comments=True)
+    except ValueError:
+        raise ProfileError(f"setup line is not valid shell: {line!r}", "profile setup") from None
+    if len(words) >= 2 and words[0] in ("source", "."):
+        return words[1]
+    return None
+
+
+def check_setup(profile: Profile) -> None:
+    for line in profile.setup:
+        target = _sourced_file(line)
+        if target is None or any(c in target for c in "$`*?"):
+            continue  # module load, exports, or a path only the job's shell can resolve
+        path = Path(os.path.expanduser(target))
+        if not path.is_file():
+            raise ProfileError(f"setup line sources a file that does not exist: {target}",
+                               f"profile {profile.name} ({profile.source or 'in memory'})",
+                               "fix the path in the profile's setup list")
+
+
+def check_python(profile: Profile) -> None:
+    python = profile.python
+    if not python:
+        return
+    exe = python if isinstance(python, str) else python[0]
+    if os.path.isabs(exe) and not os.access(exe, os.X_OK):
+        raise ProfileError(f"profile python is not an executable file: {exe}", f"profile {profile.name}")
+
+
+def check_launch(cfg: JobConfig, res: Resources) -> None:
+    if cfg.dist.backend == "horovod" and res.total_tasks > 1:
+        raise ResourceError("Horovod jobs are launched by horovodrun, not by submitit's srun tasks", "dist.backend",
+                            "write the script with `hpcnn render CONFIG --profile P -o job.sbatch` and sbatch it")
+    if cfg.train.device == "cuda" and res.gpus_per_node == 0:
+        raise ResourceError("train.device is cuda but slurm.gpus_per_node is 0", "slurm.gpus_per_node",
+                            "ask for GPUs or use train.device: auto")
+
+
+def check_array(n_tasks: int, max_parallel: int | None) -> None:
+    if n_tasks < 1:
+        raise ConfigError("a sweep must have at least one task")
+    if max_parallel is not None and max_parallel < 1:
+        raise ConfigError(f"max_parallel must be >= 1, got {max_parallel}", "max_parallel")
+
+
+def preflight(configs: Sequence[JobConfig], profile: Profile, res: Resources, runs_dir: Path,
+              max_parallel: int | None = None) -> None:
+    """All checks for one job (one config) or one sweep (one config per task, one shared request)."""
+    check_fits(res, profile)
+    check_array(len(configs), max_parallel)
+    check_setup(profile)
+    check_python(profile)
+    check_writable(Path(runs_dir), "train.runs_dir")
+    seen_data, seen_weights = set(), set()
+    for cfg in configs:
+        check_launch(cfg, res)
+        key = (cfg.data.source, cfg.data.root)
+        if key not in seen_data:
+            check_data(cfg)
+            seen_data.add(key)
+        if cfg.model.weights not in seen_weights:
+            check_weights(cfg)
+            seen_weights.add(cfg.model.weights)
+
+
+__all__ = ["check_data", "check_setup", "check_weights", "check_writable", "preflight"]

@@ -1,0 +1,104 @@
+"""What a submission leaves on disk, so a new shell can find it later without a live login process.
+
+- ``RUN_DIR/job.json``: job id, profile, resources, submit time, where submitit keeps logs.
+- ``SWEEP_DIR/sweep.json``: the arrays (ids, offsets) and every task (overrides, run dir, id).
+- ``$HPCNN_STATE_DIR/jobs/<id>`` (default ``~/.local/state/hpcnn/jobs``): a one-line pointer
+  from a job or array id to its run or sweep directory, so ``hpcnn status 1234`` works.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import HpcnnError
+
+JOB_FILE = "job.json"
+SWEEP_FILE = "sweep.json"
+SCRIPT_FILE = "submission.sbatch"
+
+
+def state_dir() -> Path:
+    explicit = os.environ.get("HPCNN_STATE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(base) / "hpcnn"
+
+
+def now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def new_run_dir(runs_dir: str | Path, name: str) -> Path:
+    """runs_dir/NAME-YYYYmmdd-HHMMSS-xxxx (absolute): unique, sortable, safe as a file name."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:60].strip(".") or "run"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    root = Path(runs_dir).expanduser().absolute()
+    while True:
+        path = root / f"{safe}-{stamp}-{secrets.token_hex(2)}"
+        if not path.exists():
+            return path
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Atomic: a reader in another shell never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2, default=str)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise HpcnnError(f"no {Path(path).name} here", str(Path(path).parent),
+                         "pass a run or sweep directory made by `hpcnn submit` / `hpcnn sweep`") from None
+    except json.JSONDecodeError as err:
+        raise HpcnnError(f"{Path(path).name} is not valid JSON: {err}", str(path)) from None
+
+
+def register(job_id: str, directory: Path) -> None:
+    """Remember which directory a job id belongs to (best effort: never fails a submission)."""
+    folder = state_dir() / "jobs"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / str(job_id)).write_text(str(Path(directory).absolute()) + "\n")
+    except OSError:
+        pass
+
+
+def lookup(job_id: str) -> Path | None:
+    path = state_dir() / "jobs" / str(job_id)
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return Path(text) if text else None
+
+
+def recent(limit: int = 20) -> list[tuple[str, Path]]:
+    """The most recently registered (job id, directory) pairs, newest first."""
+    folder = state_dir() / "jobs"
+    if not folder.is_dir():
+        return []
+    entries = sorted(folder.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True)[:limit]
+    out = []
+    for entry in entries:
+        target = lookup(entry.name)
+        if target is not None:
+            out.append((entry.name, target))
+    return out
+
+
+__all__ = ["JOB_FILE", "SCRIPT_FILE", "SWEEP_FILE", "lookup", "new_run_dir", "now_iso", "read_json", "recent",
+           "register", "state_dir", "write_json"]

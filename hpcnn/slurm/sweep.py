@@ -1,0 +1,173 @@
+"""Sweeps: one base job config, a grid (or an explicit list) of overrides -> validated task configs.
+
+Pure (reads YAML, runs nothing). Every task's config is validated exactly like a job
+config, so a typo in the sweep fails on the login node with the task and key named.
+All tasks of a sweep share one Slurm array, hence one resource request: grid and run
+entries may not touch ``slurm.*`` (set those in the sweep's ``slurm:`` mapping).
+
+    name: lr-dropout
+    base: default.yaml            # job config, relative to this file; omit for the built-in default
+    overrides: [train.epochs=4]   # applied to every task
+    slurm: {time: "00:20:00"}     # the one resource request of the array
+    grid:                         # cartesian product, first key varies slowest
+      optim.lr: [0.001, 0.003]
+      model.dropout: [0.1, 0.3]
+    # runs: [[optim.lr=0.001], [optim.lr=0.003, model.dropout=0.1]]   # instead of grid
+    max_parallel: 4               # at most this many tasks run at once (%K)
+    metric: val.accuracy          # what `hpcnn results` ranks by
+    mode: max
+"""
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from ..config import JobConfig, apply_overrides, from_dict, read_yaml
+from ..config.schema import SlurmConfig
+from ..errors import ConfigError
+from . import strict
+
+
+def _doc(default, text: str):
+    if isinstance(default, (list, dict)):
+        value = default
+        return field(default_factory=lambda: type(value)(value), metadata={"doc": text})
+    return field(default=default, metadata={"doc": text})
+
+
+@dataclass
+class SweepSpec:
+    name: str = _doc("sweep", "sweep name: used for the sweep directory and the array's job name")
+    base: Optional[str] = _doc(None, "job config the tasks start from (relative to the sweep file); null = built-in")
+    overrides: list = _doc([], "key.sub=value overrides applied to every task")
+    slurm: dict = _doc({}, "the array's resource request: keys of a job config's slurm section")
+    grid: dict = _doc({}, "{dotted.key: [values]}: one task per combination")
+    runs: list = _doc([], "explicit tasks: a list of override lists (instead of grid)")
+    max_parallel: Optional[int] = _doc(None, "most tasks running at once (Slurm's %K throttle); null = no limit")
+    metric: str = _doc("val.accuracy", "summary metric `hpcnn results` ranks by (val.* or test.*)")
+    mode: str = _doc("max", "max | min: whether a bigger metric is better")
+    source: Optional[str] = _doc(None, "file the sweep was read from (set by the loader)")
+
+
+@dataclass
+class SweepTask:
+    index: int
+    overrides: list[str]
+    config: JobConfig
+
+    @property
+    def label(self) -> str:
+        return " ".join(self.overrides) or "(base)"
+
+
+def override_text(key: str, value: Any) -> str:
+    """key=value that parse_override reads back to the same value (JSON is valid YAML)."""
+    return f"{key}={json.dumps(value)}"
+
+
+def _check_keys(keys, where: str, what: str) -> None:
+    for key in keys:
+        if not isinstance(key, str) or "=" in key or not key:
+            raise ConfigError(f"{what}: {key!r} is not a dotted config key", where)
+        if key.split(".")[0] == "slurm":
+            raise ConfigError(f"{what}: '{key}' varies a Slurm resource, but all tasks of a sweep share one array "
+                              "request", where, "set it once in the sweep's `slurm:` mapping")
+
+
+def _validate(spec: SweepSpec, where: str) -> None:
+    if spec.grid and spec.runs:
+        raise ConfigError("a sweep has either 'grid' or 'runs', not both", where)
+    if not spec.grid and not spec.runs:
+        raise ConfigError("a sweep needs 'grid' ({key: [values]}) or 'runs' (list of override lists)", where)
+    _check_keys(spec.grid, where, "grid")
+    for key, values in spec.grid.items():
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"grid.{key} must be a non-empty list of values, got {values!r}", where)
+    for i, run in enumerate(spec.runs):
+        if not isinstance(run, list) or not all(isinstance(o, str) and "=" in o for o in run):
+            raise ConfigError(f"runs[{i}] must be a list of key.sub=value strings, got {run!r}", where)
+        _check_keys([o.partition("=")[0].strip() for o in run], where, f"runs[{i}]")
+    valid = {f for f in SlurmConfig.__dataclass_fields__}
+    for key in spec.slurm:
+        if key not in valid:
+            raise ConfigError(f"unknown key 'slurm.{key}'", where,
+                              strict.suggest(key, valid, "slurm.") or f"valid keys: {', '.join(sorted(valid))}")
+    if spec.max_parallel is not None and spec.max_parallel < 1:
+        raise ConfigError(f"'max_parallel' must be >= 1 or null, got {spec.max_parallel}", where)
+    if spec.mode not in ("max", "min"):
+        raise ConfigError(f"'mode' must be max or min, got {spec.mode!r}", where)
+    if spec.metric.split(".")[0] not in ("val", "test"):
+        raise ConfigError(f"'metric' must start with val. or test., got {spec.metric!r}", where)
+
+
+def load_sweep(path: str | Path) -> SweepSpec:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"sweep file not found: {path}", None, "example: jobs/sweep_lr.yaml")
+    data = strict.read_mapping(path, ConfigError, "sweep")
+    data.setdefault("name", path.stem)
+    if "source" in data:
+        raise ConfigError("unknown key 'source' (set by the loader)", str(path))
+    spec = strict.build(SweepSpec, {**data, "source": str(path)}, str(path), ConfigError)
+    _validate(spec, str(path))
+    return spec
+
+
+def sweep_from_dict(data: dict, where: str = "<sweep>") -> SweepSpec:
+    spec = strict.build(SweepSpec, data, where, ConfigError)
+    _validate(spec, where)
+    return spec
+
+
+def task_overrides(spec: SweepSpec) -> list[list[str]]:
+    if spec.runs:
+        return [list(run) for run in spec.runs]
+    keys = list(spec.grid)
+    return [[override_text(k, v) for k, v in zip(keys, combo)]
+            for combo in itertools.product(*(spec.grid[k] for k in keys))]
+
+
+def base_dict(spec: SweepSpec, extra_overrides=(), base_data: dict | None = None) -> tuple[dict, str]:
+    """The base job config as a plain dict (+ sweep-wide and slurm overrides) and where it came from."""
+    where = spec.source or "sweep"
+    data: dict = copy.deepcopy(base_data) if base_data is not None else {}
+    if base_data is None and spec.base:
+        base = Path(spec.base)
+        if not base.is_absolute() and spec.source:
+            base = Path(spec.source).parent / base
+        data = read_yaml(base)
+        where = f"{base} (via {where})"
+    overrides = list(spec.overrides) + [override_text(f"slurm.{k}", v) for k, v in spec.slurm.items()]
+    overrides += list(extra_overrides)
+    apply_overrides(data, overrides)
+    return data, where
+
+
+def expand(spec: SweepSpec, extra_overrides=(), base_data: dict | None = None) -> tuple[JobConfig, list[SweepTask]]:
+    """(base config, one validated config per task). Errors name the task and its overrides."""
+    data, where = base_dict(spec, extra_overrides, base_data)
+    base = from_dict(copy.deepcopy(data), where)
+    tasks = []
+    for index, overrides in enumerate(task_overrides(spec)):
+        task_data = apply_overrides(copy.deepcopy(data), overrides)
+        cfg = from_dict(task_data, f"{where}, task {index} [{' '.join(overrides)}]")
+        tasks.append(SweepTask(index, overrides, cfg))
+    return base, tasks
+
+
+def chunks(n_tasks: int, max_array_size: int) -> list[tuple[int, int]]:
+    """[(offset, count)]: arrays of at most max_array_size tasks, each indexed from 0.
+
+    MaxArraySize bounds the array *index*, so every chunk restarts at 0 and keeps its offset.
+    """
+    if max_array_size < 1:
+        raise ConfigError(f"max_array_size must be >= 1, got {max_array_size}")
+    return [(start, min(max_array_size, n_tasks - start)) for start in range(0, n_tasks, max_array_size)]
+
+
+__all__ = ["SweepSpec", "SweepTask", "base_dict", "chunks", "expand", "load_sweep", "override_text",
+           "sweep_from_dict", "task_overrides"]

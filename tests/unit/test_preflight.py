@@ -1,0 +1,113 @@
+"""Pre-flight: every login-node check fails with one clear message, and nothing is submitted."""
+from __future__ import annotations
+
+import pytest
+
+from hpcnn.config import load_job
+from hpcnn.errors import ConfigError, DatasetError, HpcnnError, ProfileError, ResourceError
+from hpcnn.slurm import submission as submit_mod
+from hpcnn.slurm.preflight import check_data, check_setup, check_weights, preflight
+from hpcnn.slurm.profiles import load_profile, profile_from_dict
+from hpcnn.slurm.resources import resolve
+
+
+@pytest.fixture
+def never_submit(monkeypatch):
+    """Fail the test if anything tries to build an executor (i.e. reach sbatch)."""
+    def boom(*a, **k):
+        raise AssertionError("pre-flight let a bad request through to submission")
+
+    monkeypatch.setattr(submit_mod, "make_executor", boom)
+
+
+def cfg_with(tmp_path, *overrides):
+    return load_job(None, [f"train.runs_dir={tmp_path / 'runs'}", *overrides])
+
+
+def run_preflight(tmp_path, *overrides, profile="local"):
+    cfg = cfg_with(tmp_path, *overrides)
+    prof = load_profile(profile) if isinstance(profile, str) else profile
+    preflight([cfg], prof, resolve(cfg, prof), tmp_path / "runs")
+
+
+def test_a_good_request_passes_and_creates_runs_dir(tmp_path):
+    run_preflight(tmp_path)
+    assert (tmp_path / "runs").is_dir()
+
+
+@pytest.mark.parametrize("overrides, error, message", [
+    (["data.source=folder", "data.root=/nonexistent/galaxies"], DatasetError, "data.root does not exist"),
+    (["data.source=hdf5", "data.root={tmp}"], DatasetError, "must be a file for data.source=hdf5"),
+    (["data.source=folder", "data.root={tmp}/file.txt"], DatasetError, "must be a directory"),
+    (["model.name=resnet18", "model.weights=/nonexistent/resnet18.pth"], ConfigError, "model.weights file not found"),
+    (["slurm.gpus_per_node=4"], ResourceError, "exceeds the 2 GPUs"),
+    (["slurm.time=2-00:00:00"], ResourceError, "exceeds the site limit"),
+    (["train.device=cuda"], ResourceError, "train.device is cuda but slurm.gpus_per_node is 0"),
+    (["dist.backend=horovod", "slurm.gpus_per_node=2"], ResourceError, "horovodrun"),
+])
+def test_each_failure_is_one_clear_message(tmp_path, overrides, error, message):
+    (tmp_path / "file.txt").write_text("x")
+    overrides = [o.replace("{tmp}", str(tmp_path)) for o in overrides]
+    with pytest.raises(error) as err:
+        run_preflight(tmp_path, *overrides)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_existing_data_and_weights_pass(tmp_path):
+    (tmp_path / "data").mkdir()
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(b"\0")
+    cfg = cfg_with(tmp_path, "data.source=folder", f"data.root={tmp_path / 'data'}", "model.name=resnet18",
+                   f"model.weights={weights}")
+    check_data(cfg)
+    check_weights(cfg)
+
+
+def test_runs_dir_must_be_writable(tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    cfg = load_job(None, [f"train.runs_dir={blocker / 'runs'}"])
+    prof = load_profile("local")
+    with pytest.raises(ConfigError, match="train.runs_dir is not writable"):
+        preflight([cfg], prof, resolve(cfg, prof), blocker / "runs")
+
+
+def test_runs_dir_slurm_cannot_use(tmp_path):
+    with pytest.raises(ConfigError, match="file-name pattern"):
+        cfg = cfg_with(tmp_path)
+        prof = load_profile("local")
+        preflight([cfg], prof, resolve(cfg, prof), tmp_path / "runs%j")
+
+
+def test_setup_lines_are_checked_where_possible(tmp_path):
+    env = tmp_path / "env.sh"
+    env.write_text("export X=1\n")
+    check_setup(profile_from_dict({"setup": ["module load cuda", f"source {env}", "source $HOME/unknowable",
+                                             f". {env}  # comment"]}))
+    with pytest.raises(ProfileError, match="sources a file that does not exist: /nonexistent/venv/bin/activate"):
+        check_setup(profile_from_dict({"setup": ["source /nonexistent/venv/bin/activate"]}))
+    with pytest.raises(ProfileError, match="not valid shell"):
+        check_setup(profile_from_dict({"setup": ["echo 'unterminated"]}))
+
+
+def test_profile_python_must_exist(tmp_path):
+    with pytest.raises(ProfileError, match="not an executable"):
+        run_preflight(tmp_path, profile=profile_from_dict({"python": "/nonexistent/bin/python", "max_nodes": 2}))
+
+
+def test_submit_runs_preflight_before_anything_is_queued(tmp_path, never_submit):
+    with pytest.raises(ResourceError):
+        submit_mod.submit(None, "local", {"gpus_per_node": 3}, [f"train.runs_dir={tmp_path / 'runs'}"])
+    with pytest.raises(DatasetError):
+        submit_mod.submit_array(None, grid={"optim.lr": [0.1, 0.2]}, profile="local",
+                                overrides=["data.source=folder", "data.root=/nonexistent",
+                                           f"train.runs_dir={tmp_path / 'runs'}"])
+    assert not list((tmp_path / "runs").glob("*")), "no run directory is created for a refused submission"
+
+
+def test_dry_run_plan_needs_no_slurm(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch, no srun
+    plan = submit_mod.plan_job(None, "generic", {"gpus_per_node": 1}, [f"train.runs_dir={tmp_path / 'runs'}"])
+    assert "#SBATCH --gres=gpu:1" in plan.script and str(plan.run_dir / "submitit") in plan.script
+    with pytest.raises(HpcnnError, match="cannot submit from here|not found"):
+        submit_mod.submit(None, "generic", {"gpus_per_node": 1}, [f"train.runs_dir={tmp_path / 'runs'}"])

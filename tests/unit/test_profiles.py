@@ -1,0 +1,149 @@
+"""Site profiles and resource resolution: strict loading, precedence, limits."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from hpcnn.config import load_job
+from hpcnn.errors import ConfigError, ProfileError, ResourceError
+from hpcnn.slurm import cli as slurm_cli
+from hpcnn.slurm.profiles import Profile, list_profiles, load_profile, profile_from_dict
+from hpcnn.slurm.resources import check_fits, format_walltime, resolve, walltime_minutes
+
+SHIPPED = {"local", "generic", "nesi", "perlmutter"}
+
+
+def write(tmp_path, text, name="site.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_shipped_profiles_all_load():
+    assert SHIPPED <= set(list_profiles())
+    for name in list_profiles():
+        profile = load_profile(name)
+        assert profile.name == name and profile.source.endswith(f"{name}.yaml")
+        assert profile.description, f"{name} needs a description for `hpcnn profiles list`"
+
+
+def test_real_site_shapes():
+    nesi, perl, local = load_profile("nesi"), load_profile("perlmutter"), load_profile("local")
+    assert (nesi.gpu_directive, nesi.gpu_type) == ("gpus_per_node", "A100")
+    assert any(line.startswith("module load") for line in nesi.setup)
+    assert (perl.constraint, perl.qos, perl.max_gpus_per_node) == ("gpu", "regular", 4)
+    assert (local.partition, local.max_nodes, local.max_gpus_per_node, local.gpu_directive) == ("debug", 3, 2, "gres")
+
+
+def test_unknown_key_names_key_file_and_closest_name(tmp_path):
+    path = write(tmp_path, "max_gpu_per_node: 2\n")
+    with pytest.raises(ProfileError) as err:
+        load_profile(path)
+    text = str(err.value)
+    assert "max_gpu_per_node" in text and str(path) in text and "did you mean 'max_gpus_per_node'" in text
+
+
+@pytest.mark.parametrize("text, key", [
+    ("max_nodes: two\n", "'max_nodes' must be an integer"),
+    ("setup: module load x\n", "'setup' must be a list"),
+    ("gpu_directive: gpus\n", "'gpu_directive' must be one of"),
+    ("launcher: mpirun\n", "'launcher' must be one of"),
+    ("launcher: torchrun\nsignal: USR2\n", "must be TERM or INT with launcher torchrun"),
+    ("max_time: 3 days\n", "'max_time' must look like"),
+    ("env: {'BAD-NAME': x}\n", "env.BAD-NAME"),
+    ("extra_sbatch: {'Mail Type': x}\n", "extra_sbatch.Mail Type"),
+    ("requeue: 1\n", "'requeue' must be true or false"),
+    ("partition: a\npartitions: [b]\n", "'a' is not among partitions"),
+])
+def test_invalid_values_are_named(tmp_path, text, key):
+    with pytest.raises(ProfileError) as err:
+        load_profile(write(tmp_path, text))
+    assert key in str(err.value)
+
+
+def test_unknown_profile_name_suggests(monkeypatch):
+    with pytest.raises(ProfileError) as err:
+        load_profile("locl")
+    assert "did you mean 'local'" in str(err.value)
+
+
+def test_templates_dir_override(tmp_path, monkeypatch):
+    (tmp_path / "profiles").mkdir()
+    write(tmp_path / "profiles", "description: mine\nmax_gpus_per_node: 8\n", "mysite.yaml")
+    monkeypatch.setenv("HPCNN_TEMPLATES_DIR", str(tmp_path))
+    assert list_profiles() == ["mysite"]
+    assert load_profile("mysite").max_gpus_per_node == 8
+
+
+def test_walltime_parsing():
+    assert walltime_minutes("00:30:00") == 30
+    assert walltime_minutes("1-02:03:04") == 1440 + 123 + 1  # seconds round up
+    assert walltime_minutes("90") == 90
+    assert format_walltime(1563) == "1-02:03:00" and format_walltime(30) == "00:30:00"
+    with pytest.raises(ConfigError):
+        walltime_minutes("1h")
+
+
+def test_resolve_precedence_job_over_profile_over_default():
+    profile = load_profile("local")
+    res = resolve(load_job(None, ["slurm.gpus_per_node=2"]), profile)
+    assert (res.tasks_per_node, res.cpus_per_task, res.mem_gb) == (2, 2, 6.0)  # one task/GPU, profile per-GPU defaults
+    assert res.partition == "debug" and res.job_name == "hpcnn-default"
+    res = resolve(load_job(None, ["slurm.cpus_per_task=1", "slurm.mem_gb=2", "slurm.partition=other",
+                                  "slurm.job_name=mine"]), profile)
+    assert (res.cpus_per_task, res.mem_gb, res.partition, res.job_name) == (1, 2.0, "other", "mine")
+    cpu = resolve(load_job(None), profile)
+    assert (cpu.gpus_per_node, cpu.tasks_per_node, cpu.cpus_per_task, cpu.mem_gb) == (0, 1, 1, 1.0)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["slurm.gpus_per_node=3"], "exceeds the 2 GPUs a node has"),
+    (["slurm.nodes=4"], "exceeds max_nodes=3"),
+    (["slurm.time=1-00:00:01"], "exceeds the site limit"),
+    (["slurm.mem_gb=64"], "exceeds the 6.8 GB a node has"),
+    (["slurm.partition=gpu"], "unknown partition 'gpu'"),
+    (["slurm.gpus_per_node=2", "slurm.tasks_per_node=1"], "hpcnn runs one task per GPU"),
+    (["slurm.cpus_per_task=3", "slurm.tasks_per_node=2"], "6 CPUs per node, but a node has 4"),
+])
+def test_requests_that_do_not_fit_are_refused(overrides, message):
+    with pytest.raises(ResourceError) as err:
+        check_fits(resolve(load_job(None, overrides), load_profile("local")), load_profile("local"))
+    assert message in str(err.value)
+
+
+def test_gpu_request_on_cpu_only_profile():
+    profile = profile_from_dict({"max_gpus_per_node": 0})
+    with pytest.raises(ResourceError, match="has no GPUs"):
+        check_fits(resolve(load_job(None, ["slurm.gpus_per_node=1"]), profile), profile)
+
+
+def test_extra_sbatch_cannot_take_over_managed_options():
+    profile = load_profile("local")
+    with pytest.raises(ConfigError, match="hpcnn manages"):
+        check_fits(resolve(load_job(None, ["slurm.extra_sbatch={array: 0-9}"]), profile), profile)
+    check_fits(resolve(load_job(None, ["slurm.extra_sbatch={mail-type: END}"]), profile), profile)
+
+
+def test_newline_in_job_name_is_refused():
+    profile = load_profile("local")
+    res = dataclasses.replace(resolve(load_job(None), profile), job_name="a\n#SBATCH --wrap=x")
+    with pytest.raises(ConfigError, match="newline"):
+        check_fits(res, profile)
+
+
+def test_profiles_cli(capsys):
+    assert slurm_cli.main(["profiles", "list"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in SHIPPED)
+    assert slurm_cli.main(["profiles", "show", "nesi"]) == 0
+    out = capsys.readouterr().out
+    assert 'gpu_type: "A100"' in out and "# GPU type" in out
+    assert slurm_cli.main(["profiles", "show", "nope"]) == 2
+    assert "unknown profile 'nope'" in capsys.readouterr().err
+
+
+def test_profile_is_a_frozen_dataclass():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        load_profile("local").max_nodes = 9
+    assert isinstance(load_profile(load_profile("local")), Profile)

@@ -25,8 +25,14 @@ class Comm:
                    find_unused_parameters: bool) -> nn.Module:
         return model
 
-    def wrap_optimizer(self, optimizer, model: nn.Module):
+    def wrap_optimizer(self, optimizer, model: nn.Module, accumulate: int = 1):
         return optimizer
+
+    def synchronized_step(self, optimizer):
+        """Context for clip/unscale + step: gradients are final inside it (Horovod averages them here)."""
+        import contextlib
+
+        return contextlib.nullcontext()
 
     def no_sync(self, model: nn.Module):
         import contextlib

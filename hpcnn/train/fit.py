@@ -93,7 +93,7 @@ def fit(cfg, world, comm, run_dir: Path, device: torch.device, stop=lambda: Fals
     raw_model = getattr(model, "module", model)
     if cfg.train.compile:
         model = torch.compile(model)
-    optimizer = comm.wrap_optimizer(build_optimizer(raw_model, cfg.optim), raw_model)
+    optimizer = comm.wrap_optimizer(build_optimizer(raw_model, cfg.optim), raw_model, accumulate=cfg.train.accumulate)
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.train.amp) if device.type == "cuda" else None
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     steps_per_epoch = sampler.steps_per_epoch

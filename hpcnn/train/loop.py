@@ -97,15 +97,16 @@ def train_epoch(model, optimizer, loader, ctx: StepContext, epoch: int, start_st
                 loss = F.cross_entropy(model(xc), yc, label_smoothing=ctx.label_smoothing) * (yc.shape[0] / n)
                 (ctx.scaler.scale(loss) if ctx.scaler else loss).backward()
             loss_sum += loss.detach()
-        if ctx.clip_grad_norm:
+        with ctx.comm.synchronized_step(optimizer):
+            if ctx.clip_grad_norm:
+                if ctx.scaler:
+                    ctx.scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), ctx.clip_grad_norm)
             if ctx.scaler:
-                ctx.scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), ctx.clip_grad_norm)
-        if ctx.scaler:
-            ctx.scaler.step(optimizer)
-            ctx.scaler.update()
-        else:
-            optimizer.step()
+                ctx.scaler.step(optimizer)
+                ctx.scaler.update()
+            else:
+                optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         stats.steps += 1
         stats.images += n * ctx.comm.world_size

@@ -6,6 +6,7 @@ where, hint); nothing is submitted until all pass.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import shlex
 import tempfile
@@ -92,6 +93,17 @@ def check_python(profile: Profile) -> None:
         raise ProfileError(f"profile python is not an executable file: {exe}", f"profile {profile.name}")
 
 
+def check_horovod(cfg: JobConfig, profile: Profile, find_spec=importlib.util.find_spec) -> None:
+    """Horovod must be importable here, or be provided on the nodes by the profile's setup lines."""
+    if cfg.dist.backend != "horovod":
+        return
+    if find_spec("horovod") is not None or any("horovod" in line.lower() for line in profile.setup or ()):
+        return
+    raise ConfigError("dist.backend is horovod but Horovod is not installed", "dist.backend",
+                      "install it with `bash scripts/build_horovod.sh` (or pip install 'hpcnn[horovod]'), or add "
+                      "`module load horovod` (your site's module) to the profile's setup lines")
+
+
 def check_launch(cfg: JobConfig, res: Resources) -> None:
     if cfg.dist.backend == "horovod" and res.total_tasks > 1:
         raise ResourceError("Horovod jobs are launched by horovodrun, not by submitit's srun tasks", "dist.backend",
@@ -119,6 +131,7 @@ def preflight(configs: Sequence[JobConfig], profile: Profile, res: Resources, ru
     seen_data, seen_weights = set(), set()
     for cfg in configs:
         check_launch(cfg, res)
+        check_horovod(cfg, profile)
         key = (cfg.data.source, cfg.data.root)
         if key not in seen_data:
             check_data(cfg)

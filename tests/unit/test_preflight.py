@@ -111,3 +111,18 @@ def test_dry_run_plan_needs_no_slurm(tmp_path, monkeypatch):
     assert "#SBATCH --gres=gpu:1" in plan.script and str(plan.run_dir / "submitit") in plan.script
     with pytest.raises(HpcnnError, match="cannot submit from here|not found"):
         submit_mod.submit(None, "generic", {"gpus_per_node": 1}, [f"train.runs_dir={tmp_path / 'runs'}"])
+
+
+def test_horovod_backend_needs_horovod_or_a_module(tmp_path):
+    from hpcnn.slurm.preflight import check_horovod
+
+    cfg = cfg_with(tmp_path, "dist.backend=horovod")
+    missing = lambda name: None  # noqa: E731 - a login node without Horovod
+    with pytest.raises(ConfigError, match="Horovod is not installed") as err:
+        check_horovod(cfg, load_profile("local"), find_spec=missing)
+    assert "build_horovod.sh" in str(err.value) and "module load horovod" in str(err.value)
+    import dataclasses
+
+    site = dataclasses.replace(load_profile("local"), setup=["module load horovod/0.28.1"])
+    check_horovod(cfg, site, find_spec=missing)  # the nodes get it from the site's module
+    check_horovod(cfg_with(tmp_path), load_profile("local"), find_spec=missing)  # other backends: no check

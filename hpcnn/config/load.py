@@ -135,7 +135,8 @@ def parse_override(text: str) -> tuple[str, Any]:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
-    if "#" in raw and (value is None or (isinstance(value, str) and value != raw.strip())):
+    plain = raw.strip()[:1] not in ("'", '"', "[", "{")
+    if plain and "#" in raw and (value is None or (isinstance(value, str) and value != raw.strip())):
         value = raw  # YAML would drop ' #...' as a comment: keep a path like '/a #b' whole
     # YAML 1.1 reads 1e-3 as a string; numbers written that way are meant as floats.
     if isinstance(value, str):

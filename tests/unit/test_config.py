@@ -91,3 +91,8 @@ def test_config_reference_is_up_to_date():
 
     assert (REPO / "docs" / "config.md").read_text() == render(), \
         "docs/config.md is stale: run `python -m hpcnn.config.reference > docs/config.md`"
+
+
+def test_hash_in_plain_override_is_kept_but_quoted_values_follow_yaml():
+    assert parse_override("train.runs_dir=/data/run #3") == ("train.runs_dir", "/data/run #3")
+    assert parse_override('slurm.job_name="a\\n#b"') == ("slurm.job_name", "a\n#b")

@@ -10,8 +10,8 @@ import pytest
 
 from hpcnn.env import detect_world
 
-submitit = pytest.importorskip("submitit")
-cloudpickle = pytest.importorskip("cloudpickle")
+import submitit  # noqa: E402 - a runtime dependency
+import cloudpickle  # noqa: E402 - comes with submitit
 
 MEET_TIMEOUT_S = 30.0
 JOB_DEADLINE_S = 50.0

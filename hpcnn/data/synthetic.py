@@ -1,12 +1,17 @@
-"""Embedded synthetic galaxies: a seeded generator of morphology classes (Galaxy10-like).
+"""Embedded synthetic galaxies: a seeded generator of morphology classes in the spirit of Galaxy10 DECaLS.
 
-Pure numpy, vectorised over a batch (thousands of 64x64 images per second on one core).
-The class is carried by *shape* only: orientation, size, brightness, colour, sky level,
-noise, PSF blur, centre offset and foreground stars are drawn from the same
-distributions for every class, so neither colour nor brightness gives the answer away.
+Why: the default job, the tests and the course examples need an image data set that ships with
+the code, downloads nothing, and is a real vision task. The class is carried by *shape* only:
+orientation, size, inclination, contrast, colour, sky level, noise, PSF blur, centre offset and
+foreground stars are drawn from the same distributions for every class, so a model cannot
+shortcut through colour or brightness. A small CNN learns it; an MLP of the same budget does not.
 
-``generate(n, size, seed, split)`` is deterministic; each (seed, split) pair is its own
-random stream, so train/val/test never share an image.
+Pure numpy (no torch: the login node may not have it), vectorised over batches of images:
+thousands of 64x64 images per second on one core. ``generate(n, size, seed, split)`` is
+deterministic; every (seed, split) pair is its own random stream, so train, val and test never
+share an image; a shorter request is a prefix of a longer one; and the galaxies' parameters do
+not depend on ``size``. docs/data-synthetic.md lists the classes and how the difficulty was
+calibrated (scripts/calibrate_synthetic.py).
 """
 from __future__ import annotations
 
@@ -14,186 +19,366 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import ConfigError
+
 CLASSES = ["smooth_round", "smooth_inbetween", "smooth_cigar", "edge_on_disk", "spiral", "barred_spiral",
            "ring", "merger"]
-SPLITS = {"train": 0, "val": 1, "test": 2}
-CHUNK = 512
+SPLITS = ("train", "val", "test")
+MIN_SIZE, MAX_SIZE = 16, 256
+BLOCK = 128          # images per random stream (parameters are drawn a block at a time)
+MAX_STARS = 6        # star slots drawn per image (the Poisson count switches them on)
+F32 = np.float32
 
 
-def _u(rng, lo, hi, shape=None):
-    """Uniform draws as float32: the whole renderer stays in single precision (2x faster)."""
-    return rng.uniform(lo, hi, shape).astype(np.float32)
+class GeneratorArgumentError(ConfigError, ValueError):
+    """A bad argument to the generator (also a ValueError, for callers that catch the builtin)."""
 
 
-def _grid(rng, b: int, size: int):
-    """Per-image rotated, offset coordinates in units of the image half-width."""
-    lin = ((np.arange(size) + 0.5) / size * 2 - 1).astype(np.float32)
-    yy, xx = np.meshgrid(lin, lin, indexing="ij")
-    theta = _u(rng, 0, np.pi, (b, 1, 1))
-    off = _u(rng, -0.08, 0.08, (b, 2, 1, 1))
-    x, y = xx[None] - off[:, 0], yy[None] - off[:, 1]
-    c, s = np.cos(theta), np.sin(theta)
-    return x * c + y * s, -x * s + y * c
+# Nuisances, identical for every class. Lengths are in units of the image half-width, so any
+# image size shows the same field of view; the PSF width is given for 64 px and scales with size.
+SCALE_LOG_RANGE = (np.log(0.22), np.log(0.4))    # visible radius of the galaxy, log-uniform
+CENTRE_OFFSET = 0.2
+PSF_SIGMA_64 = (0.6, 1.5)
+CONTRAST_RANGE = (20.0, 50.0)                   # std of the noise-free galaxy after the stretch, uint8 levels
+SKY_RANGE = (0.0, 0.06)
+NOISE_RANGE = (0.008, 0.03)                     # sky noise sigma per pixel and channel
+SHOT_NOISE = 0.0015                             # extra noise variance per unit of signal
+STARS_MEAN = 1.6
+STAR_PEAK_LOG_RANGE = (np.log(0.05), np.log(1.5))
+STRETCH = 10.0                                  # asinh stretch: faint structure stays visible
+TABLE_STEPS = 4096                              # the stretch is a lookup table over flux 0..1
+LN20 = float(np.log(20.0))                      # profiles fall to 5% of their peak at their radius
+
+# Shape parameters: name -> (low, high), drawn uniformly for every image of a block, whatever its class
+# (so the random stream does not depend on the labels). Lengths are in units of the galaxy's scale.
+SHAPE_PARAMS = {
+    "sersic_n": (0.8, 2.5), "q_round": (0.84, 1.0), "q_between": (0.45, 0.68), "q_cigar": (0.22, 0.4),
+    "disk_q": (0.45, 1.0), "pitch_deg": (12.0, 30.0), "arm_contrast": (0.8, 2.0), "arm_sharpness": (2.0, 5.0),
+    "arm_phase": (0.0, 2 * np.pi), "arm_start": (0.3, 0.5), "bulge": (0.5, 1.2),
+    "bar_len": (0.55, 0.85), "bar_width": (0.15, 0.25), "bar_strength": (1.2, 1.8), "bar_angle": (0.0, np.pi),
+    "edge_q": (0.08, 0.15), "edge_bulge": (0.0, 0.7), "lane_depth": (0.0, 0.85), "lane_offset": (-0.4, 0.4),
+    "ring_radius": (0.65, 0.95), "ring_width": (0.15, 0.28), "ring_core": (0.6, 1.2), "ring_amp": (0.4, 0.9),
+    "lens": (0.0, 0.08), "ring_disk": (0.0, 0.12),
+    "pair_sep": (1.2, 2.0), "pair_ratio": (0.45, 1.0), "pair_q2": (0.5, 1.0), "pair_angle2": (0.0, np.pi),
+    "tail_pitch_deg": (30.0, 55.0), "tail_strength": (0.08, 0.22), "tail_phase": (0.0, 2 * np.pi),
+}
+INTEGER_PARAMS = {"arms": (2, 2, 2, 3), "tails": (1, 1, 2), "chirality": (-1, 1)}
 
 
-def _sersic(r, re, n):
-    bn = 2 * n - 1 / 3
-    return np.exp(-bn * ((r / re) ** (1 / n) - 1))
+def _profile(r2, radius, n):
+    """Sersic-like profile with peak 1 that falls to 5% at ``radius``: exp(-ln20 (r/radius)^(1/n))."""
+    return np.exp(-LN20 * np.exp(np.log(r2 / (radius * radius) + 1e-8) * (0.5 / n)))
 
 
-def _smooth(x, y, rng, q_lo, q_hi, re):
-    b = x.shape[0]
-    q = _u(rng, q_lo, q_hi, (b, 1, 1))
-    n = _u(rng, 1.0, 3.0, (b, 1, 1))
-    return _sersic(np.sqrt(x ** 2 + (y / q) ** 2) + 1e-6, re, n)
+def _rotate(x, y, angle):
+    c, s = np.cos(angle), np.sin(angle)
+    return x * c + y * s, y * c - x * s
 
 
-def _edge_on(x, y, rng, re):
-    b = x.shape[0]
-    h, z0 = re * _u(rng, 0.9, 1.3, (b, 1, 1)), re * _u(rng, 0.08, 0.15, (b, 1, 1))
-    disk = np.exp(-np.abs(x) / h) / np.cosh(np.minimum(np.abs(y / z0), 20)) ** 2
-    bulge = 0.3 * _sersic(np.sqrt(x ** 2 + (y / 0.7) ** 2) + 1e-6, 0.25 * re, 2.0)
-    lane = 1 - _u(rng, 0.4, 0.8, (b, 1, 1)) * np.exp(-(y / (0.5 * z0)) ** 2) * (np.abs(x) < 1.3 * h)
+def _harmonic(x, y, r, m):
+    """cos(m*phi), sin(m*phi) of the polar angle for per-image m in {1, 2, 3}, without arctan2."""
+    c1, s1 = x / r, y / r
+    c2, s2 = c1 * c1 - s1 * s1, 2.0 * c1 * s1
+    c3, s3 = c1 * c2 - s1 * s2, s1 * c2 + c1 * s2
+    return (np.where(m == 1, c1, np.where(m == 2, c2, c3)), np.where(m == 1, s1, np.where(m == 2, s2, s3)))
+
+
+def _spiral(x, y, r, m, pitch_deg, chirality, phase, r_start, sharpness):
+    """m logarithmic spiral arms starting at r_start (values in [0, 1]): cos(m*phi - m*wind + phase)."""
+    cm, sm = _harmonic(x, y, r, m)
+    wind = chirality * np.log(np.maximum(r, r_start) / r_start) / np.tan(np.radians(pitch_deg))
+    theta = phase - m * wind
+    wave = 0.5 + 0.5 * (cm * np.cos(theta) - sm * np.sin(theta))
+    return np.exp(sharpness * np.log(wave + 1e-6)) * (1.0 - np.exp(-(r / r_start) ** 2))
+
+
+def _smooth(q_key):
+    def render(x, y, s, p):
+        return _profile(x * x + (y / p[q_key]) ** 2, s, p["sersic_n"])
+    return render
+
+
+def _edge_on(x, y, s, p):
+    h = 0.5 * s
+    z0 = p["edge_q"] * 3.0 * h
+    disk = np.exp(-np.abs(x) / h - (y / z0) ** 2)
+    bulge = p["edge_bulge"] * _profile(x * x + (y / 0.75) ** 2, 0.45 * s, 2.0)
+    lane = 1.0 - p["lane_depth"] * np.exp(-((y - p["lane_offset"] * z0) / (0.45 * z0)) ** 2 - (x / (3.0 * h)) ** 4)
     return (disk + bulge) * lane
 
 
-def _disk(x, y, rng, re, bar: bool):
-    b = x.shape[0]
-    q = _u(rng, 0.55, 1.0, (b, 1, 1))
-    yd = y / q
-    r = np.sqrt(x ** 2 + yd ** 2) + 1e-6
-    phi = np.arctan2(yd, x)
-    pitch = np.tan(np.radians(_u(rng, 12, 28, (b, 1, 1))))
-    arms = rng.choice([2, 2, 3], size=(b, 1, 1))
-    r0 = 0.45 * re if not bar else re * _u(rng, 0.55, 0.8, (b, 1, 1))
-    wind = np.log(np.maximum(r, r0) / r0) / pitch
-    sharp = _u(rng, 3, 6, (b, 1, 1))
-    pattern = ((1 + np.cos(arms * (phi - wind))) / 2) ** sharp
-    h = re * _u(rng, 0.9, 1.2, (b, 1, 1))
-    disk = np.exp(-r / h)
-    img = disk * (0.25 + 1.6 * pattern * (r > 0.6 * r0)) + 0.8 * _sersic(r, 0.2 * re, 2.0)
-    if bar:
-        img += 1.2 * np.exp(-(x / r0) ** 4 - (yd / (0.22 * r0)) ** 2)
-    return img
+def _disk(x, y, s, p, barred: bool):
+    yd = y / p["disk_q"]
+    r = np.sqrt(x * x + yd * yd) + 1e-6
+    h = 0.5 * s
+    bulge = p["bulge"] * _profile(x * x + y * y / p["disk_q"], 0.3 * s, 2.0)   # a spheroid: rounder than the disk
+    if barred:
+        bulge *= 0.45
+        length = p["bar_len"] * s
+        xb, yb = _rotate(x, yd, p["bar_angle"])
+        bar = p["bar_strength"] * np.exp(-(xb / length) ** 4 - (yb / (p["bar_width"] * length)) ** 2)
+        arms = _spiral(x, yd, r, p["arms"], p["pitch_deg"], p["chirality"], -p["arms"] * p["bar_angle"], length,
+                       p["arm_sharpness"])
+    else:
+        bar = 0.0
+        arms = _spiral(x, yd, r, p["arms"], p["pitch_deg"], p["chirality"], p["arm_phase"], p["arm_start"] * s,
+                       p["arm_sharpness"])
+    return np.exp(-r / h) * (0.5 + p["arm_contrast"] * arms) + bulge + bar
 
 
-def _ring(x, y, rng, re):
-    b = x.shape[0]
-    q = _u(rng, 0.6, 1.0, (b, 1, 1))
-    r = np.sqrt(x ** 2 + (y / q) ** 2) + 1e-6
-    rr = re * _u(rng, 1.0, 1.5, (b, 1, 1))
-    w = rr * _u(rng, 0.12, 0.2, (b, 1, 1))
-    return np.exp(-((r - rr) / w) ** 2) + 0.9 * _sersic(r, 0.25 * re, 1.5)
+def _ring(x, y, s, p):
+    yd = y / p["disk_q"]
+    r2 = x * x + yd * yd
+    radius = p["ring_radius"] * s
+    ring = np.exp(-((np.sqrt(r2) - radius) / (p["ring_width"] * radius)) ** 2)
+    lens = p["lens"] * np.exp(-(r2 / (radius * radius)) ** 2)
+    disk = p["ring_disk"] * np.exp(-np.sqrt(r2) / (0.4 * radius))
+    return p["ring_amp"] * ring + lens + disk + p["ring_core"] * _profile(r2, 0.35 * s, 2.0)
 
 
-def _merger(x, y, rng, re):
-    b = x.shape[0]
-    d = re * _u(rng, 0.9, 1.6, (b, 1, 1))
-    ratio = _u(rng, 0.4, 1.0, (b, 1, 1))
-    q1, q2 = _u(rng, 0.5, 1.0, (2, b, 1, 1))
-    a = _sersic(np.sqrt((x + d / 2) ** 2 + (y / q1) ** 2) + 1e-6, 0.55 * re, 1.5)
-    c = ratio * _sersic(np.sqrt((x - d / 2) ** 2 + (y / q2) ** 2) + 1e-6, 0.45 * re, 1.5)
-    # a tidal tail: a curved stream leaving the second body
-    t = np.linspace(0, 1, 24, dtype=np.float32)[None, :]
-    bend = _u(rng, 0.8, 1.6, (b, 1)) * rng.choice([-1, 1], size=(b, 1))
-    r2 = re[:, :, 0]
-    tx = (d[:, :, 0] / 2) + t * 2.2 * r2
-    ty = bend * (t * 1.4 * r2) ** 2 / r2
-    tail = np.zeros_like(x)
-    width = 0.22 * re
-    for k in range(0, 20, 4):
-        dx = x - tx[:, k, None, None]
-        dy = y - ty[:, k, None, None]
-        tail += (1 - t[0, k]) * np.exp(-(dx ** 2 + dy ** 2) / (2 * width ** 2))
-    return a + c + 0.35 * tail
+def _merger(x, y, s, p):
+    sep = p["pair_sep"] * s
+    w1 = 1.0 / (1.0 + p["pair_ratio"])                  # the pair's centre of light sits at the origin
+    x1, x2 = x + sep * (1.0 - w1), x - sep * w1
+    a = _profile(x1 * x1 + (y / 0.85) ** 2, 0.45 * s, 2.0)
+    u, v = _rotate(x2, y, p["pair_angle2"])
+    b = p["pair_ratio"] * _profile(u * u + (v / p["pair_q2"]) ** 2, 0.4 * s, 2.0)
+    r = np.sqrt(x * x + y * y) + 1e-6
+    start = 0.5 * sep
+    tail = _spiral(x, y, r, p["tails"], p["tail_pitch_deg"], p["chirality"], p["tail_phase"], start, 6.0)
+    tail *= np.exp(-r / (0.6 * s)) * (1.0 - np.exp(-(r / start) ** 4))
+    return a + b + p["tail_strength"] * 2.0 * tail
 
 
-def _render_class(cls: int, x, y, rng, re):
-    if cls == 0:
-        return _smooth(x, y, rng, 0.82, 1.0, re)
-    if cls == 1:
-        return _smooth(x, y, rng, 0.5, 0.68, re)
-    if cls == 2:
-        return _smooth(x, y, rng, 0.2, 0.38, re)
-    if cls == 3:
-        return _edge_on(x, y, rng, re)
-    if cls in (4, 5):
-        return _disk(x, y, rng, re, bar=cls == 5)
-    if cls == 6:
-        return _ring(x, y, rng, re)
-    return _merger(x, y, rng, re)
+# Per-class size factors. Every galaxy's contrast is fixed (see _amplitude); these factors then bring the
+# classes' mean brightness together (scripts/calibrate_synthetic.py --tune-scales, kept within 0.6..1.8).
+CLASS_SCALE = [0.6, 0.8, 1.2, 1.8, 0.99, 1.1, 1.5, 0.75]
+
+RENDERERS = [_smooth("q_round"), _smooth("q_between"), _smooth("q_cigar"), _edge_on,
+             lambda x, y, s, p: _disk(x, y, s, p, barred=False), lambda x, y, s, p: _disk(x, y, s, p, barred=True),
+             _ring, _merger]
 
 
-def _psf_blur(img, sigma_px):
-    """Gaussian PSF with a per-image width: separable, as two batched matrix products."""
-    size = img.shape[-1]
-    pos = np.arange(size, dtype=np.float32)
-    d2 = (pos[:, None] - pos[None, :]) ** 2
-    k = np.exp(-d2[None] / (2 * sigma_px.astype(np.float32)[:, None, None] ** 2))
-    k /= k.sum(-1, keepdims=True)
-    img = img.astype(np.float32)
-    return k @ img @ k.transpose(0, 2, 1)
+def _uniform(rng, lo, hi, shape=BLOCK):
+    return rng.uniform(lo, hi, shape).astype(F32)
 
 
-def _chunk(rng, labels: np.ndarray, size: int) -> np.ndarray:
-    b = len(labels)
-    x, y = _grid(rng, b, size)
-    re = _u(rng, 0.16, 0.34, (b, 1, 1))
-    layers = np.zeros((2, b, size, size), dtype=np.float32)  # [0] the galaxy, [1] foreground stars (point sources)
+def _colours(rng, shape):
+    """One colour law for every class: a temperature from red to blue, jittered, mean channel = 1."""
+    t = _uniform(rng, -1.0, 1.0, shape)[..., None]
+    base = np.array([1.0, 0.95, 0.85], F32) + t * np.array([0.25, 0.0, -0.25], F32)
+    rgb = base * _uniform(rng, 0.85, 1.15, (*shape, 3))
+    return rgb / rgb.mean(-1, keepdims=True)
+
+
+def _gaussian_rows(centres, sigma, size):
+    """(m, K) centres in pixels -> (m, size, K) unit-peak Gaussian profiles along one axis."""
+    pos = np.arange(size, dtype=F32)[:, None]
+    return np.exp(-((pos - centres[:, None, :]) ** 2) / (2.0 * sigma[:, None, None] ** 2))
+
+
+def _psf_matrices(sigma, size):
+    """Per-image 1-D Gaussian blur as a (size x size) matrix: blur = K @ img @ K.T."""
+    k = _gaussian_rows(np.broadcast_to(np.arange(size, dtype=F32), (len(sigma), size)), sigma, size)
+    return k / k.sum(1, keepdims=True)
+
+
+def _stretch_table():
+    """uint8 value of linear flux i/TABLE_STEPS under the asinh stretch (flux >= 1 saturates)."""
+    flux = np.arange(TABLE_STEPS + 1, dtype=np.float64) / TABLE_STEPS
+    return np.round(np.arcsinh(STRETCH * flux) / np.arcsinh(STRETCH) * 255).astype(np.uint8)
+
+
+def _normal_table():
+    """256 quantiles of the standard normal: random bytes -> Gaussian noise by lookup (several x faster)."""
+    grid = np.linspace(-6.0, 6.0, 200001)
+    cdf = np.cumsum(np.exp(-0.5 * grid * grid))
+    cdf = (cdf - cdf[0]) / (cdf[-1] - cdf[0])
+    return np.interp((np.arange(256) + 0.5) / 256, cdf, grid).astype(F32)
+
+
+_STRETCH_TABLE, _NORMAL_TABLE = _stretch_table(), _normal_table()
+
+
+def _amplitude(gal, contrast):
+    """Per-image flux scale at which the stretched galaxy's pixel std equals ``contrast``.
+
+    Why: at equal peak brightness a ring or a spiral has more contrast than a smooth galaxy, and
+    a colour/brightness-only classifier would pick that up. Bisection in log flux on a 16x16
+    subsample (the std grows with the flux until most of the image saturates, far beyond this range).
+    """
+    m, size = len(gal), gal.shape[-1]
+    step = max(1, size // 16)
+    peak = np.maximum(gal.reshape(m, -1).max(1), F32(1e-12))
+    sample = gal[:, ::step, ::step].reshape(m, -1) / peak[:, None]
+    lo, hi = np.full(m, np.log(0.03), F32), np.full(m, np.log(3.0), F32)
+    for _ in range(9):
+        mid = (lo + hi) * F32(0.5)
+        flux = np.clip(sample * (np.exp(mid) * F32(TABLE_STEPS))[:, None], 0, TABLE_STEPS).astype(np.uint16)
+        above = np.take(_STRETCH_TABLE, flux).astype(F32).std(1) > contrast
+        hi, lo = np.where(above, mid, hi), np.where(above, lo, mid)
+    return np.exp((lo + hi) * F32(0.5)) / peak
+
+
+def _draw_block(rng):
+    """Every random parameter of one block (labels included), in a fixed order."""
+    p = {k: _uniform(rng, lo, hi) for k, (lo, hi) in SHAPE_PARAMS.items()}
+    p.update({k: rng.choice(np.array(v, F32), BLOCK) for k, v in INTEGER_PARAMS.items()})
+    blocks = -(-BLOCK // len(CLASSES))
+    common = {
+        "labels": np.concatenate([rng.permutation(len(CLASSES)) for _ in range(blocks)])[:BLOCK],
+        "angle": _uniform(rng, 0.0, 2 * np.pi), "offset": _uniform(rng, -CENTRE_OFFSET, CENTRE_OFFSET, (BLOCK, 2)),
+        "scale": np.exp(_uniform(rng, *SCALE_LOG_RANGE)), "psf": _uniform(rng, *PSF_SIGMA_64),
+        "contrast": _uniform(rng, *CONTRAST_RANGE), "colour": _colours(rng, (BLOCK,)),
+        "sky": _uniform(rng, *SKY_RANGE), "noise": _uniform(rng, *NOISE_RANGE),
+        "n_stars": rng.poisson(STARS_MEAN, BLOCK), "star_xy": _uniform(rng, 0.0, 1.0, (BLOCK, 2, MAX_STARS)),
+        "star_peak": np.exp(_uniform(rng, *STAR_PEAK_LOG_RANGE, (BLOCK, MAX_STARS))),
+        "star_colour": _colours(rng, (BLOCK, MAX_STARS)),
+    }
+    return p, common
+
+
+def _galaxies(labels, c, shape_p, size):
+    """Noise-free, unblurred surface brightness (m, size, size), one vectorised call per class."""
+    lin = (np.arange(size, dtype=F32) + 0.5) / size * 2.0 - 1.0
+    gal = np.empty((len(labels), size, size), F32)
     for cls in np.unique(labels):
         idx = np.flatnonzero(labels == cls)
-        layers[0, idx] = _render_class(int(cls), x[idx], y[idx], rng, re[idx])
-    sigma = _u(rng, 0.6, 1.6, b) * size / 64
-    n_stars = rng.poisson(1.5, b)
-    for i in np.flatnonzero(n_stars):
-        pos = rng.integers(0, size, (n_stars[i], 2))
-        layers[1, i, pos[:, 0], pos[:, 1]] += _u(rng, 0.15, 0.9, n_stars[i]) * 2 * np.pi * sigma[i] ** 2
-    gal, stars = _psf_blur(layers.reshape(2 * b, size, size), np.concatenate([sigma, sigma])).reshape(2, b, size, size)
-    gal *= (_u(rng, 0.5, 1.0, (b, 1, 1)) / gal.reshape(b, -1).max(1)[:, None, None]).astype(np.float32)
-    f32 = np.float32
-    colour = _u(rng, 0.55, 1.0, (b, 1, 1, 3)).astype(f32)     # one colour law for every class
-    star_colour = _u(rng, 0.5, 1.0, (b, 1, 1, 3)).astype(f32)
-    rgb = gal[..., None] * colour + np.maximum(stars, 0)[..., None] * star_colour
-    rgb += _u(rng, 0.0, 0.04, (b, 1, 1, 1)).astype(f32)       # sky
-    noise = rng.standard_normal(rgb.shape, dtype=f32)
-    noise *= _u(rng, 0.01, 0.04, (b, 1, 1, 1)).astype(f32)
-    rgb += noise
-    stretch = f32(8.0)                                             # asinh stretch shows faint structure
-    np.clip(rgb, 0, None, out=rgb)
-    rgb = np.arcsinh(stretch * rgb) * f32(255 / np.arcsinh(8.0)) + f32(0.5)
-    return np.clip(rgb, 0, 255).astype(np.uint8)
+        col = lambda a: a[idx][:, None, None]  # noqa: E731
+        x, y = _rotate(lin[None, None, :] - col(c["offset"][:, 0]), lin[None, :, None] - col(c["offset"][:, 1]),
+                       col(c["angle"]))
+        scale = col(c["scale"]) * F32(CLASS_SCALE[cls])
+        gal[idx] = RENDERERS[cls](x, y, scale, {k: col(v) for k, v in shape_p.items()})
+    return gal
+
+
+def _render_batch(rng, c, shape_p, size: int) -> np.ndarray:
+    """Images (b, size, size, 3) uint8 for one batch of drawn parameters; the noise is drawn here."""
+    b = len(c["labels"])
+    gal = _galaxies(c["labels"], c, shape_p, size)
+    sigma = c["psf"] * F32(size / 64)
+    k = _psf_matrices(sigma, size)
+    gal = np.matmul(np.matmul(k, gal), k.transpose(0, 2, 1))
+    gal *= (_amplitude(gal, c["contrast"]) * F32(TABLE_STEPS))[:, None, None]   # flux in lookup-table steps
+    rgb = gal[:, None] * c["colour"][:, :, None, None]                           # planar (b, 3, H, W)
+    star_flux = (np.arange(MAX_STARS)[None, :] < c["n_stars"][:, None]) * c["star_peak"] * F32(TABLE_STEPS)
+    rows = _gaussian_rows(c["star_xy"][:, 1] * F32(size), sigma, size)            # (b, H, K)
+    cols = _gaussian_rows(c["star_xy"][:, 0] * F32(size), sigma, size).transpose(0, 2, 1)
+    star_rgb = star_flux[:, None] * c["star_colour"].transpose(0, 2, 1)                # (b, 3, K)
+    rgb += np.matmul(rows[:, None] * star_rgb[:, :, None], cols[:, None])
+    luminance = gal + np.matmul(rows * star_flux[:, None], cols)                  # star colours have mean 1
+    noise = F32(TABLE_STEPS) * c["noise"][:, None, None, None]
+    sd = np.sqrt(noise * noise + F32(SHOT_NOISE * TABLE_STEPS) * luminance[:, None])
+    count = rgb.size
+    draws = rng.bit_generator.random_raw(-(-count // 8)).view(np.uint8)[:count]
+    z = np.take(_NORMAL_TABLE, draws).reshape(rgb.shape)
+    z *= sd
+    rgb += z
+    rgb += (F32(TABLE_STEPS) * c["sky"])[:, None, None, None]
+    np.clip(rgb, 0, TABLE_STEPS, out=rgb)
+    return np.take(_STRETCH_TABLE, rgb.astype(np.uint16)).transpose(0, 2, 3, 1)
+
+
+def _render_block(rng, m: int, size: int):
+    """The first ``m`` images and labels of one block's random stream.
+
+    All parameters are drawn at full block width first, then the noise batch by batch in image
+    order, so a shorter request gets exactly the first images of a longer one. Batches shrink for
+    large images to keep the working set in cache.
+    """
+    shape_p, c = _draw_block(rng)
+    batch = int(np.clip(BLOCK * 64 * 64 // (size * size), 1, BLOCK))
+    images = np.empty((m, size, size, 3), np.uint8)
+    for start in range(0, m, batch):
+        part = slice(start, min(m, start + batch))
+        images[part] = _render_batch(rng, {k: v[part] for k, v in c.items()},
+                                     {k: v[part] for k, v in shape_p.items()}, size)
+    return images, c["labels"][:m].astype(np.int64)
+
+
+def _check(n: int, size: int, seed: int, split: str) -> None:
+    where = "hpcnn.data.synthetic.generate"
+    if split not in SPLITS:
+        raise GeneratorArgumentError(f"unknown split {split!r}", where, f"use one of {', '.join(SPLITS)}")
+    if not MIN_SIZE <= int(size) <= MAX_SIZE:
+        raise GeneratorArgumentError(f"image size {size} is out of range", where, f"use {MIN_SIZE}..{MAX_SIZE} pixels")
+    if int(n) < 0 or int(seed) < 0:
+        raise GeneratorArgumentError(f"n and seed must be >= 0, got n={n}, seed={seed}", where)
+
+
+def _blocks(n: int, size: int, seed: int, split: str):
+    """Yield (start, images, labels) block by block: block k of (seed, split) is its own random stream."""
+    for k, start in enumerate(range(0, n, BLOCK)):
+        rng = np.random.default_rng(np.random.SeedSequence([int(seed), SPLITS.index(split), k]))
+        yield (start, *_render_block(rng, min(BLOCK, n - start), int(size)))
 
 
 def generate(n: int, size: int = 64, seed: int = 0, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
-    """``n`` images (N,H,W,3) uint8 and labels (N,) int64, balanced over CLASSES."""
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
-    if not 16 <= size <= 256:
-        raise ValueError(f"size must be between 16 and 256, got {size}")
-    label_rng = np.random.default_rng(np.random.SeedSequence([seed, SPLITS[split], 7]))
-    labels = label_rng.permutation(np.arange(n) % len(CLASSES)).astype(np.int64)
-    images = np.empty((n, size, size, 3), dtype=np.uint8)
-    for k, start in enumerate(range(0, n, CHUNK)):
-        rng = np.random.default_rng(np.random.SeedSequence([seed, SPLITS[split], k]))
-        images[start:start + CHUNK] = _chunk(rng, labels[start:start + CHUNK], size)
+    """``n`` galaxies as uint8 (n, size, size, 3) and int64 labels (n,) indexing CLASSES.
+
+    The same arguments give the same arrays; each (seed, split) is a separate stream, and the
+    first m images of a request for n > m are the m images of a request for m. Labels come in
+    shuffled blocks of len(CLASSES), so any prefix is balanced to within one image per class.
+    """
+    _check(n, size, seed, split)
+    images = np.empty((n, size, size, 3), np.uint8)
+    labels = np.empty(n, np.int64)
+    for start, block_images, block_labels in _blocks(n, size, seed, split):
+        images[start:start + len(block_labels)] = block_images
+        labels[start:start + len(block_labels)] = block_labels
     return images, labels
+
+
+def _split_counts(n: int, split_fractions) -> dict:
+    where = "hpcnn.data.synthetic.write_image_folder"
+    if not split_fractions:
+        return {"": n}
+    unknown = set(split_fractions) - set(SPLITS)
+    total = sum(split_fractions.values())
+    if unknown or any(f < 0 for f in split_fractions.values()) or not 0 < total <= 1 + 1e-9:
+        raise GeneratorArgumentError(f"invalid split_fractions {split_fractions!r}", where,
+                                     f"keys from {', '.join(SPLITS)}, fractions >= 0 summing to at most 1")
+    counts = {s: int(round(n * f)) for s, f in split_fractions.items()}
+    if abs(total - 1) < 1e-9:  # fractions that add up to one use every image
+        largest = max(counts, key=lambda s: split_fractions[s])
+        counts[largest] += n - sum(counts.values())
+    return counts
 
 
 def write_image_folder(out_dir, n: int, size: int = 64, seed: int = 0, split_fractions: dict | None = None,
                        fmt: str = "png") -> dict:
-    """Write a class-per-folder tree: OUT/<split>/<class>/NNNNNN.png (or OUT/<class>/ without splits)."""
+    """Write ``n`` galaxies as image files, one folder per class, and return the counts.
+
+    Layout without splits: ``out_dir/<class>/img_000000.png``, all from the train stream. With
+    ``split_fractions`` such as ``{"train": 0.7, "val": 0.15, "test": 0.15}``:
+    ``out_dir/<split>/<class>/img_000000.png``, each split from its own stream (the same images
+    ``generate`` returns for it; the number in a name is the image's index in that stream).
+    Every class folder is created, even if empty. ``out_dir`` must be empty or not exist yet.
+    """
     from PIL import Image
 
+    where = "hpcnn.data.synthetic.write_image_folder"
+    if fmt not in ("png", "jpg"):
+        raise GeneratorArgumentError(f"unsupported image format {fmt!r}", where, "use png (lossless) or jpg")
     out = Path(out_dir)
-    fractions = split_fractions or {"": 1.0}
-    counts: dict = {"root": str(out), "format": fmt, "size": size, "splits": {}}
-    for split, frac in fractions.items():
-        m = int(round(n * frac))
-        images, labels = generate(m, size=size, seed=seed, split=split or "train")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise GeneratorArgumentError(f"output folder {out} exists and is not empty", where,
+                                     "choose a new folder, or delete this one first")
+    _check(n, size, seed, "train")
+    counts = _split_counts(int(n), split_fractions)
+    per_class = {}
+    for split, m in counts.items():
         base = out / split if split else out
         for name in CLASSES:
             (base / name).mkdir(parents=True, exist_ok=True)
-        for i, (img, lab) in enumerate(zip(images, labels)):
-            Image.fromarray(img).save(base / CLASSES[lab] / f"{i:06d}.{fmt}", **({"quality": 92} if fmt == "jpg" else {}))
-        counts["splits"][split or "all"] = m
-    return counts
+        tally = dict.fromkeys(CLASSES, 0)
+        for start, images, labels in _blocks(m, size, seed, split or "train"):
+            for i, (image, label) in enumerate(zip(images, labels)):
+                name = CLASSES[label]
+                path = base / name / f"img_{start + i:06d}.{fmt}"
+                Image.fromarray(image).save(path, **({"quality": 95} if fmt == "jpg" else {}))
+                tally[name] += 1
+        per_class[split or "all"] = tally
+    return {"root": str(out), "layout": "<split>/<class>/" if split_fractions else "<class>/", "format": fmt,
+            "size": int(size), "seed": int(seed), "splits": {s: sum(t.values()) for s, t in per_class.items()},
+            "per_class": per_class}

@@ -17,19 +17,8 @@ EPILOG = """examples:
 """
 
 
-def split_config_args(items: list[str]) -> tuple[str | None, list[str]]:
-    """The config path is the one argument without '='; the rest are key.sub=value overrides."""
-    from .errors import ConfigError
-
-    paths = [i for i in items if "=" not in i]
-    if len(paths) > 1:
-        raise ConfigError(f"more than one config file given: {' '.join(paths)}", "command line",
-                          "overrides are written key.sub=value")
-    return (paths[0] if paths else None), [i for i in items if "=" in i]
-
-
 def cmd_train(args) -> int:
-    from .config import load_job
+    from .config import load_job, split_config_args
     from .run import EXIT_PREEMPTED, config_for_resume, run_job
 
     path, overrides = split_config_args(args.items)
@@ -46,7 +35,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_config_show(args) -> int:
-    from .config import dump_yaml, load_job
+    from .config import dump_yaml, load_job, split_config_args
 
     path, overrides = split_config_args(args.items)
     cfg = load_job(path, overrides)

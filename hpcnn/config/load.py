@@ -164,6 +164,16 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
     return data
 
 
+def split_config_args(items: Iterable[str]) -> tuple[str | None, list[str]]:
+    """Command-line items: the config path is the one without '='; the rest are key.sub=value overrides."""
+    items = list(items)
+    paths = [i for i in items if "=" not in i]
+    if len(paths) > 1:
+        raise ConfigError(f"more than one config file given: {' '.join(paths)}", "command line",
+                          "overrides are written key.sub=value")
+    return (paths[0] if paths else None), [i for i in items if "=" in i]
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():

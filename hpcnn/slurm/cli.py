@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from ..errors import HpcnnError
+from ..config import split_config_args
 
 RESOURCE_FLAGS = (("--nodes", int, "nodes"), ("--gpus-per-node", int, "gpus_per_node"),
                   ("--tasks-per-node", int, "tasks_per_node"), ("--cpus-per-task", int, "cpus_per_task"),
@@ -39,16 +40,6 @@ def _intermixed(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
-def _split_items(items: list[str]) -> tuple[str | None, list[str]]:
-    from ..errors import ConfigError
-
-    paths = [i for i in items if "=" not in i]
-    if len(paths) > 1:
-        raise ConfigError(f"more than one config file given: {' '.join(paths)}", "command line",
-                          "overrides are written key.sub=value")
-    return (paths[0] if paths else None), [i for i in items if "=" in i]
-
-
 def _resources(args) -> dict:
     return {key: getattr(args, key) for _, _, key in RESOURCE_FLAGS if getattr(args, key, None) is not None}
 
@@ -66,10 +57,10 @@ def _describe(res) -> str:
 def cmd_submit(args) -> int:
     from .submission import plan_job, submit
 
-    path, overrides = _split_items(args.items)
+    path, overrides = split_config_args(args.items)
     if args.dry_run:
         plan = plan_job(path, args.profile, _resources(args), overrides, run_dir=args.run_dir)
-        print(plan.script, end="")
+        print(plan.script.rstrip("\n"))
         print(f"# dry run: pre-flight passed; would submit to profile {plan.profile.name} ({_describe(plan.resources)})"
               f"\n# run directory would be {plan.run_dir}", file=sys.stderr)
         return 0
@@ -97,7 +88,7 @@ def cmd_sweep(args) -> int:
                   overrides=args.overrides)
     if args.dry_run:
         plan = plan_array(args.sweep, **kwargs)
-        print(plan.scripts[0], end="")
+        print(plan.scripts[0].rstrip("\n"))
         print(f"# dry run: pre-flight passed for {len(plan.tasks)} task(s) in {len(plan.chunks)} array(s) "
               f"(profile {plan.profile.name}, {_describe(plan.resources)}, max_parallel {plan.max_parallel})",
               file=sys.stderr)
@@ -239,7 +230,7 @@ def cmd_results(args) -> int:
 def cmd_render(args) -> int:
     from . import render
 
-    path, overrides = _split_items(args.items)
+    path, overrides = split_config_args(args.items)
     from ..config import load_job
 
     runs_dir = Path(args.runs_dir or load_job(path, overrides).train.runs_dir).expanduser().absolute()

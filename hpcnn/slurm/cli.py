@@ -360,22 +360,3 @@ def register(subparsers) -> None:
     ps.add_argument("name", metavar="NAME|PATH")
     ps.add_argument("--json", action="store_true")
     ps.set_defaults(func=cmd_profiles_show)
-
-
-def main(argv=None) -> int:
-    """Stand-alone entry (``python -m hpcnn.slurm.cli``) with the same error handling as `hpcnn`."""
-    parser = argparse.ArgumentParser(prog="hpcnn")
-    parser.add_argument("--debug", action="store_true")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except HpcnnError as err:
-        if args.debug:
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return err.exit_code
-
-
-if __name__ == "__main__":
-    sys.exit(main())

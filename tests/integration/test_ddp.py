@@ -60,14 +60,19 @@ def test_two_ranks_equal_one_rank(tmp_path):
     assert p2.stdout.count("test (best epoch weights)") == 1
 
 
+def rank_env(rank: int, port: int) -> dict:
+    """What a launcher would set for one of two ranks on this host."""
+    return {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2",
+            "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+
+
 def launch_ranks(tmp_path, extra=()):
     """Two ranks started by hand (no launcher that would kill the survivor for us)."""
     port = free_port()
     run_dir = tmp_path / "run"
     procs = []
     for rank in (0, 1):
-        env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
-               "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+        env = rank_env(rank, port)
         procs.append(subprocess.Popen(hpcnn_cmd("train", *TINY, "train.epochs=40", "dist.timeout_s=10",
                                                 f"--run-dir={run_dir}", *extra),
                                       cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -112,8 +117,7 @@ def test_rank_exception_is_reported_by_peer(tmp_path):
     run_dir = tmp_path / "run"
     procs = []
     for rank in (0, 1):
-        env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
-               "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+        env = rank_env(rank, port)
         # rank 1 gets a data root that does not exist: it fails while rank 0 waits in a collective
         args = [*TINY, "dist.timeout_s=10", f"--run-dir={run_dir}"]
         if rank == 1:

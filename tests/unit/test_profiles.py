@@ -7,7 +7,6 @@ import pytest
 
 from hpcnn.config import load_job
 from hpcnn.errors import ConfigError, ProfileError, ResourceError
-from hpcnn.slurm import cli as slurm_cli
 from hpcnn.slurm.profiles import Profile, list_profiles, load_profile, profile_from_dict
 from hpcnn.slurm.resources import check_fits, format_walltime, resolve, walltime_minutes
 
@@ -133,13 +132,15 @@ def test_newline_in_job_name_is_refused():
 
 
 def test_profiles_cli(capsys):
-    assert slurm_cli.main(["profiles", "list"]) == 0
+    from hpcnn.cli import main as hpcnn_main
+
+    assert hpcnn_main(["profiles", "list"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in SHIPPED)
-    assert slurm_cli.main(["profiles", "show", "nesi"]) == 0
+    assert hpcnn_main(["profiles", "show", "nesi"]) == 0
     out = capsys.readouterr().out
     assert 'gpu_type: "A100"' in out and "# GPU type" in out
-    assert slurm_cli.main(["profiles", "show", "nope"]) == 2
+    assert hpcnn_main(["profiles", "show", "nope"]) == 2
     assert "unknown profile 'nope'" in capsys.readouterr().err
 
 

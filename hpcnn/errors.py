@@ -6,11 +6,19 @@ and exits with code 2; ``--debug`` adds the traceback.
 """
 from __future__ import annotations
 
+# Exit codes of `hpcnn` and of every job it runs (one home: the CLI, the Slurm payload and the
+# sbatch templates all read them from here).
+EXIT_OK = 0
+EXIT_FAILED = 1       # an unexpected exception (a bug, or something hpcnn did not foresee)
+EXIT_USAGE = 2        # an HpcnnError: bad config, missing data, impossible request — fix and rerun
+EXIT_PREEMPTED = 3    # stopped by a preemption/timeout signal after writing a checkpoint: resume it
+EXIT_INTERRUPTED = 130
+
 
 class HpcnnError(Exception):
     """Base class: a problem the user can fix, reported without a traceback."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
 
     def __init__(self, what: str, where: str | None = None, hint: str | None = None):
         self.what = what

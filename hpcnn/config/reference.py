@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import dataclasses
 
+from . import strict
 from .load import default_config
-from .schema import SECTION_TYPES, JobConfig
+from .schema import JobConfig
 
 HEADER = """# Job config reference
 
@@ -30,7 +31,11 @@ def _section(cls, obj, prefix: str, lines: list[str]) -> None:
     nested = []
     rows = []
     for f in dataclasses.fields(cls):
-        sub = SECTION_TYPES.get((cls, f.name))
+        sub = strict.section_type(strict.field_types(cls)[f.name])
+        item = strict.list_section_type(strict.field_types(cls)[f.name])
+        if item is not None:
+            nested.append((f, item))
+            continue
         if sub is not None:
             nested.append((f, sub))
             continue
@@ -40,7 +45,10 @@ def _section(cls, obj, prefix: str, lines: list[str]) -> None:
         lines += ["| key | default | meaning |", "|---|---|---|", *rows, ""]
     for f, sub in nested:
         lines += [f"## `{prefix}{f.name}` — {f.metadata.get('doc', '')}", ""]
-        _section(sub, getattr(obj, f.name), f"{prefix}{f.name}.", lines)
+        if isinstance(getattr(obj, f.name), list):  # a list of sections: document one item's keys
+            _section(sub, strict.defaults(sub), f"{prefix}{f.name}[i].", lines)
+        else:
+            _section(sub, getattr(obj, f.name), f"{prefix}{f.name}.", lines)
 
 
 def render() -> str:

@@ -8,16 +8,10 @@ This module is stdlib-only: the login node may not have torch.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Optional
+from dataclasses import dataclass
+from typing import List, Optional, Union
 
-
-def doc(default: Any, text: str, **kw):
-    """A dataclass field with a default and a one-line description."""
-    if isinstance(default, (list, dict)):
-        value = default
-        return field(default_factory=lambda: type(value)(value), metadata={"doc": text, **kw})
-    return field(default=default, metadata={"doc": text, **kw})
+from .strict import doc
 
 
 @dataclass
@@ -158,6 +152,22 @@ class MonitorConfig:
 
 
 @dataclass
+class PhaseConfig:
+    """One stage of training with its own optimizer, schedule and trainable parameters (transfer learning)."""
+    name: str = doc("", "shown in logs and summary.json; default phase1, phase2, ...")
+    epochs: int = doc(1, "epochs in this phase")
+    trainable: Union[str, list] = doc("all", "all | head (the classifier only) | top:N (the classifier and the last N "
+                                             "backbone blocks) | a list of parameter-name patterns (fnmatch)")
+    freeze_bn: bool = doc(True, "BatchNorm layers without trainable parameters stay in inference mode "
+                                "(running statistics frozen, as Keras does for frozen layers)")
+    optim: dict = doc({}, "overrides of the optim section for this phase, e.g. {name: sgd, lr: 0.0003}")
+    schedule: dict = doc({}, "overrides of the schedule section for this phase, e.g. {warmup_epochs: 0}")
+    lr_mult: dict = doc({}, "{parameter-name pattern: factor}: learning-rate multipliers (first matching pattern wins)")
+    layer_decay: Optional[float] = doc(None, "layer-wise LR decay: the k-th block below the head gets lr * "
+                                             "layer_decay**k; null = off")
+
+
+@dataclass
 class JobConfig:
     name: str = doc("default", "experiment name: used in run directory and job names")
     seed: int = doc(0, "training seed (weights init, shuffling, augmentation)")
@@ -169,22 +179,10 @@ class JobConfig:
     dist: DistConfig = doc(None, "distributed training")
     slurm: SlurmConfig = doc(None, "resources asked from Slurm when submitted")
     monitor: MonitorConfig = doc(None, "GPU monitoring")
+    phases: List[PhaseConfig] = doc([], "training phases run in order (e.g. head only, then fine-tune); empty = "
+                                        "one phase from optim, schedule and train.epochs. With phases, the run "
+                                        "lasts the sum of their epochs and train.epochs is not used")
 
-
-# Nested sections default to a fresh instance of their own dataclass.
-SECTION_TYPES = {
-    (JobConfig, "data"): DataConfig,
-    (JobConfig, "model"): ModelConfig,
-    (JobConfig, "optim"): OptimConfig,
-    (JobConfig, "schedule"): ScheduleConfig,
-    (JobConfig, "train"): TrainConfig,
-    (JobConfig, "dist"): DistConfig,
-    (JobConfig, "slurm"): SlurmConfig,
-    (JobConfig, "monitor"): MonitorConfig,
-    (DataConfig, "augment"): AugmentConfig,
-    (TrainConfig, "early_stopping"): EarlyStopConfig,
-    (TrainConfig, "checkpoint"): CheckpointConfig,
-}
 
 DATA_SOURCES = ("synthetic", "folder", "digits", "torchvision", "hdf5")
 

@@ -4,8 +4,9 @@ The only package in hpcnn that reads launcher environment variables; training co
 World. See docs/distributed-launch.md for the detection order.
 """
 from .checks import validate_against_request
+from .job import JobInfo, job_info
 from .detect import DETECTORS, derive_port, detect_world, slurm_port
 from .world import LAUNCHERS, World
 
-__all__ = ["DETECTORS", "LAUNCHERS", "World", "derive_port", "detect_world", "slurm_port",
+__all__ = ["DETECTORS", "JobInfo", "LAUNCHERS", "World", "job_info", "derive_port", "detect_world", "slurm_port",
            "validate_against_request"]

@@ -1,0 +1,158 @@
+"""Strict YAML-mapping -> dataclass building, for job configs, site profiles and sweeps alike.
+
+One promise everywhere: an unknown key names its dotted path, the file and the closest
+valid name; a wrong type names the key and the value. Fields whose type is a dataclass
+are nested sections (a missing one gets its defaults); ``List[SomeDataclass]`` is a list
+of sections (``phases[1].epochs``). The error class is the caller's (ConfigError,
+ProfileError). Also the one field helper (``doc``) every schema uses. Stdlib + PyYAML only.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+import typing
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from ..errors import ConfigError, HpcnnError
+
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", list: "a list", dict: "a mapping",
+               bool: "true or false"}
+
+
+def doc(default: Any, text: str, **metadata):
+    """A dataclass field with a default and a one-line description (shown in docs and `profiles show`).
+
+    A ``None`` default on a field whose type is a dataclass means "that section's defaults".
+    """
+    if isinstance(default, (list, dict)):
+        value = default
+        return dataclasses.field(default_factory=lambda: type(value)(value), metadata={"doc": text, **metadata})
+    return dataclasses.field(default=default, metadata={"doc": text, **metadata})
+
+
+@functools.lru_cache(maxsize=None)
+def field_types(cls) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def section_type(typ: Any):
+    """The dataclass a field holds (a nested section), else None."""
+    return typ if isinstance(typ, type) and dataclasses.is_dataclass(typ) else None
+
+
+def list_section_type(typ: Any):
+    """For ``List[SomeDataclass]``: SomeDataclass, else None."""
+    if typing.get_origin(typ) is list:
+        args = typing.get_args(typ)
+        return section_type(args[0]) if args else None
+    return None
+
+
+def sections(cls) -> dict[str, type]:
+    """{field name: dataclass} for the nested sections of ``cls``."""
+    return {name: sub for name, typ in field_types(cls).items() if (sub := section_type(typ)) is not None}
+
+
+def suggest(name: str, valid, prefix: str = "") -> str | None:
+    close = difflib.get_close_matches(str(name), list(valid), n=1, cutoff=0.5)
+    return f"did you mean '{prefix}{close[0]}'?" if close else None
+
+
+def check_type(value: Any, typ: Any, key: str, where: str | None, error: type[HpcnnError] = ConfigError) -> Any:
+    """``value`` if it fits the annotated type (ints are accepted for floats), else ``error``."""
+    if typing.get_origin(typ) is typing.Union:  # Optional[X], X | None, and real unions such as str | list
+        if value is None:
+            return None
+        args = [a for a in typing.get_args(typ) if a is not type(None)]
+        for arg in args[1:]:
+            if isinstance(value, typing.get_origin(arg) or arg):
+                return value
+        typ = args[0]
+    expected = typing.get_origin(typ) or typ
+    if expected is typing.Any:
+        return value
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if (isinstance(value, bool) and expected is not bool) or not isinstance(value, expected):
+        raise error(f"'{key}' must be {_TYPE_NAMES.get(expected, expected.__name__)}, got {value!r}", where)
+    return value
+
+
+def build(cls, data: Mapping[str, Any] | None, where: str | None, error: type[HpcnnError] = ConfigError,
+          prefix: str = "", noun: str = "key"):
+    """``cls(**data)`` with every key and type checked, sections built recursively.
+
+    A key left out takes the dataclass default (a section: its own defaults); a field without
+    a default is required.
+    """
+    data = {} if data is None else data
+    if not isinstance(data, Mapping):
+        raise error(f"'{prefix.rstrip('.') or 'file'}' must be a mapping of keys, got {data!r}", where)
+    types = field_types(cls)
+    kwargs = {}
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if key not in types:
+            raise error(f"unknown {noun} '{dotted}'", where,
+                        suggest(str(key), types, prefix) or f"valid keys here: {', '.join(types)}")
+        typ = types[key]
+        if (sub := section_type(typ)) is not None:
+            kwargs[key] = build(sub, value, where, error, dotted + ".", noun)
+        elif (item := list_section_type(typ)) is not None:
+            if not isinstance(value, list):
+                raise error(f"'{dotted}' must be a list of mappings, got {value!r}", where)
+            kwargs[key] = [build(item, v, where, error, f"{dotted}[{i}].", noun) for i, v in enumerate(value)]
+        else:
+            kwargs[key] = check_type(value, typ, dotted, where, error)
+    for name, sub in sections(cls).items():
+        if name not in kwargs:
+            kwargs[name] = build(sub, None, where, error, f"{prefix}{name}.", noun)
+    missing = [f.name for f in dataclasses.fields(cls) if f.name not in kwargs
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise error(f"missing required key '{prefix}{missing[0]}'", where)
+    return cls(**kwargs)
+
+
+def defaults(cls):
+    """An instance with every default, sections included."""
+    return build(cls, None, f"defaults of {cls.__name__}")
+
+
+def read_mapping(path: str | Path, error: type[HpcnnError] = ConfigError, what: str = "config") -> dict:
+    """A YAML file that must hold a mapping; a missing file, bad YAML (file:line) or a list are errors."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise error(f"{what} file not found: {path}", None, "check the path") from None
+    except OSError as err:
+        raise error(f"cannot read {what}: {err.strerror}", str(path)) from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        raise error(f"invalid YAML: {getattr(err, 'problem', err)}",
+                    f"{path}:{mark.line + 1}" if mark else str(path)) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise error(f"a {what} must be a YAML mapping of keys", str(path))
+    return data
+
+
+def field_docs(cls) -> list[tuple[str, Any, str]]:
+    """(name, default, doc) for every field: used by `profiles show` and the reference docs."""
+    out = []
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        out.append((f.name, default, f.metadata.get("doc", "")))
+    return out
+
+
+__all__ = ["build", "check_type", "defaults", "doc", "field_docs", "field_types", "list_section_type",
+           "read_mapping", "section_type", "sections", "suggest"]

@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-from .errors import HpcnnError
+from .errors import EXIT_INTERRUPTED, EXIT_PREEMPTED, HpcnnError
 
 EPILOG = """examples:
   hpcnn train                                   # the built-in default: a CNN on synthetic galaxies (CPU ok)
@@ -19,7 +19,7 @@ EPILOG = """examples:
 
 def cmd_train(args) -> int:
     from .config import load_job, split_config_args
-    from .run import EXIT_PREEMPTED, config_for_resume, run_job
+    from .run import config_for_resume, run_job
 
     path, overrides = split_config_args(args.items)
     if args.resume and args.resume != "auto":
@@ -104,12 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--root", required=True)
     f.set_defaults(func=cmd_data_fetch)
 
-    try:
-        from .slurm.cli import register
-    except ImportError:  # the Slurm layer is optional at import time
-        register = None
-    if register:
-        register(sub)
+    from .slurm.cli import register  # torch-free; a broken import here is a bug to see, not hide
+
+    register(sub)
     return p
 
 
@@ -134,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         return err.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

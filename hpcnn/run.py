@@ -8,19 +8,17 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 import signal
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from .config import JobConfig, dump_yaml, from_dict, read_yaml
-from .errors import CheckpointError, ConfigError, DistributedError, HpcnnError
+from .errors import EXIT_PREEMPTED, CheckpointError, ConfigError, DistributedError, HpcnnError
+from .files import atomic_write_text, new_run_dir
 
 log = logging.getLogger("hpcnn")
 
-EXIT_PREEMPTED = 3
 STOP_SIGNALS = ("SIGUSR1", "SIGUSR2", "SIGTERM")
 
 
@@ -50,12 +48,6 @@ class StopFlag:
     def _handle(self, signum, frame) -> None:
         self.signal_name = signal.Signals(signum).name
         log.warning("received %s: will checkpoint at the next step boundary and stop", self.signal_name)
-
-
-def new_run_dir(cfg: JobConfig) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in cfg.name)[:60] or "run"
-    return Path(cfg.train.runs_dir) / f"{safe}-{stamp}-{secrets.token_hex(2)}"
 
 
 def config_for_resume(run_dir: Path, overrides=()) -> JobConfig:
@@ -110,47 +102,16 @@ def _deterministic(cfg: JobConfig, device) -> None:
         torch.backends.cudnn.benchmark = True
 
 
-def _gpu_sampler(cfg: JobConfig, world, device, run_dir: Path):
-    """Every rank samples the GPU it trains on (a no-op on CPU or without a driver)."""
-    import contextlib
-
-    if not cfg.monitor.enabled or device.type != "cuda":
-        return contextlib.nullcontext()
-    from .monitor import GpuSampler
-
-    (run_dir / "gpu").mkdir(exist_ok=True)
-    return GpuSampler(run_dir / "gpu" / f"rank{world.rank}.jsonl", cfg.monitor.interval_s,
-                      cuda_ordinal=device.index or 0)
-
-
-def _add_gpu_summary(run_dir: Path, summary: dict) -> None:
-    from .monitor import summarize
-    from .train.summary import write_summary
-
-    images = round(summary.get("images_per_second", 0) * summary.get("train_seconds", 0)) or None
-    gpu = summarize(run_dir, images)
-    if gpu is None:
-        return
-    summary["gpu"] = gpu
-    write_summary(run_dir, summary)
-    log.info("GPU: %d device(s), mean utilisation %s%%, max memory %s MiB, energy %.0f J (%s J/image)",
-             gpu["gpus"], _fmt(gpu["util_mean_percent"]), _fmt(gpu["mem_max_mib"]), gpu["energy_j"],
-             _fmt(gpu["energy_per_image_j"], 4))
-    for note in gpu["notes"]:
-        log.warning("GPU note: %s", note)
-
-
-def _fmt(value, digits: int = 0) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"
-
-
 def run_job(cfg: JobConfig, run_dir: str | Path | None = None, resume: str | None = None,
-            world=None) -> RunResult:
-    """Train ``cfg`` in this process; ``resume="auto"`` continues from the newest checkpoint in run_dir."""
+            world=None, callbacks=()) -> RunResult:
+    """Train ``cfg`` in this process; ``resume="auto"`` continues from the newest checkpoint in run_dir.
+
+    ``callbacks``: extra ``hpcnn.train.events.Callback`` objects (every rank gets every event).
+    """
     from .dist import make_comm
-    from .train import checkpoint as ckpt
-    from .train.fit import fit
+    from .env import job_info
     from .train.logs import setup_logging
+    from .train.trainer import Trainer
 
     if world is None:
         from .env import detect_world
@@ -174,25 +135,15 @@ def run_job(cfg: JobConfig, run_dir: str | Path | None = None, resume: str | Non
     try:
         if comm.is_main:
             log.info("hpcnn: %s; backend %s; device %s", world.describe(), comm.backend, device)
-        run_dir = Path(run_dir) if run_dir else comm.broadcast_object(new_run_dir(cfg) if comm.is_main else None)
+        run_dir = Path(run_dir) if run_dir else comm.broadcast_object(
+            new_run_dir(cfg.train.runs_dir, cfg.name) if comm.is_main else None)
         if comm.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / "config.resolved.yaml").write_text(dump_yaml(cfg))
+            atomic_write_text(run_dir / "config.resolved.yaml", dump_yaml(cfg))
         comm.barrier()
-        state = None
-        if resume:
-            found = ckpt.load_latest(run_dir / "checkpoints")
-            if found is None and resume != "auto":
-                raise CheckpointError("no checkpoint to resume from", str(run_dir / "checkpoints"))
-            if found is not None:
-                state, path = found
-                if comm.is_main:
-                    log.info("resuming from %s", path)
-        with _gpu_sampler(cfg, world, device, run_dir):
-            result = fit(cfg, world, comm, run_dir, device, stop=stop, resume_state=state)
+        trainer = Trainer(cfg, comm, run_dir, device, stop=stop, callbacks=callbacks, resume=resume, job=job_info())
+        result = trainer.fit()
         comm.barrier()
-        if comm.is_main:
-            _add_gpu_summary(run_dir, result.summary)
     except HpcnnError as err:
         if hasattr(comm, "fail"):
             comm.fail(f"{type(err).__name__}: {err}")
@@ -217,4 +168,4 @@ def run_from_dict(config: dict, run_dir: str | Path, resume: str = "auto") -> Ru
     return run_job(from_dict(config, "submitted config"), run_dir, resume)
 
 
-__all__ = ["EXIT_PREEMPTED", "HpcnnError", "RunResult", "StopFlag", "config_for_resume", "new_run_dir", "run_job"]
+__all__ = ["EXIT_PREEMPTED", "HpcnnError", "RunResult", "StopFlag", "config_for_resume", "run_job"]

@@ -15,8 +15,7 @@ import yaml
 from ..errors import ConfigError
 from . import strict
 from .schema import CHECKS, JobConfig
-
-_WALLTIME = re.compile(r"^(?:(\d+)-)?(\d{1,3}):([0-5]\d):([0-5]\d)$|^(\d+)$")
+from .walltime import walltime_minutes
 
 
 def default_config() -> JobConfig:
@@ -37,8 +36,7 @@ def validate(cfg: JobConfig, where: str = "config") -> JobConfig:
         value = get(cfg, key)
         if not ok(value):
             raise ConfigError(f"'{key}' {message}, got {value!r}", where)
-    if not _WALLTIME.match(cfg.slurm.time):
-        raise ConfigError(f"'slurm.time' must look like HH:MM:SS, D-HH:MM:SS or minutes, got {cfg.slurm.time!r}", where)
+    walltime_minutes(cfg.slurm.time, "slurm.time", where)  # raises ConfigError naming the key
     if cfg.data.source in ("folder", "torchvision", "hdf5") and not cfg.data.root:
         raise ConfigError(f"'data.root' is required when data.source is {cfg.data.source}", where)
     if cfg.data.source == "torchvision" and not cfg.data.name:

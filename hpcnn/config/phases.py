@@ -79,6 +79,10 @@ def resolve_phases(cfg, where: str = "config") -> list[Phase]:
     if not cfg.phases:
         return [Phase(0, "train", cfg.train.epochs, "all", False, copy.deepcopy(cfg.optim),
                       copy.deepcopy(cfg.schedule), (), None)]
+    if len(cfg.phases) > 1 and cfg.dist.backend == "horovod":
+        raise ConfigError("several phases need dist.backend auto, gloo or nccl: Horovod's DistributedOptimizer "
+                          "keeps its gradient hooks and cannot be rebuilt for a second phase", where,
+                          "use DDP (dist.backend: auto), or run each phase as its own job")
     return [_phase(cfg, p, i, where) for i, p in enumerate(cfg.phases)]
 
 

@@ -7,6 +7,7 @@ the same code path serves in-memory tensors and folders of JPEGs.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -137,6 +138,8 @@ def verify_files(paths: Sequence[str], on_corrupt: str) -> tuple[list[int], list
     keep, skipped = [], []
     for i, p in enumerate(paths):
         try:
+            if os.path.islink(p) and not os.path.exists(p):
+                raise FileNotFoundError(f"dangling symlink to {os.readlink(p)}")
             with Image.open(p) as im:
                 im.verify()
             keep.append(i)

@@ -64,14 +64,39 @@ def _digits(cfg) -> Splits:
 
 
 def _scan_folder(root: Path) -> tuple[list[str], list[int], list[str]]:
+    """Class folders under ``root`` and their image files, labelled by folder.
+
+    A dangling symlink is listed like a file, so ``verify_files`` skips (or fails on) it by name.
+    """
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     paths, labels = [], []
     for label, name in enumerate(classes):
         for f in sorted((root / name).rglob("*")):
-            if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES:
+            if f.suffix.lower() in IMAGE_SUFFIXES and (f.is_file() or (f.is_symlink() and not f.exists())):
                 paths.append(str(f))
                 labels.append(label)
     return paths, labels, classes
+
+
+def _require_classes(folder: Path, classes: list[str], labels: list[int]) -> None:
+    """At least one image, and at least two class folders (one class cannot be classified)."""
+    if not classes or not labels:
+        raise DatasetError(f"no images found under {folder}", "data.root",
+                           "expected one sub-folder per class holding image files")
+    if len(classes) == 1:
+        raise DatasetError(f"{folder} holds a single class folder ({classes[0]}): classification needs at least "
+                           "two classes", "data.root", "add one sub-folder of images per class")
+
+
+def _require_images_per_class(folder: Path, classes: list[str], labels: list[int], keep: list[int]) -> None:
+    """Every class folder must hold a readable image: an empty one would be a class nothing can teach."""
+    found = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(classes))
+    readable = np.bincount(np.asarray([labels[i] for i in keep], dtype=np.int64), minlength=len(classes))
+    for name, n_found, n_readable in zip(classes, found, readable):
+        if n_readable == 0:
+            detail = f"all {n_found} of its image files are unreadable" if n_found else "it holds no image files"
+            raise DatasetError(f"class folder {folder / name} has no readable images ({detail})", "data.root",
+                               "remove the folder, or add images to it")
 
 
 def _folder(cfg) -> Splits:
@@ -85,23 +110,32 @@ def _folder(cfg) -> Splits:
         for split, d in split_dirs.items():
             paths, labels, names = _scan_folder(d)
             if classes is None:
+                _require_classes(d, names, labels)
                 classes = names
             elif names != classes:
-                raise DatasetError(f"class folders of {d} differ from those of {root / 'train'}", "data.root")
+                missing, extra = sorted(set(classes) - set(names)), sorted(set(names) - set(classes))
+                raise DatasetError(f"class folders of {d} differ from those of {root / 'train'} (missing: "
+                                   f"{', '.join(missing) or '-'}; extra: {', '.join(extra) or '-'})", "data.root",
+                                   "every split needs the same class folders (an empty one is fine in val/test)")
             keep, bad = verify_files(paths, cfg.on_corrupt)
+            if split == "train":  # val/test may lack a class (few images); training cannot
+                _require_images_per_class(d, classes, labels, keep)
             skipped += bad
             sets[split] = FileImageSet([paths[i] for i in keep], [labels[i] for i in keep], cfg.image_size,
                                        cfg.channels, cfg.on_corrupt)
     else:
         paths, labels, classes = _scan_folder(root)
+        if classes and set(classes) <= set(split_dirs):
+            raise DatasetError(f"{root} holds only split folders ({', '.join(classes)}) but not both train/ and val/",
+                               "data.root", "add the missing split folder, or put the class folders directly under "
+                               "data.root to have them split automatically")
+        _require_classes(root, classes, labels)
         keep, skipped = verify_files(paths, cfg.on_corrupt)
+        _require_images_per_class(root, classes, labels, keep)
         full = FileImageSet([paths[i] for i in keep], [labels[i] for i in keep], cfg.image_size, cfg.channels,
                             cfg.on_corrupt)
         tr, va, te = split_indices(full.labels.numpy(), cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
         sets = {"train": full.subset(tr), "val": full.subset(va), "test": full.subset(te) if te else None}
-    if not classes or len(sets["train"]) == 0:
-        raise DatasetError(f"no images found under {root}", "data.root",
-                           "expected one sub-folder per class holding image files")
     return Splits(sets["train"], sets["val"], sets.get("test"), classes, skipped)
 
 

@@ -6,37 +6,21 @@ falls back to the previous one with a warning. Loading uses ``weights_only=True`
 from __future__ import annotations
 
 import logging
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import torch
 
 from ..errors import CheckpointError
+from ..files import atomic_write
 
 log = logging.getLogger("hpcnn.train")
 _NAME = re.compile(r"^ckpt-e(\d+)-s(\d+)\.pt$")
 
 
 def atomic_save(obj, path: Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    """torch.save through hpcnn's one atomic writer (temp file + fsync + rename; the umask applies)."""
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def checkpoint_name(epoch: int, step_in_epoch: int) -> str:
@@ -70,10 +54,20 @@ def load_latest(directory: Path, map_location="cpu") -> tuple[dict, Path] | None
     errors = []
     for path in reversed(candidates):
         try:
-            return load_file(path, map_location), path
-        except Exception as err:  # truncated zip, bad pickle, ...
-            log.warning("checkpoint %s is unreadable (%s); trying the previous one", path, err)
-            errors.append(f"{path.name}: {err}")
+            state = load_file(path, map_location)
+        except Exception as err:  # truncated zip, bad pickle, ...: torch's message spans many lines
+            errors.append((path, _first_line(err)))
+            continue
+        if errors:
+            log.warning("skipped unreadable checkpoint%s %s (%s); resuming from %s",
+                        "s" if len(errors) > 1 else "", ", ".join(p.name for p, _ in errors), errors[0][1], path.name)
+        return state, path
     if candidates:
-        raise CheckpointError("no readable checkpoint", str(directory), "; ".join(errors))
+        raise CheckpointError("no readable checkpoint", str(directory),
+                              "; ".join(f"{p.name}: {why}" for p, why in errors))
     return None
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip() or type(err).__name__
+    return text.splitlines()[0][:200]

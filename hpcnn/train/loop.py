@@ -18,7 +18,7 @@ from .schedule import lr_at
 
 @dataclass
 class StepContext:
-    """What the loop needs besides model and data; built once by ``fit``."""
+    """What the loop needs besides model and data; built by the Trainer, updated per phase."""
     device: torch.device
     normalize: object
     augment: object
@@ -36,6 +36,8 @@ class StepContext:
     global_batch: int
     log_every: int
     non_blocking: bool = False
+    phase_first_epoch: int = 0   # the schedule restarts at each phase: lr step = steps since this epoch
+    frozen_bn: tuple = ()        # BatchNorm layers kept in inference mode (frozen backbone)
 
 
 @dataclass
@@ -71,6 +73,8 @@ def train_epoch(model, optimizer, loader, ctx: StepContext, epoch: int, start_st
                 on_log) -> EpochStats:
     """Run optimizer steps from ``start_step``; ``should_stop()`` is asked (collectively) at log points."""
     model.train()
+    for module in ctx.frozen_bn:
+        module.eval()
     stats = EpochStats()
     loss_sum = torch.zeros((), device=ctx.device)
     start = last = time.perf_counter()
@@ -83,8 +87,8 @@ def train_epoch(model, optimizer, loader, ctx: StepContext, epoch: int, start_st
         except StopIteration:
             break
         stats.data_seconds += time.perf_counter() - t0
-        lr = lr_at(epoch * ctx.steps_per_epoch + step, ctx.total_steps, ctx.steps_per_epoch, ctx.peak_lr,
-                   ctx.schedule_cfg)
+        lr = lr_at((epoch - ctx.phase_first_epoch) * ctx.steps_per_epoch + step, ctx.total_steps,
+                   ctx.steps_per_epoch, ctx.peak_lr, ctx.schedule_cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
         x = _prepare(x, ctx, epoch, step)

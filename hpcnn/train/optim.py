@@ -1,22 +1,16 @@
-"""Optimizer factory; no weight decay on biases and normalisation parameters (the usual recipe)."""
+"""Optimizer factory over prepared parameter groups (see ``freeze.param_groups``).
+
+Each group carries ``lr_scale``; the loop sets ``lr = schedule(step) * lr_scale`` every step.
+"""
 from __future__ import annotations
 
 import torch
 
 
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (no_decay if p.ndim <= 1 else decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}]
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
-    return groups
-
-
-def build_optimizer(model: torch.nn.Module, cfg) -> torch.optim.Optimizer:
-    groups = param_groups(model, cfg.weight_decay)
+def build_optimizer(groups: list[dict], cfg) -> torch.optim.Optimizer:
+    if not any(g["params"] for g in groups):
+        raise ValueError("no trainable parameters")
+    groups = [g for g in groups if g["params"]]
     if cfg.name == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
     if cfg.name == "adam":

@@ -1,4 +1,7 @@
-"""Real files through every data source: folders (with a corrupt image), HDF5, digits, splits."""
+"""Real files through every data source: folders (with a corrupt image), HDF5, digits, splits.
+
+Bad folders a new user makes (an empty class folder, a single class, a dangling symlink) fail
+before training with a DatasetError naming the folder or file, or are skipped and listed."""
 from __future__ import annotations
 
 import json
@@ -13,9 +16,9 @@ from hpcnn.errors import DatasetError
 from tests.helpers import TINY, run_hpcnn
 
 
-def make_folder(root, per_class=30, size=20, corrupt=()):
+def make_folder(root, per_class=30, size=20, corrupt=(), classes=("blobs", "stripes")):
     rng = np.random.default_rng(0)
-    for c, name in enumerate(["blobs", "stripes"]):
+    for name in classes:
         d = root / name
         d.mkdir(parents=True)
         for i in range(per_class):
@@ -69,6 +72,102 @@ def test_training_on_folder_reports_skipped_files(tmp_path):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["skipped_files"] == 1 and summary["skipped_file_list"][0].endswith("x.jpg")
     assert summary["metrics"]["val"]["accuracy"] > 0.8  # stripes vs blobs is easy
+
+
+def folder_error(root, *overrides) -> str:
+    with pytest.raises(DatasetError) as err:
+        load_splits(data_cfg("data.source=folder", f"data.root={root}", *overrides))
+    return str(err.value)
+
+
+@pytest.mark.parametrize("split", ["", "train"])
+def test_empty_class_folder_is_named_not_made_a_class(tmp_path, split):
+    root = tmp_path / "d"
+    if split:
+        for s in ("train", "val"):
+            make_folder(root / s, per_class=6)
+            (root / s / "empty_class").mkdir()
+    else:
+        make_folder(root, per_class=6)
+        (root / "empty_class").mkdir()
+    (root / split / "empty_class" / "notes.txt").write_text("not an image")
+    message = folder_error(root)
+    assert f"class folder {root / split / 'empty_class'} has no readable images" in message
+    assert "no image files" in message and "remove the folder, or add images" in message
+
+
+def test_class_folder_of_only_unreadable_files_is_named(tmp_path):
+    (tmp_path / "d" / "broken").mkdir(parents=True)
+    root = make_folder(tmp_path / "d", per_class=6, corrupt=["broken/a.png", "broken/b.jpg"])
+    message = folder_error(root)
+    assert f"class folder {root / 'broken'} has no readable images (all 2 of its image files are unreadable)" in message
+
+
+def test_empty_class_folder_in_val_or_test_is_allowed(tmp_path):
+    # `hpcnn data generate` writes every class folder, so a small val/test split can have empty ones
+    for split, n in (("train", 8), ("val", 3), ("test", 2)):
+        make_folder(tmp_path / "d" / split, per_class=n)
+    for name in ("blobs", "stripes"):
+        for f in (tmp_path / "d" / "test" / name).iterdir():
+            if name == "stripes":
+                f.unlink()
+    splits = load_splits(data_cfg("data.source=folder", f"data.root={tmp_path / 'd'}"))
+    assert splits.classes == ["blobs", "stripes"] and set(splits.test.labels.tolist()) == {0}
+
+
+def test_class_folder_missing_from_val_is_named(tmp_path):
+    make_folder(tmp_path / "d" / "train", per_class=4, classes=("blobs", "stripes", "rings"))
+    make_folder(tmp_path / "d" / "val", per_class=2)
+    message = folder_error(tmp_path / "d")
+    assert f"class folders of {tmp_path / 'd' / 'val'} differ" in message and "missing: rings" in message
+
+
+@pytest.mark.parametrize("split", ["", "train"])
+def test_single_class_folder_is_an_error(tmp_path, split):
+    root = tmp_path / "d"
+    for s in ([split, "val"] if split else [""]):
+        make_folder(root / s, per_class=10, classes=("stripes",))
+    message = folder_error(root)
+    assert f"{root / split} holds a single class folder (stripes)" in message and "two classes" in message
+
+
+def test_split_folders_without_val_are_not_taken_for_classes(tmp_path):
+    for split in ("train", "test"):
+        make_folder(tmp_path / "d" / split, per_class=4)
+    assert "holds only split folders (test, train)" in folder_error(tmp_path / "d")
+
+
+def test_dangling_symlink_is_skipped_and_listed(tmp_path):
+    root = make_folder(tmp_path / "imgs", per_class=10)
+    link = root / "blobs" / "gone.png"
+    link.symlink_to(tmp_path / "deleted.png")
+    splits = load_splits(data_cfg("data.source=folder", f"data.root={root}", "data.image_size=16"))
+    assert splits.skipped_files == [str(link)]
+    assert len(splits.train) + len(splits.val) + len(splits.test) == 20
+    assert str(link) not in splits.train.paths + splits.val.paths + splits.test.paths
+    x, _ = splits.train[0]
+    assert tuple(x.shape) == (3, 16, 16)
+
+
+def test_dangling_symlink_fails_when_asked(tmp_path):
+    root = make_folder(tmp_path / "imgs", per_class=10)
+    link = root / "stripes" / "gone.jpg"
+    link.symlink_to(tmp_path / "deleted.jpg")
+    message = folder_error(root, "data.on_corrupt=fail")
+    assert str(link) in message and "dangling symlink" in message and "on_corrupt" in message
+
+
+def test_train_with_an_empty_class_folder_stops_before_training(tmp_path):
+    root = make_folder(tmp_path / "imgs", per_class=20)
+    (root / "empty_class").mkdir()
+    run_dir = tmp_path / "run"
+    proc = run_hpcnn("train", *TINY, "data.source=folder", f"data.root={root}", "data.channels=3",
+                     "train.batch_size=16", f"--run-dir={run_dir}", timeout=180)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: ") and str(root / "empty_class") in line
+    assert not (run_dir / "checkpoints").exists() and not (run_dir / "summary.json").exists()
 
 
 def test_hdf5_galaxy10_layout(tmp_path):

@@ -6,7 +6,8 @@ import math
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
+from sklearn.metrics import (accuracy_score, confusion_matrix, f1_score, precision_score, recall_score, roc_auc_score,
+                             top_k_accuracy_score)
 
 from hpcnn.train.metrics import classification_metrics, roc_auc_ovr
 
@@ -49,3 +50,24 @@ def test_order_independent_so_gathered_shards_give_single_rank_numbers():
     for k in ("accuracy", "f1_macro", "auc_ovr", "confusion_matrix"):
         assert whole[k] == shuffled[k]
     assert whole["loss"] == pytest.approx(shuffled["loss"], rel=1e-6)
+
+
+def test_matches_sklearn_with_a_class_missing_from_the_labels():
+    g = torch.Generator().manual_seed(2)
+    logits = torch.randn(300, 5, generator=g)
+    labels = torch.tensor([0, 1, 2, 4])[torch.randint(0, 4, (300,), generator=g)]  # class 3 never occurs...
+    logits[:40, 3] += 3.0  # ...but is predicted
+    m = classification_metrics(logits, labels, 5, topk=3)
+    y, pred, probs = labels.numpy(), logits.argmax(1).numpy(), torch.softmax(logits, 1).numpy()
+    assert (pred == 3).any()
+    present = np.unique(y)  # macro averages run over the classes that occur in the labels
+    for key, fn in (("precision_macro", precision_score), ("recall_macro", recall_score), ("f1_macro", f1_score)):
+        assert m[key] == pytest.approx(fn(y, pred, labels=present, average="macro", zero_division=0)), key
+    assert m["per_class_recall"] == pytest.approx(list(recall_score(y, pred, labels=range(5), average=None,
+                                                                    zero_division=0)))
+    assert m["per_class_recall"][3] == 0.0
+    assert m["confusion_matrix"] == confusion_matrix(y, pred, labels=range(5)).tolist()
+    assert m["accuracy"] == pytest.approx(accuracy_score(y, pred))
+    expected_auc = np.mean([roc_auc_score(y == c, probs[:, c]) for c in present])
+    assert m["auc_ovr"] == pytest.approx(expected_auc)
+    assert m["top3"] == pytest.approx(top_k_accuracy_score(y, probs, k=3, labels=range(5)))

@@ -20,8 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import hpcnn  # noqa: E402
-from hpcnn.slurm import commands  # noqa: E402
-from hpcnn.slurm.submission import plan_array  # noqa: E402
+from hpcnn.slurm.site import commands  # noqa: E402
+from hpcnn.slurm import plan_array  # noqa: E402
 
 
 def main() -> int:

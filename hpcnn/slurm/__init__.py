@@ -1,14 +1,24 @@
-"""Slurm from the login node: profiles, rendering, pre-flight, submitit submission, job handles.
+"""Slurm from the login node, split along the line submitit draws.
+
+``site/`` knows the cluster and talks to the scheduler: profiles, resource requests,
+the sbatch renderer, pre-flight checks and the only module that runs Slurm's commands.
+``jobs/`` is what a user holds: submissions of one job, sweeps and mixed-resource groups,
+the payload every task runs, records on disk, and the handles, statuses and result tables
+that work from any later shell. ``cli`` adds the verbs to ``hpcnn``.
 
 Never imports torch (a login node may not have it); only ``TrainPayload.__call__`` loads the trainer.
 """
-from .jobs import JobArray, JobHandle, TaskStatus, locate
-from .payload import TrainPayload
-from .profiles import Profile, list_profiles, load_profile
-from .rendering import render_job
-from .resources import Resources, check_fits, resolve
-from .submission import plan_array, plan_job, submit, submit_array
-from .sweep import SweepSpec, expand, load_sweep
+from pathlib import Path
+
+from .jobs.groups import plan_array, plan_group, submit_array, submit_group
+from .jobs.handles import JobArray, JobHandle, locate
+from .jobs.payload import TrainPayload
+from .jobs.status import TaskStatus
+from .jobs.submission import job_config, plan_job, submit
+from .jobs.sweep import SweepSpec, expand, load_sweep
+from .site.profiles import Profile, list_profiles, load_profile
+from .site.rendering import render_job
+from .site.resources import Resources, check_fits, resolve
 
 
 def render(job, profile=None, resources: dict | None = None, overrides=(), runs_dir=None, run_dir=None,
@@ -20,11 +30,7 @@ def render(job, profile=None, resources: dict | None = None, overrides=(), runs_
     which must exist when sbatch runs (Slurm opens the log before the script starts);
     `hpcnn render` creates it.
     """
-    from pathlib import Path
-
-    from .submission import _job_config
-
-    cfg = _job_config(job, overrides, resources)
+    cfg = job_config(job, overrides, resources)
     prof = load_profile(profile or cfg.slurm.profile)
     res = resolve(cfg, prof)
     check_fits(res, prof)
@@ -32,6 +38,6 @@ def render(job, profile=None, resources: dict | None = None, overrides=(), runs_
     return render_job(cfg, prof, res, runs_dir=root, run_dir=run_dir, python=python)
 
 
-__all__ = ["JobArray", "JobHandle", "Profile", "Resources", "SweepSpec", "TaskStatus", "TrainPayload", "expand",
-           "list_profiles", "load_profile", "load_sweep", "locate", "plan_array", "plan_job", "render", "resolve",
-           "submit", "submit_array"]
+__all__ = ["JobArray", "JobHandle", "Profile", "Resources", "SweepSpec", "TaskStatus", "TrainPayload", "check_fits",
+           "expand", "list_profiles", "load_profile", "load_sweep", "locate", "plan_array", "plan_group", "plan_job",
+           "render", "resolve", "submit", "submit_array", "submit_group"]

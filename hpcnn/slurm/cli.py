@@ -55,7 +55,7 @@ def _describe(res) -> str:
 
 
 def cmd_submit(args) -> int:
-    from .submission import plan_job, submit
+    from .jobs.submission import plan_job, submit
 
     path, overrides = split_config_args(args.items)
     if args.dry_run:
@@ -82,7 +82,7 @@ def cmd_submit(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from .submission import plan_array, submit_array
+    from .jobs.groups import plan_array, submit_array
 
     kwargs = dict(profile=args.profile, max_parallel=args.max_parallel, resources=_resources(args),
                   overrides=args.overrides)
@@ -110,28 +110,34 @@ def cmd_sweep(args) -> int:
     return 0
 
 
-def _print_status(status, as_json: bool) -> None:
+def _print_status(status, as_json: bool, metric: str | None = None) -> None:
+    from .jobs.results import format_number
+
     if as_json:
         _print_json({**status.to_dict(), "summary": status.summary})
         return
     print(f"job {status.job_id}: {status.state}    {status.run_dir}")
+    if status.nodelist:
+        print(f"  nodes {status.nodelist}")
     if status.summary:
-        s = status.summary
-        val, test = status.metric("val.accuracy"), status.metric("test.accuracy")
-        parts = [f"training {s.get('status')}"]
-        if val is not None:
-            parts.append(f"val.accuracy {val:.4f}")
-        if test is not None:
-            parts.append(f"test.accuracy {test:.4f}")
-        if s.get("wall_seconds") is not None:
-            parts.append(f"{s['wall_seconds']:.1f} s")
+        parts = [f"training {status.summary.get('status')}"]
+        keys = ["val.accuracy", "test.accuracy", "images_per_second"]
+        if metric and metric not in keys + ["wall_seconds"]:
+            keys.append(metric)
+        for key in keys:
+            value = status.metric(key)
+            if value is not None:
+                parts.append(f"{key} {format_number(value)}")
+        wall = status.metric("wall_seconds")
+        if wall is not None:
+            parts.append(f"{wall:.1f} s")
         print("  " + ", ".join(parts))
     if status.reason:
         print(f"  {status.reason}")
 
 
 def _print_results(rows, metric: str, as_json: bool) -> None:
-    from .results import format_table
+    from .jobs.results import format_table
 
     if as_json:
         _print_json(rows)
@@ -142,9 +148,13 @@ def _print_results(rows, metric: str, as_json: bool) -> None:
 def cmd_status(args) -> int:
     from collections import Counter
 
-    from . import commands, records
-    from .jobs import JobArray, locate
+    from .jobs import records
+    from .jobs.handles import JobArray, locate
+    from .jobs.sweep import check_ranking
+    from .site import commands
 
+    if args.metric is not None:
+        check_ranking(args.metric, args.mode or "max", "--metric/--mode")
     if args.ref:
         found = [locate(args.ref)]
     else:
@@ -164,25 +174,26 @@ def cmd_status(args) -> int:
         if isinstance(handle, JobArray):
             statuses = handle.statuses(states)
             counts = dict(Counter(s.state for s in statuses))
-            out.append({"sweep_dir": str(handle.sweep_dir), "arrays": handle.array_ids, "states": counts,
-                        "tasks": [s.to_dict() for s in statuses]})
+            out.append({"kind": handle.kind, "sweep_dir": str(handle.sweep_dir), "arrays": handle.array_ids,
+                        "states": counts, "tasks": [s.to_dict() for s in statuses]})
             if not args.json:
-                print(f"sweep {handle.record['name']} (array job(s) {', '.join(handle.array_ids)}): "
+                print(f"{handle.kind} {handle.record['name']} (array job(s) {', '.join(handle.array_ids)}): "
                       + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) + f"    {handle.sweep_dir}")
                 if args.ref:
-                    _print_results(handle.results(statuses), handle.record.get("metric", "val.accuracy"), False)
+                    metric = args.metric or handle.record.get("metric", "val.accuracy")
+                    _print_results(handle.results(statuses, metric, args.mode), metric, False)
         else:
             status = handle.status(states)
             out.append({**status.to_dict(), "summary": status.summary})
             if not args.json:
-                _print_status(status, False)
+                _print_status(status, False, args.metric)
     if args.json:
         _print_json(out[0] if args.ref else out)
     return 0
 
 
 def cmd_logs(args) -> int:
-    from .jobs import JobArray, locate
+    from .jobs.handles import JobArray, locate
 
     found = locate(args.ref)
     if isinstance(found, JobArray):
@@ -204,7 +215,7 @@ def cmd_logs(args) -> int:
 
 
 def cmd_cancel(args) -> int:
-    from .jobs import JobArray, locate
+    from .jobs.handles import JobArray, locate
 
     found = locate(args.ref)
     found.cancel()
@@ -214,16 +225,16 @@ def cmd_cancel(args) -> int:
 
 
 def cmd_results(args) -> int:
-    from .jobs import JobArray, locate
+    from .jobs.handles import JobArray, locate
+    from .jobs.sweep import check_ranking
 
     found = locate(args.sweep_dir)
     if not isinstance(found, JobArray):
-        raise HpcnnError("not a sweep directory (no sweep.json)", str(args.sweep_dir), "use `hpcnn status` for a job")
+        raise HpcnnError("not a sweep or group directory (no sweep.json)", str(args.sweep_dir),
+                         "use `hpcnn status` for a job")
     metric = args.metric or found.record.get("metric", "val.accuracy")
-    from .results import rank_rows
-
-    rows = rank_rows(found.statuses(), metric, args.mode or found.record.get("mode", "max"))
-    _print_results(rows, metric, args.json)
+    check_ranking(metric, args.mode or found.record.get("mode", "max"), "--metric/--mode")
+    _print_results(found.results(metric=metric, mode=args.mode), metric, args.json)
     return 0
 
 
@@ -248,7 +259,7 @@ def cmd_render(args) -> int:
 
 
 def cmd_profiles_list(args) -> int:
-    from .profiles import list_profiles, load_profile, profiles_dir
+    from .site.profiles import list_profiles, load_profile, profiles_dir
 
     rows = []
     for name in list_profiles():
@@ -267,8 +278,8 @@ def cmd_profiles_list(args) -> int:
 def cmd_profiles_show(args) -> int:
     import dataclasses
 
-    from .profiles import Profile, load_profile
-    from .strict import field_docs
+    from ..config.strict import field_docs
+    from .site.profiles import Profile, load_profile
 
     profile = load_profile(args.name)
     if args.json:
@@ -314,9 +325,12 @@ def register(subparsers) -> None:
     w.add_argument("--json", action="store_true")
     w.set_defaults(func=cmd_sweep)
 
-    st = subparsers.add_parser("status", help="state and results of a job, run dir or sweep (one Slurm query)")
-    st.add_argument("ref", nargs="?", metavar="JOB_ID|RUN_DIR|SWEEP_DIR", help="default: recent submissions")
+    st = subparsers.add_parser("status", help="state and results of a job, run dir, sweep or group (one Slurm query)")
+    st.add_argument("ref", nargs="?", metavar="JOB_ID|RUN_DIR|SWEEP_DIR|GROUP_DIR", help="default: recent submissions")
     st.add_argument("--limit", type=int, default=20)
+    st.add_argument("--metric", help="also show (for a sweep or group directory: rank by) this numeric key of "
+                                     "summary.json, e.g. images_per_second, wall_seconds, gpu.energy_j")
+    st.add_argument("--mode", choices=["max", "min"], help="with --metric: bigger or smaller is better")
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=cmd_status)
 
@@ -332,10 +346,11 @@ def register(subparsers) -> None:
     c.add_argument("ref", metavar="JOB_ID|RUN_DIR|SWEEP_DIR")
     c.set_defaults(func=cmd_cancel)
 
-    r = subparsers.add_parser("results", help="a sweep's final metrics, best first, failures with reasons")
-    r.add_argument("sweep_dir", metavar="SWEEP_DIR|ARRAY_ID")
-    r.add_argument("--metric", help="rank by this summary metric (default: the sweep's, e.g. val.accuracy)")
-    r.add_argument("--mode", choices=["max", "min"])
+    r = subparsers.add_parser("results", help="a sweep's or group's results, best first, failures with reasons")
+    r.add_argument("sweep_dir", metavar="SWEEP_DIR|GROUP_DIR|ARRAY_ID")
+    r.add_argument("--metric", help="rank by this numeric key of summary.json, e.g. val.accuracy, "
+                                    "images_per_second, wall_seconds (default: the sweep's metric)")
+    r.add_argument("--mode", choices=["max", "min"], help="max: bigger is better (default: the sweep's mode)")
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_results)
 

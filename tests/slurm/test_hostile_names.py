@@ -11,8 +11,8 @@ import pytest
 import hpcnn
 from hpcnn.config import load_job
 from hpcnn.errors import ConfigError
-from hpcnn.slurm import commands
-from hpcnn.slurm.rendering import safe_name
+from hpcnn.files import safe_name
+from hpcnn.slurm.site import commands
 
 from tests.slurm.support import (JOB_TIMEOUT_S, POLL_MAX_S, controller_job_name, read_summary, state_dir, tiny,
                                  wait_finished)

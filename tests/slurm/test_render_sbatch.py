@@ -13,9 +13,9 @@ import pytest
 
 from hpcnn.config import load_job
 from hpcnn.errors import SubmissionError
-from hpcnn.slurm import commands, rendering
-from hpcnn.slurm.profiles import list_profiles, load_profile
-from hpcnn.slurm.resources import resolve
+from hpcnn.slurm.site import commands, rendering
+from hpcnn.slurm.site.profiles import list_profiles, load_profile
+from hpcnn.slurm.site.resources import resolve
 
 SITE_FACTS = {"gpu_type": None, "constraint": None, "account": None, "qos": None, "partition": "debug",
               "partitions": [], "setup": [], "max_mem_gb": None, "cpus_per_node": None}

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import hpcnn
-from hpcnn.slurm import commands
+from hpcnn.slurm.site import commands
 
 from tests.slurm.support import JOB_TIMEOUT_S, POLL_MAX_S, sacct_rows, tiny, wait_until
 

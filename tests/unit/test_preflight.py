@@ -5,10 +5,10 @@ import pytest
 
 from hpcnn.config import load_job
 from hpcnn.errors import ConfigError, DatasetError, HpcnnError, ProfileError, ResourceError
-from hpcnn.slurm import submission as submit_mod
-from hpcnn.slurm.preflight import check_data, check_setup, check_weights, preflight
-from hpcnn.slurm.profiles import load_profile, profile_from_dict
-from hpcnn.slurm.resources import resolve
+from hpcnn.slurm.jobs import executor as executor_mod, groups as groups_mod, submission as submit_mod
+from hpcnn.slurm.site.preflight import check_data, check_setup, check_weights, preflight
+from hpcnn.slurm.site.profiles import load_profile, profile_from_dict
+from hpcnn.slurm.site.resources import resolve
 
 
 @pytest.fixture
@@ -17,7 +17,7 @@ def never_submit(monkeypatch):
     def boom(*a, **k):
         raise AssertionError("pre-flight let a bad request through to submission")
 
-    monkeypatch.setattr(submit_mod, "make_executor", boom)
+    monkeypatch.setattr(executor_mod, "make_executor", boom)
 
 
 def cfg_with(tmp_path, *overrides):
@@ -99,7 +99,7 @@ def test_submit_runs_preflight_before_anything_is_queued(tmp_path, never_submit)
     with pytest.raises(ResourceError):
         submit_mod.submit(None, "local", {"gpus_per_node": 3}, [f"train.runs_dir={tmp_path / 'runs'}"])
     with pytest.raises(DatasetError):
-        submit_mod.submit_array(None, grid={"optim.lr": [0.1, 0.2]}, profile="local",
+        groups_mod.submit_array(None, grid={"optim.lr": [0.1, 0.2]}, profile="local",
                                 overrides=["data.source=folder", "data.root=/nonexistent",
                                            f"train.runs_dir={tmp_path / 'runs'}"])
     assert not list((tmp_path / "runs").glob("*")), "no run directory is created for a refused submission"
@@ -114,7 +114,7 @@ def test_dry_run_plan_needs_no_slurm(tmp_path, monkeypatch):
 
 
 def test_horovod_backend_needs_horovod_or_a_module(tmp_path):
-    from hpcnn.slurm.preflight import check_horovod
+    from hpcnn.slurm.site.preflight import check_horovod
 
     cfg = cfg_with(tmp_path, "dist.backend=horovod")
     missing = lambda name: None  # noqa: E731 - a login node without Horovod

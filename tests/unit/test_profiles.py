@@ -7,8 +7,9 @@ import pytest
 
 from hpcnn.config import load_job
 from hpcnn.errors import ConfigError, ProfileError, ResourceError
-from hpcnn.slurm.profiles import Profile, list_profiles, load_profile, profile_from_dict
-from hpcnn.slurm.resources import check_fits, format_walltime, resolve, walltime_minutes
+from hpcnn.config.walltime import format_walltime, walltime_minutes
+from hpcnn.slurm.site.profiles import Profile, list_profiles, load_profile, profile_from_dict
+from hpcnn.slurm.site.resources import check_fits, resolve
 
 SHIPPED = {"local", "generic", "nesi", "perlmutter"}
 

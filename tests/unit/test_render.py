@@ -18,9 +18,9 @@ import yaml
 
 from hpcnn.config import dump_yaml, load_job
 from hpcnn.errors import ConfigError
-from hpcnn.slurm import rendering as R
-from hpcnn.slurm.profiles import list_profiles, load_profile, profile_from_dict
-from hpcnn.slurm.resources import resolve
+from hpcnn.slurm.site import rendering as R
+from hpcnn.slurm.site.profiles import list_profiles, load_profile, profile_from_dict
+from hpcnn.slurm.site.resources import resolve
 
 from tests.helpers import REPO
 

@@ -11,9 +11,12 @@ from types import SimpleNamespace
 
 import pytest
 
+from hpcnn import files
 from hpcnn.errors import HpcnnError, SubmissionError
-from hpcnn.slurm import commands, jobs, payload, records
-from hpcnn.slurm.commands import JobState
+from hpcnn.slurm.jobs import handles as jobs, payload, records
+from hpcnn.slurm.jobs.status import make_status
+from hpcnn.slurm.site import commands
+from hpcnn.slurm.site.commands import JobState
 
 SACCT_ARGV = ["sacct", "-X", "-n", "-P", "-o", "JobID,State,ExitCode,Elapsed,NodeList,Submit", "-j", "101,205"]
 SACCT_OUT = """101|COMPLETED|0:0|00:00:12|n1|2026-11-23T10:00:05
@@ -103,13 +106,20 @@ class Runner:
 SHOW = ["scontrol", "show", "job", "-o", "555"]
 
 
+def use(monkeypatch, runner: Runner) -> Runner:
+    """Every Slurm command goes through hpcnn.slurm.site.commands: answer its subprocess calls."""
+    monkeypatch.setattr(commands.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(commands.subprocess, "run", runner)
+    return runner
+
+
 @pytest.mark.parametrize("restarts, max_requeues, expected", [("0", 3, True), ("2", 3, True), ("3", 3, False),
                                                               ("0", 0, False)])
 def test_requeue_is_bounded(monkeypatch, restarts, max_requeues, expected):
     monkeypatch.setenv("SLURM_JOB_ID", "555")
     monkeypatch.setenv("SLURM_RESTART_COUNT", restarts)
-    runner = Runner()
-    assert payload.requeue_self(max_requeues, runner) is expected
+    runner = use(monkeypatch, Runner())
+    assert payload.requeue_self(max_requeues) is expected
     assert runner.calls == ([SHOW, ["scontrol", "requeue", "555"]] if expected else [])
 
 
@@ -118,14 +128,31 @@ def test_a_cancelled_job_is_never_requeued(monkeypatch, state):
     """scancel stops the trainer with SIGTERM, which checkpoints like a preemption: it must not requeue."""
     monkeypatch.setenv("SLURM_JOB_ID", "555")
     monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)
-    runner = Runner(state=state)
-    assert payload.requeue_self(3, runner) is False and runner.calls == [SHOW]
+    runner = use(monkeypatch, Runner(state=state))
+    assert payload.requeue_self(3) is False and runner.calls == [SHOW]
 
 
 def test_failed_requeue_is_reported_not_hidden(monkeypatch):
     monkeypatch.setenv("SLURM_JOB_ID", "555")
     monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)
-    assert payload.requeue_self(3, Runner(rc=1)) is False
+    use(monkeypatch, Runner(rc=1))
+    assert payload.requeue_self(3) is False
+
+
+def test_scontrol_trouble_is_one_log_line_not_a_crash(monkeypatch, caplog):
+    """The requeue rule is best effort: the checkpoint is on disk whatever scontrol does."""
+    monkeypatch.setenv("SLURM_JOB_ID", "555")
+    monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)
+    monkeypatch.setattr(commands.shutil, "which", lambda name: None)  # no scontrol on this node
+    with caplog.at_level("WARNING", logger="hpcnn.slurm"):
+        assert payload.requeue_self(3) is False
+    assert any("'scontrol' not found" in r.getMessage() for r in caplog.records)
+    use(monkeypatch, Runner(rc=1))
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="hpcnn.slurm"):
+        assert payload.requeue_self(3) is False
+    failed = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(failed) == 1 and "requeueing job 555 failed" in failed[0] and "\n" not in failed[0]
 
 
 def stub_trainer(monkeypatch, status):
@@ -194,25 +221,25 @@ def test_payload_pickles_without_torch():
 
 def test_status_combines_slurm_state_and_run_directory(tmp_path):
     (tmp_path / "summary.json").write_text(json.dumps({"status": "completed", "metrics": {"val": {"accuracy": 0.9}}}))
-    done = jobs.make_status("5", tmp_path, JobState("5", "COMPLETED", "0:0"), tmp_path / "none.err")
+    done = make_status("5", tmp_path, JobState("5", "COMPLETED", "0:0"), tmp_path / "none.err")
     assert done.finished and done.succeeded and done.metric("val.accuracy") == 0.9 and not done.reason
     log = tmp_path / "5_0_log.err"
     log.write_text("Traceback (most recent call last):\n  File x\nValueError: data.root is empty\nsrun: error: n1\n")
-    failed = jobs.make_status("6", tmp_path / "other", JobState("6", "FAILED", "1:0"), log)
+    failed = make_status("6", tmp_path / "other", JobState("6", "FAILED", "1:0"), log)
     assert failed.finished and not failed.succeeded
     assert failed.reason == "FAILED (exit 1:0): ValueError: data.root is empty"
-    unknown = jobs.make_status("7", tmp_path, None, log)  # accounting lost the job, the run finished
+    unknown = make_status("7", tmp_path, None, log)  # accounting lost the job, the run finished
     assert unknown.state == "COMPLETED" and unknown.finished
-    running = jobs.make_status("8", tmp_path / "x", JobState("8", "RUNNING"), log)
+    running = make_status("8", tmp_path / "x", JobState("8", "RUNNING"), log)
     assert not running.finished
 
 
 def test_records_and_lookup(tmp_path, monkeypatch):
     monkeypatch.setenv("HPCNN_STATE_DIR", str(tmp_path / "state"))
-    run_dir = records.new_run_dir(tmp_path / "runs", "my job/../x")
+    run_dir = files.new_run_dir(tmp_path / "runs", "my job/../x")
     assert run_dir.parent == tmp_path / "runs" and "/" not in run_dir.name and run_dir.name.startswith("my_job")
     pattern = str(run_dir / "{job_id}_{rank}.{stream}")
-    records.write_json(run_dir / records.JOB_FILE, {"job_id": "42", "log_pattern": pattern})
+    files.atomic_write_json(run_dir / records.JOB_FILE, {"job_id": "42", "log_pattern": pattern})
     records.register("42", run_dir)
     handle = jobs.locate("42")
     assert isinstance(handle, jobs.JobHandle) and handle.run_dir == run_dir
@@ -230,7 +257,7 @@ def test_sweep_records_resolve_task_ids(tmp_path, monkeypatch):
                                                                                   "count": 1}],
               "tasks": [{"index": i, "job_id": jid, "run_dir": f"task-{i:03d}", "overrides": [f"optim.lr={i}"]}
                         for i, jid in enumerate(["70_0", "70_1", "71_0"])]}
-    records.write_json(tmp_path / records.SWEEP_FILE, record)
+    files.atomic_write_json(tmp_path / records.SWEEP_FILE, record)
     records.register("70", tmp_path)
     records.register("71", tmp_path)
     sweep = jobs.locate("70")

@@ -8,10 +8,10 @@ import yaml
 
 from hpcnn.config import load_job, parse_override
 from hpcnn.errors import ConfigError
-from hpcnn.slurm.jobs import TaskStatus
-from hpcnn.slurm.results import format_table, rank_rows
-from hpcnn.slurm.submission import plan_array
-from hpcnn.slurm.sweep import chunks, expand, load_sweep, override_text, sweep_from_dict
+from hpcnn.slurm.jobs.groups import plan_array
+from hpcnn.slurm.jobs.results import format_table, rank_rows
+from hpcnn.slurm.jobs.status import TaskStatus
+from hpcnn.slurm.jobs.sweep import chunks, expand, load_sweep, override_text, sweep_from_dict
 
 from tests.helpers import REPO
 
@@ -69,7 +69,8 @@ def test_explicit_runs_and_sweep_wide_settings(tmp_path):
     ({"grid": {"optim.lr": [1]}, "slurm": {"gpus": 1}}, "unknown key 'slurm.gpus'"),
     ({"grid": {"optim.lr": [1]}, "max_parallel": 0}, "'max_parallel' must be >= 1"),
     ({"grid": {"optim.lr": [1]}, "mode": "best"}, "'mode' must be max or min"),
-    ({"grid": {"optim.lr": [1]}, "metric": "accuracy"}, "must start with val. or test."),
+    ({"grid": {"optim.lr": [1]}, "metric": ""}, "'metric' must be a dotted summary.json key"),
+    ({"grid": {"optim.lr": [1]}, "metric": 3}, "'metric' must be a string"),
 ])
 def test_invalid_sweeps_are_named(tmp_path, data, message):
     with pytest.raises(ConfigError) as err:

@@ -12,7 +12,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from ..errors import SubmissionError
+from ...errors import SubmissionError
 
 DEFAULT_TIMEOUT_S = 60
 SACCT_FIELDS = ("JobID", "State", "ExitCode", "Elapsed", "NodeList", "Submit")

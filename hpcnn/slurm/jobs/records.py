@@ -1,7 +1,8 @@
 """What a submission leaves on disk, so a new shell can find it later without a live login process.
 
 - ``RUN_DIR/job.json``: job id, profile, resources, submit time, where submitit keeps logs.
-- ``SWEEP_DIR/sweep.json``: the arrays (ids, offsets) and every task (overrides, run dir, id).
+- ``SWEEP_DIR/sweep.json``: a sweep or a mixed-resource group: the arrays (id, request, which
+  tasks) and every task (job id, run dir, request, overrides).
 - ``$HPCNN_STATE_DIR/jobs/<id>`` (default ``~/.local/state/hpcnn/jobs``): a one-line pointer
   from a job or array id to its run or sweep directory, so ``hpcnn status 1234`` works.
 """
@@ -9,14 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import secrets
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import HpcnnError
+from ...errors import HpcnnError
 
 JOB_FILE = "job.json"
 SWEEP_FILE = "sweep.json"
@@ -33,28 +31,6 @@ def state_dir() -> Path:
 
 def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
-
-
-def new_run_dir(runs_dir: str | Path, name: str) -> Path:
-    """runs_dir/NAME-YYYYmmdd-HHMMSS-xxxx (absolute): unique, sortable, safe as a file name."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:60].strip(".") or "run"
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    root = Path(runs_dir).expanduser().absolute()
-    while True:
-        path = root / f"{safe}-{stamp}-{secrets.token_hex(2)}"
-        if not path.exists():
-            return path
-
-
-def write_json(path: Path, data: dict) -> None:
-    """Atomic: a reader in another shell never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2, default=str)
-        f.write("\n")
-    os.replace(tmp, path)
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -100,5 +76,5 @@ def recent(limit: int = 20) -> list[tuple[str, Path]]:
     return out
 
 
-__all__ = ["JOB_FILE", "SCRIPT_FILE", "SWEEP_FILE", "lookup", "new_run_dir", "now_iso", "read_json", "recent",
-           "register", "state_dir", "write_json"]
+__all__ = ["JOB_FILE", "SCRIPT_FILE", "SWEEP_FILE", "lookup", "now_iso", "read_json", "recent", "register",
+           "state_dir"]

@@ -15,18 +15,18 @@ import re
 import shlex
 import sys
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import jinja2
 
-from ..config import JobConfig, dump_yaml
-from ..errors import ConfigError, ProfileError
+from ...config import JobConfig, dump_yaml
+from ...errors import EXIT_PREEMPTED, ConfigError, ProfileError
+from ...files import safe_name
 from .profiles import Profile, templates_dir
 from .resources import Resources
 
 SUBMITIT_TEMPLATE = "submitit.sbatch.j2"
 LAUNCH_TEMPLATES = {"srun": "srun.sbatch.j2", "torchrun": "torchrun.sbatch.j2", "horovod": "horovod.sbatch.j2"}
-EXIT_PREEMPTED = 3  # the trainer's exit code after a preemption checkpoint (hpcnn.run.EXIT_PREEMPTED)
 _SBATCH_SAFE = re.compile(r"^[A-Za-z0-9_.,:/=@%+-]+$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -205,10 +205,6 @@ def render_submitit(profile: Profile, res: Resources, *, folder: str | Path, pyt
 
 # ---------------------------------------------------------------- the hand-sbatch script
 
-def safe_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:60].strip(".") or "run"
-
-
 def _heredoc_delimiter(text: str) -> str:
     lines = set(text.splitlines())
     delimiter, n = "HPCNN_CONFIG_EOF", 0
@@ -247,10 +243,6 @@ def render_job(cfg: JobConfig, profile: Profile, res: Resources, *, runs_dir: st
     return render_template(LAUNCH_TEMPLATES[kind], context)
 
 
-def shell_join(words: Iterable[Any]) -> Shell:
-    return Shell(" ".join(q(w) for w in words))
-
-
 __all__ = ["RenderError", "Shell", "check_slurm_path", "comment", "gpu_option", "header_lines", "launch_kind",
-           "mem_option", "q", "render_job", "render_submitit", "render_template", "safe_name", "sbatch_line",
+           "mem_option", "q", "render_job", "render_submitit", "render_template", "sbatch_line",
            "sbatch_options", "sbatch_quote", "trusted"]

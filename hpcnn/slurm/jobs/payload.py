@@ -11,54 +11,42 @@ Importing this module must not import torch: only ``__call__`` imports the train
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger("hpcnn.slurm")
+from ...env import job_info
+from ...errors import EXIT_PREEMPTED, SubmissionError
+from ..site import commands
 
-EXIT_PREEMPTED = 3
+log = logging.getLogger("hpcnn.slurm")
 
 
 def restart_count() -> int:
     """How many times Slurm has restarted this job (0 on the first run)."""
-    try:
-        return int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
-    except ValueError:
-        return 0
+    return job_info().restart_count
 
 
-def _global_rank() -> int:
-    for name in ("SLURM_PROCID", "SUBMITIT_LOCAL_GLOBALID", "RANK"):
-        if os.environ.get(name, "").isdigit():
-            return int(os.environ[name])
-    return 0
-
-
-def job_state(job_id: str, runner=subprocess.run) -> str | None:
+def job_state(job_id: str) -> str | None:
     """This job's state as slurmctld sees it now (RUNNING, CANCELLED, ...), or None if unknown."""
     try:
-        proc = runner(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
+        return commands.show_job(job_id, timeout=30).get("JobState")
+    except SubmissionError as err:
+        log.warning("could not ask Slurm for the state of job %s: %s", job_id, err)
         return None
-    for token in (proc.stdout or "").split():
-        if token.startswith("JobState="):
-            return token.split("=", 1)[1]
-    return None
 
 
-def requeue_self(max_requeues: int, runner=subprocess.run) -> bool:
-    """Rank 0 asks Slurm to requeue this job if requeues are left; True if it did.
+def requeue_self(max_requeues: int) -> bool:
+    """Rank 0 asks Slurm to requeue this job if requeues are left; True if it did (best effort).
 
     Only a job that is still RUNNING requeues itself: `scancel` also stops the trainer (SIGTERM
     checkpoints like a preemption), and a cancelled job must stay cancelled; a job Slurm is
-    already requeueing (PreemptMode=REQUEUE) needs no second requeue.
+    already requeueing (PreemptMode=REQUEUE) needs no second requeue. A failing scontrol is
+    logged in one line, never raised: the checkpoint is on disk and a resubmission continues it.
     """
-    job_id = os.environ.get("SLURM_JOB_ID")
-    restarts = restart_count()
+    info = job_info()
+    job_id, restarts = info.raw_job_id, info.restart_count
     if not job_id:
         log.warning("preempted outside Slurm: nothing to requeue")
         return False
@@ -66,18 +54,14 @@ def requeue_self(max_requeues: int, runner=subprocess.run) -> bool:
         log.warning("preempted, but slurm.max_requeues=%d is used up (restart count %d): not requeueing; "
                     "resubmit to continue from the checkpoint", max_requeues, restarts)
         return False
-    state = job_state(job_id, runner)
+    state = job_state(job_id)
     if state != "RUNNING":
         log.warning("checkpoint written; job %s is %s, so it is not requeued", job_id, state or "in an unknown state")
         return False
-    argv = ["scontrol", "requeue", job_id]
     try:
-        proc = runner(argv, capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired) as err:
-        log.error("could not run %s: %s", " ".join(argv), err)
-        return False
-    if proc.returncode != 0:
-        log.error("%s failed (exit %s): %s", " ".join(argv), proc.returncode, (proc.stderr or "").strip())
+        commands.requeue(job_id)
+    except SubmissionError as err:
+        log.error("checkpoint written, but requeueing job %s failed: %s", job_id, err)
         return False
     log.warning("checkpoint written; requeued job %s (restart %d of %d)", job_id, restarts + 1, max_requeues)
     return True
@@ -98,8 +82,9 @@ class TrainPayload:
         if result.status != "preempted":
             return result.summary
         max_requeues = int((self.config.get("slurm") or {}).get("max_requeues", 3))
-        requeued = _global_rank() == 0 and requeue_self(max_requeues)
-        if requeued or (_global_rank() != 0 and restart_count() < max_requeues):
+        rank = job_info().global_rank
+        requeued = rank == 0 and requeue_self(max_requeues)
+        if requeued or (rank != 0 and restart_count() < max_requeues):
             sys.stdout.flush()
             sys.stderr.flush()
             # Like submitit's own requeue: leave without a result file, the rerun will write it.

@@ -7,41 +7,20 @@ site would reject, or queue forever, fails on the login node instead.
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Optional
 
-from ..config import JobConfig
-from ..errors import ConfigError, ResourceError
+from ...config import JobConfig
+from ...config.walltime import format_walltime, walltime_minutes
+from ...errors import ConfigError, ResourceError
 from .profiles import Profile
 
-_WALLTIME = re.compile(r"^(?:(\d+)-)?(\d{1,3}):([0-5]\d):([0-5]\d)$")
-_MINUTES = re.compile(r"^\d+$")
 # Options hpcnn writes itself; setting them through extra_sbatch would break logs, arrays or requeue.
 MANAGED_OPTIONS = {"array", "output", "error", "signal", "open-mode", "job-name", "nodes", "ntasks-per-node",
                    "cpus-per-task", "time", "mem", "gres", "gpus-per-node", "partition", "account", "qos",
                    "constraint", "requeue", "wrap", "chdir", "parsable", "test-only"}
-
-
-def walltime_minutes(text: str, key: str = "slurm.time", where: str | None = None) -> int:
-    """'[D-]HH:MM:SS' or plain minutes -> whole minutes (seconds round up)."""
-    text = str(text).strip()
-    if _MINUTES.match(text):
-        return int(text)
-    m = _WALLTIME.match(text)
-    if not m:
-        from ..errors import ProfileError
-
-        error = ProfileError if key == "max_time" else ConfigError
-        raise error(f"'{key}' must look like HH:MM:SS, D-HH:MM:SS or minutes, got {text!r}", where)
-    days, hours, minutes, seconds = (int(g or 0) for g in m.groups())
-    return days * 1440 + hours * 60 + minutes + (1 if seconds else 0)
-
-
-def format_walltime(minutes: int) -> str:
-    days, rest = divmod(int(minutes), 1440)
-    hours, mins = divmod(rest, 60)
-    return f"{days}-{hours:02d}:{mins:02d}:00" if days else f"{hours:02d}:{mins:02d}:00"
 
 
 @dataclass(frozen=True)
@@ -72,6 +51,10 @@ class Resources:
 
     def to_dict(self) -> dict:
         return {**asdict(self), "walltime": self.walltime}
+
+    def key(self) -> str:
+        """Equal for equal requests: tasks with the same key can share one Slurm array."""
+        return json.dumps(asdict(self), sort_keys=True, default=str)
 
 
 def default_job_name(cfg: JobConfig) -> str:
@@ -147,5 +130,4 @@ def check_fits(res: Resources, profile: Profile) -> None:
             raise ConfigError(f"slurm.extra_sbatch.{key} contains a newline", "slurm.extra_sbatch")
 
 
-__all__ = ["MANAGED_OPTIONS", "Resources", "check_fits", "default_job_name", "format_walltime", "resolve",
-           "walltime_minutes"]
+__all__ = ["MANAGED_OPTIONS", "Resources", "check_fits", "default_job_name", "resolve"]

@@ -1,7 +1,14 @@
-"""A sweep's final metrics as a table: best first, then unfinished tasks, then failures with their reason."""
+"""Tables of a sweep's or group's tasks: best first by any numeric key of summary.json, then
+unfinished tasks, then failures with their reason.
+
+Values come from ``hpcnn.results.value`` (the one results schema), so ``val.accuracy``,
+``images_per_second``, ``wall_seconds`` or ``gpu.energy_j`` all rank the same way.
+"""
 from __future__ import annotations
 
-from .jobs import TaskStatus
+from .status import TaskStatus
+
+EXTRA_COLUMNS = ("test.accuracy", "images_per_second")   # shown next to the ranked metric
 
 
 def rank_rows(statuses: list[TaskStatus], metric: str = "val.accuracy", mode: str = "max") -> list[dict]:
@@ -25,19 +32,31 @@ def rank_rows(statuses: list[TaskStatus], metric: str = "val.accuracy", mode: st
     return done + running + failed
 
 
-def _fmt(value, digits: int = 4) -> str:
+def format_number(value, digits: int | None = None) -> str:
+    """'-' for missing; floats with ``digits`` decimals, by default 4 below 10 (accuracies) and 1 above (img/s)."""
     if value is None:
         return "-"
-    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+    if not isinstance(value, float):
+        return str(value)
+    if digits is None:
+        digits = 4 if abs(value) < 10 else 1
+    return f"{value:.{digits}f}"
+
+
+def _extra(row: dict, key: str):
+    return row.get(key.replace(".", "_"))
 
 
 def format_table(rows: list[dict], metric: str = "val.accuracy") -> str:
     """Plain text, one line per task; failures carry their reason on the same line."""
-    header = ["rank", "task", "job", "state", metric, "test.accuracy", "wall_s", "overrides"]
+    extras = [k for k in EXTRA_COLUMNS if k != metric]
+    header = ["rank", "task", "job", "state", metric, *extras, "wall_s", "nodes", "label"]
     lines = [header]
     for r in rows:
-        lines.append([_fmt(r["rank"]), _fmt(r["index"]), r["job_id"], r["state"], _fmt(r["value"]),
-                      _fmt(r["test_accuracy"]), _fmt(r["wall_seconds"], 1), " ".join(r["overrides"]) or "(base)"])
+        label = r.get("label") or " ".join(r["overrides"]) or "(base)"
+        lines.append([format_number(r["rank"]), format_number(r["index"]), r["job_id"], r["state"],
+                      format_number(r["value"]), *(format_number(_extra(r, k)) for k in extras),
+                      format_number(r["wall_seconds"], 1), r.get("nodelist") or "-", label])
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header) - 1)]
     out = []
     for line, row in zip(lines, [None] + rows):
@@ -48,4 +67,4 @@ def format_table(rows: list[dict], metric: str = "val.accuracy") -> str:
     return "\n".join(out)
 
 
-__all__ = ["format_table", "rank_rows"]
+__all__ = ["format_number", "format_table", "rank_rows"]

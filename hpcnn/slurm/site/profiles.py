@@ -2,32 +2,30 @@
 
 A profile holds *site* facts (partition, account, how GPUs are requested, limits,
 module lines, srun flags, the pre-timeout signal); a job config holds *experiment*
-facts. Profiles live in ``slurm_templates/profiles/NAME.yaml`` (directory overridable
-with ``HPCNN_TEMPLATES_DIR``) or anywhere, given by path.
+facts. Profiles ship in ``slurm_templates/profiles/NAME.yaml``, installed as package data
+of ``hpcnn.slurm_templates`` and found through importlib, so a wheel works like a checkout
+(``HPCNN_TEMPLATES_DIR`` overrides the directory); any profile can also be given by path.
 """
 from __future__ import annotations
 
+import importlib.resources
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
-from ..errors import ProfileError
-from . import strict
+from ...config import strict
+from ...config.strict import doc
+from ...config.walltime import walltime_minutes
+from ...errors import ProfileError
 
 LAUNCHERS = ("srun", "torchrun")
 GPU_DIRECTIVES = ("gres", "gpus_per_node")
 SIGNALS = ("USR1", "USR2", "TERM", "INT", "URG")
+TEMPLATES_PACKAGE = "hpcnn.slurm_templates"  # the top-level slurm_templates/ directory, mapped in pyproject/setup.py
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _OPTION = re.compile(r"^[a-z][a-z0-9-]*$")
-
-
-def doc(default, text: str):
-    if isinstance(default, (list, dict)):
-        value = default
-        return field(default_factory=lambda: type(value)(value), metadata={"doc": text})
-    return field(default=default, metadata={"doc": text})
 
 
 @dataclass(frozen=True)
@@ -68,19 +66,22 @@ class Profile:
 
     @property
     def max_time_min(self) -> int:
-        from .resources import walltime_minutes
-
-        return walltime_minutes(self.max_time, "max_time", self.source or self.name)
+        return walltime_minutes(self.max_time, "max_time", self.source or self.name, ProfileError)
 
 
 def templates_dir() -> Path:
-    """slurm_templates/ of this checkout, or HPCNN_TEMPLATES_DIR."""
+    """The sbatch templates and shipped profiles: HPCNN_TEMPLATES_DIR, else the installed package data.
+
+    A source tree used without installing it, or an editable install made before the templates
+    were package data, has no ``hpcnn.slurm_templates``: then the checkout's directory is used.
+    """
     env = os.environ.get("HPCNN_TEMPLATES_DIR")
     if env:
         return Path(env)
-    import hpcnn
-
-    return Path(hpcnn.__file__).resolve().parents[1] / "slurm_templates"
+    try:
+        return Path(str(importlib.resources.files(TEMPLATES_PACKAGE)))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parents[3] / "slurm_templates"
 
 
 def profiles_dir() -> Path:

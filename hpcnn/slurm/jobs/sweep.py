@@ -3,7 +3,8 @@
 Pure (reads YAML, runs nothing). Every task's config is validated exactly like a job
 config, so a typo in the sweep fails on the login node with the task and key named.
 All tasks of a sweep share one Slurm array, hence one resource request: grid and run
-entries may not touch ``slurm.*`` (set those in the sweep's ``slurm:`` mapping).
+entries may not touch ``slurm.*`` (set those in the sweep's ``slurm:`` mapping; tasks that
+need different requests are a group, ``hpcnn.submit_group``).
 
     name: lr-dropout
     base: default.yaml            # job config, relative to this file; omit for the built-in default
@@ -14,7 +15,7 @@ entries may not touch ``slurm.*`` (set those in the sweep's ``slurm:`` mapping).
       model.dropout: [0.1, 0.3]
     # runs: [[optim.lr=0.001], [optim.lr=0.003, model.dropout=0.1]]   # instead of grid
     max_parallel: 4               # at most this many tasks run at once (%K)
-    metric: val.accuracy          # what `hpcnn results` ranks by
+    metric: val.accuracy          # what `hpcnn results` ranks by: any numeric key of summary.json
     mode: max
 """
 from __future__ import annotations
@@ -22,35 +23,29 @@ from __future__ import annotations
 import copy
 import itertools
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from ..config import JobConfig, apply_overrides, from_dict, read_yaml
-from ..config.schema import SlurmConfig
-from ..errors import ConfigError
-from . import strict
-
-
-def _doc(default, text: str):
-    if isinstance(default, (list, dict)):
-        value = default
-        return field(default_factory=lambda: type(value)(value), metadata={"doc": text})
-    return field(default=default, metadata={"doc": text})
+from ...config import JobConfig, apply_overrides, from_dict, read_yaml, strict
+from ...config.schema import SlurmConfig
+from ...config.strict import doc
+from ...errors import ConfigError
 
 
 @dataclass
 class SweepSpec:
-    name: str = _doc("sweep", "sweep name: used for the sweep directory and the array's job name")
-    base: Optional[str] = _doc(None, "job config the tasks start from (relative to the sweep file); null = built-in")
-    overrides: list = _doc([], "key.sub=value overrides applied to every task")
-    slurm: dict = _doc({}, "the array's resource request: keys of a job config's slurm section")
-    grid: dict = _doc({}, "{dotted.key: [values]}: one task per combination")
-    runs: list = _doc([], "explicit tasks: a list of override lists (instead of grid)")
-    max_parallel: Optional[int] = _doc(None, "most tasks running at once (Slurm's %K throttle); null = no limit")
-    metric: str = _doc("val.accuracy", "summary metric `hpcnn results` ranks by (val.* or test.*)")
-    mode: str = _doc("max", "max | min: whether a bigger metric is better")
-    source: Optional[str] = _doc(None, "file the sweep was read from (set by the loader)")
+    name: str = doc("sweep", "sweep name: used for the sweep directory and the array's job name")
+    base: Optional[str] = doc(None, "job config the tasks start from (relative to the sweep file); null = built-in")
+    overrides: list = doc([], "key.sub=value overrides applied to every task")
+    slurm: dict = doc({}, "the array's resource request: keys of a job config's slurm section")
+    grid: dict = doc({}, "{dotted.key: [values]}: one task per combination")
+    runs: list = doc([], "explicit tasks: a list of override lists (instead of grid)")
+    max_parallel: Optional[int] = doc(None, "most tasks running at once (Slurm's %K throttle); null = no limit")
+    metric: str = doc("val.accuracy", "summary.json key `hpcnn results` ranks by: any numeric one, dotted "
+                                      "(val.accuracy, images_per_second, gpu.energy_j)")
+    mode: str = doc("max", "max | min: whether a bigger metric is better")
+    source: Optional[str] = doc(None, "file the sweep was read from (set by the loader)")
 
 
 @dataclass
@@ -75,7 +70,8 @@ def _check_keys(keys, where: str, what: str) -> None:
             raise ConfigError(f"{what}: {key!r} is not a dotted config key", where)
         if key.split(".")[0] == "slurm":
             raise ConfigError(f"{what}: '{key}' varies a Slurm resource, but all tasks of a sweep share one array "
-                              "request", where, "set it once in the sweep's `slurm:` mapping")
+                              "request", where, "set it once in the sweep's `slurm:` mapping, or submit tasks with "
+                                                "different requests as a group (hpcnn.submit_group)")
 
 
 def _validate(spec: SweepSpec, where: str) -> None:
@@ -98,10 +94,16 @@ def _validate(spec: SweepSpec, where: str) -> None:
                               strict.suggest(key, valid, "slurm.") or f"valid keys: {', '.join(sorted(valid))}")
     if spec.max_parallel is not None and spec.max_parallel < 1:
         raise ConfigError(f"'max_parallel' must be >= 1 or null, got {spec.max_parallel}", where)
-    if spec.mode not in ("max", "min"):
-        raise ConfigError(f"'mode' must be max or min, got {spec.mode!r}", where)
-    if spec.metric.split(".")[0] not in ("val", "test"):
-        raise ConfigError(f"'metric' must start with val. or test., got {spec.metric!r}", where)
+    check_ranking(spec.metric, spec.mode, where)
+
+
+def check_ranking(metric: Any, mode: Any, where: str | None = None) -> None:
+    """What results are ranked by: any dotted key of summary.json, bigger (max) or smaller (min) first."""
+    if mode not in ("max", "min"):
+        raise ConfigError(f"'mode' must be max or min, got {mode!r}", where)
+    if not isinstance(metric, str) or not metric.strip() or any(not part for part in metric.split(".")):
+        raise ConfigError(f"'metric' must be a dotted summary.json key such as val.accuracy or images_per_second, "
+                          f"got {metric!r}", where)
 
 
 def load_sweep(path: str | Path) -> SweepSpec:
@@ -169,5 +171,5 @@ def chunks(n_tasks: int, max_array_size: int) -> list[tuple[int, int]]:
     return [(start, min(max_array_size, n_tasks - start)) for start in range(0, n_tasks, max_array_size)]
 
 
-__all__ = ["SweepSpec", "SweepTask", "base_dict", "chunks", "expand", "load_sweep", "override_text",
-           "sweep_from_dict", "task_overrides"]
+__all__ = ["SweepSpec", "SweepTask", "base_dict", "check_ranking", "chunks", "expand", "load_sweep",
+           "override_text", "sweep_from_dict", "task_overrides"]

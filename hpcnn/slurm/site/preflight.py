@@ -2,19 +2,21 @@
 
 A job that waits six hours in the queue and then dies because the data path had a typo
 is the most expensive mistake on a cluster. Each check raises one clear error (what,
-where, hint); nothing is submitted until all pass.
+where, hint); nothing is submitted until all pass. In a submission of several tasks
+with their own requests (``preflight_tasks``), the error names the task it is about.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shlex
 import tempfile
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
-from ..config import JobConfig
-from ..errors import ConfigError, DatasetError, ProfileError, ResourceError
+from ...config import JobConfig
+from ...errors import ConfigError, DatasetError, HpcnnError, ProfileError, ResourceError, SubmissionError
 from .profiles import Profile
 from .rendering import check_slurm_path
 from .resources import Resources, check_fits
@@ -115,30 +117,59 @@ def check_launch(cfg: JobConfig, res: Resources) -> None:
 
 def check_array(n_tasks: int, max_parallel: int | None) -> None:
     if n_tasks < 1:
-        raise ConfigError("a sweep must have at least one task")
+        raise ConfigError("a sweep or group must have at least one task")
     if max_parallel is not None and max_parallel < 1:
         raise ConfigError(f"max_parallel must be >= 1, got {max_parallel}", "max_parallel")
+
+
+@contextlib.contextmanager
+def naming_task(label: str | None) -> Iterator[None]:
+    """Re-raise an HpcnnError with ``task LABEL:`` in front, so a group's error says which task."""
+    try:
+        yield
+    except SubmissionError:
+        raise
+    except HpcnnError as err:
+        if label is None:
+            raise
+        raise type(err)(f"task {label}: {err.what}", err.where, err.hint) from None
+
+
+def preflight_tasks(tasks: Sequence[tuple[str | None, JobConfig, Resources]], profile: Profile, runs_dir: Path,
+                    max_parallel: int | None = None) -> None:
+    """All checks for tasks that may each have their own request: (label, config, resources) per task.
+
+    Each distinct request is checked against the profile once; errors name the task (its label).
+    """
+    fitted = set()
+    for label, _, res in tasks:
+        if res.key() not in fitted:
+            with naming_task(label):
+                check_fits(res, profile)
+            fitted.add(res.key())
+    check_array(len(tasks), max_parallel)
+    check_setup(profile)
+    check_python(profile)
+    check_writable(Path(runs_dir), "train.runs_dir")
+    seen_data, seen_weights = set(), set()
+    for label, cfg, res in tasks:
+        with naming_task(label):
+            check_launch(cfg, res)
+            check_horovod(cfg, profile)
+            key = (cfg.data.source, cfg.data.root)
+            if key not in seen_data:
+                check_data(cfg)
+                seen_data.add(key)
+            if cfg.model.weights not in seen_weights:
+                check_weights(cfg)
+                seen_weights.add(cfg.model.weights)
 
 
 def preflight(configs: Sequence[JobConfig], profile: Profile, res: Resources, runs_dir: Path,
               max_parallel: int | None = None) -> None:
     """All checks for one job (one config) or one sweep (one config per task, one shared request)."""
-    check_fits(res, profile)
-    check_array(len(configs), max_parallel)
-    check_setup(profile)
-    check_python(profile)
-    check_writable(Path(runs_dir), "train.runs_dir")
-    seen_data, seen_weights = set(), set()
-    for cfg in configs:
-        check_launch(cfg, res)
-        check_horovod(cfg, profile)
-        key = (cfg.data.source, cfg.data.root)
-        if key not in seen_data:
-            check_data(cfg)
-            seen_data.add(key)
-        if cfg.model.weights not in seen_weights:
-            check_weights(cfg)
-            seen_weights.add(cfg.model.weights)
+    preflight_tasks([(None, cfg, res) for cfg in configs], profile, runs_dir, max_parallel)
 
 
-__all__ = ["check_data", "check_setup", "check_weights", "check_writable", "preflight"]
+__all__ = ["check_data", "check_setup", "check_weights", "check_writable", "naming_task", "preflight",
+           "preflight_tasks"]

@@ -1,97 +1,24 @@
 """Handles on submitted work that survive the login process: rebuilt from job.json / sweep.json.
 
-``JobHandle`` is one job (or one array task); ``JobArray`` is a sweep. Status comes from one
-batched Slurm query (``commands.query_states``) plus what the run directory says
-(``summary.json``); waits poll sparingly with a growing interval and always have a deadline.
+``JobHandle`` is one job (or one array task); ``JobArray`` is a sweep or a mixed-resource
+group: one or more Slurm arrays, one run directory per task. Status comes from one batched
+Slurm query (``commands.query_states``) plus each run directory (``status.make_status``);
+waits poll sparingly with a growing interval and always have a deadline.
 """
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
-from ..errors import HpcnnError, SubmissionError
-from . import commands, records
-from .commands import ACTIVE, FINISHED, JobState
-
-FINAL_SUMMARY = {"completed", "early_stopped"}
-_EXCEPTION_LINE = re.compile(r"^(?:\[rank\d+\]:\s*)?([\w.]*(?:Error|Exception|Interrupt|Exit)\b.*)$")
-_SLURM_LINE = re.compile(r"(CANCELLED|DUE TO TIME LIMIT|PREEMPTION|oom-kill|Killed|NODE FAIL)")
-_ERROR_LINE = re.compile(r"(error|Error|ERROR)")
-
-
-@dataclass
-class TaskStatus:
-    job_id: str
-    state: str
-    run_dir: Path
-    exit_code: str = ""
-    summary: dict | None = None
-    reason: str = ""
-    index: int | None = None
-    overrides: list = field(default_factory=list)
-
-    @property
-    def finished(self) -> bool:
-        if self.state in FINISHED:
-            return True
-        return self.state not in ACTIVE and bool(self.summary) and self.summary.get("status") in FINAL_SUMMARY
-
-    @property
-    def succeeded(self) -> bool:
-        return bool(self.summary) and self.summary.get("status") in FINAL_SUMMARY and self.state in (
-            "COMPLETED", "UNKNOWN")
-
-    def metric(self, dotted: str) -> float | None:
-        node: Any = (self.summary or {}).get("metrics", {})
-        for part in dotted.split("."):
-            if not isinstance(node, dict) or part not in node:
-                return None
-            node = node[part]
-        return node if isinstance(node, (int, float)) else None
-
-    def to_dict(self) -> dict:
-        return {"job_id": self.job_id, "state": self.state, "exit_code": self.exit_code, "run_dir": str(self.run_dir),
-                "index": self.index, "overrides": self.overrides, "reason": self.reason,
-                "summary_status": (self.summary or {}).get("status"),
-                "val_accuracy": self.metric("val.accuracy"), "test_accuracy": self.metric("test.accuracy"),
-                "wall_seconds": (self.summary or {}).get("wall_seconds")}
-
-
-def read_summary(run_dir: Path) -> dict | None:
-    try:
-        return json.loads((Path(run_dir) / "summary.json").read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def tail_lines(path: Path, n: int) -> list[str]:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, 2)
-            size = f.tell()
-            f.seek(max(0, size - 256 * 1024))
-            data = f.read().decode(errors="replace")
-    except OSError:
-        return []
-    return data.splitlines()[-n:] if n > 0 else data.splitlines()
-
-
-def failure_reason(state: JobState | None, err_log: Path) -> str:
-    """One line: the Slurm state and exit code plus the most telling line of rank 0's stderr."""
-    lines = [ln.strip() for ln in tail_lines(err_log, 80) if ln.strip()]
-    exceptions = [m.group(1) for m in map(_EXCEPTION_LINE.match, lines) if m]
-    slurm = [ln for ln in lines if _SLURM_LINE.search(ln)]
-    errors = [ln for ln in lines if _ERROR_LINE.search(ln)]
-    line = (exceptions or slurm or errors or lines or [""])[-1]
-    head = state.state if state else "FAILED"
-    if state and state.exit_code and state.exit_code not in ("0:0", ""):
-        head += f" (exit {state.exit_code})"
-    return f"{head}: {line}" if line else head
+from ...errors import HpcnnError, SubmissionError
+from ..site import commands
+from ..site.commands import JobState
+from . import records
+from .results import rank_rows
+from .status import TaskStatus, make_status, tail_lines
 
 
 class JobHandle:
@@ -141,7 +68,8 @@ class JobHandle:
         if states is None:
             states = commands.query_states([self.job_id])
         return make_status(self.job_id, self.run_dir, states.get(self.job_id), self.log_path(0, "err"),
-                           self.record.get("sweep_index"), self.record.get("overrides", []))
+                           self.record.get("sweep_index"), self.record.get("overrides", []),
+                           self.record.get("label", ""), self.record.get("resources"))
 
     def wait(self, timeout_s: float = 3600, poll_s: float = 2.0, poll_max_s: float = 30.0) -> TaskStatus:
         """Until the job has finished (one Slurm query per poll; the interval grows to poll_max_s)."""
@@ -157,23 +85,6 @@ class JobHandle:
 
     def cancel(self) -> None:
         commands.scancel([self.job_id])
-
-
-def make_status(job_id: str, run_dir: Path, state: JobState | None, err_log: Path, index=None,
-                overrides=()) -> TaskStatus:
-    summary = read_summary(run_dir)
-    name = state.state if state else "UNKNOWN"
-    if state is None and summary and summary.get("status") in FINAL_SUMMARY:
-        name = "COMPLETED"
-    reason = ""
-    if name in FINISHED and name != "COMPLETED":
-        reason = failure_reason(state, err_log)
-    elif name == "COMPLETED" and not (summary and summary.get("status") in FINAL_SUMMARY):
-        reason = "finished without a final summary" + (
-            f" (training status: {summary.get('status')})" if summary else "") + "; " + failure_reason(state, err_log)
-    elif state and state.state == "PENDING" and state.reason:
-        reason = f"pending: {state.reason}"
-    return TaskStatus(job_id, name, run_dir, state.exit_code if state else "", summary, reason, index, list(overrides))
 
 
 def wait_for(collect, job_ids: list[str], timeout_s: float, poll_s: float, poll_max_s: float = 30.0):
@@ -193,7 +104,11 @@ def wait_for(collect, job_ids: list[str], timeout_s: float, poll_s: float, poll_
 
 
 class JobArray:
-    """A sweep: one or more Slurm arrays, one run directory per task."""
+    """A sweep or a mixed-resource group: one or more Slurm arrays, one run directory per task.
+
+    ``kind`` is "sweep" (one request for every task) or "group" (one array per distinct request);
+    both are read from ``sweep.json``, and each task keeps its own request and job id.
+    """
 
     def __init__(self, sweep_dir: str | Path, record: dict):
         self.sweep_dir = Path(sweep_dir)
@@ -201,8 +116,13 @@ class JobArray:
         folder = record.get("submitit_folder", str(self.sweep_dir / "submitit"))
         pattern = record.get("log_pattern") or str(Path(folder) / "{job_id}_{rank}_log.{stream}")
         self.tasks = [JobHandle(t["job_id"], self.sweep_dir / t["run_dir"],
-                                {"log_pattern": pattern, "sweep_index": t["index"], "overrides": t["overrides"]})
+                                {"log_pattern": pattern, "sweep_index": t["index"], "overrides": t["overrides"],
+                                 "label": t.get("label", ""), "resources": t.get("resources")})
                       for t in record["tasks"]]
+
+    @property
+    def kind(self) -> str:
+        return self.record.get("kind", "sweep")
 
     @classmethod
     def from_dir(cls, sweep_dir: str | Path) -> "JobArray":
@@ -228,7 +148,7 @@ class JobArray:
         for task in self.tasks:
             if task.job_id == str(job_id):
                 return task
-        raise HpcnnError(f"job {job_id} is not a task of this sweep", str(self.sweep_dir))
+        raise HpcnnError(f"job {job_id} is not a task of this {self.kind}", str(self.sweep_dir))
 
     def statuses(self, states: dict[str, JobState] | None = None) -> list[TaskStatus]:
         if states is None:
@@ -241,11 +161,11 @@ class JobArray:
     def wait(self, timeout_s: float = 3600, poll_s: float = 2.0, poll_max_s: float = 30.0) -> list[TaskStatus]:
         return wait_for(self.statuses, self.array_ids, timeout_s, poll_s, poll_max_s)
 
-    def results(self, statuses: list[TaskStatus] | None = None) -> list[dict]:
-        from .results import rank_rows
-
-        return rank_rows(statuses or self.statuses(), self.record.get("metric", "val.accuracy"),
-                         self.record.get("mode", "max"))
+    def results(self, statuses: list[TaskStatus] | None = None, metric: str | None = None,
+                mode: str | None = None) -> list[dict]:
+        """One row per task, best first by ``metric`` (any numeric key of summary.json; default the record's)."""
+        return rank_rows(statuses or self.statuses(), metric or self.record.get("metric", "val.accuracy"),
+                         mode or self.record.get("mode", "max"))
 
     def cancel(self) -> None:
         commands.scancel(self.array_ids)
@@ -273,5 +193,4 @@ def locate(ref: str | Path) -> JobHandle | JobArray:
     return JobHandle.from_run_dir(directory)
 
 
-__all__ = ["JobArray", "JobHandle", "TaskStatus", "failure_reason", "locate", "make_status", "read_summary",
-           "wait_for"]
+__all__ = ["JobArray", "JobHandle", "locate", "wait_for"]

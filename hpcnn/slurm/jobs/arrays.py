@@ -1,0 +1,181 @@
+"""Several tasks as Slurm arrays: the one array submission that sweeps and groups share.
+
+A planned unit is a list of tasks, each with its own config and resolved request. Tasks
+with equal requests share an array (first-seen order); an array longer than the site's
+MaxArraySize is split into several, each indexed from 0 (MaxArraySize bounds the index).
+With ``max_parallel`` every later array waits for the one before (``afterany``), so at
+most max_parallel tasks of the unit run at once. Submitting is all or nothing: if one
+sbatch fails, the arrays already queued are cancelled. What is submitted is recorded in
+``sweep.json`` (arrays with their requests, tasks with their job ids, run dirs and
+requests) and each task's ``job.json``, and every array id is registered for ``hpcnn status``.
+"""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ...config import JobConfig, to_dict
+from ...errors import SubmissionError
+from ...files import atomic_write_json
+from ..site import commands
+from ..site.profiles import Profile
+from ..site.rendering import render_submitit
+from ..site.resources import Resources
+from . import executor, records
+from .handles import JobArray
+from .payload import TrainPayload
+from .sweep import chunks
+
+WAIT_FOR_PREVIOUS = "afterany:<previous array>"  # in dry-run scripts: the real id exists only once it is queued
+
+
+@dataclass
+class ArrayTask:
+    """One task of a unit: its position, validated config, resolved request and how tables name it."""
+
+    index: int
+    config: JobConfig
+    resources: Resources
+    overrides: list[str] = field(default_factory=list)
+    label: str = ""
+
+
+@dataclass
+class ArraySpec:
+    """One Slurm array: which tasks it runs (array index i runs ``tasks[i]``) under one request."""
+
+    resources: Resources
+    tasks: list[int]
+    offset: int      # where this array starts among the unit's tasks with this request
+    script: str      # as rendered for the dry run
+
+
+@dataclass
+class ArrayPlan:
+    """A sweep or a group, planned: pre-flight passed, scripts rendered, nothing queued."""
+
+    kind: str                      # "sweep" | "group"
+    name: str
+    profile: Profile
+    unit_dir: Path
+    tasks: list[ArrayTask]
+    arrays: list[ArraySpec]
+    max_parallel: int | None
+    metric: str = "val.accuracy"
+    mode: str = "max"
+    source: str | None = None      # the sweep file, if any
+    base: JobConfig | None = None  # a sweep's base config
+
+    @property
+    def sweep_dir(self) -> Path:
+        return self.unit_dir
+
+    @property
+    def scripts(self) -> list[str]:
+        return [a.script for a in self.arrays]
+
+    @property
+    def chunks(self) -> list[tuple[int, int]]:
+        """(offset, count) of every array."""
+        return [(a.offset, len(a.tasks)) for a in self.arrays]
+
+    @property
+    def requests(self) -> list[Resources]:
+        """The distinct requests, in the order their arrays are submitted."""
+        seen: dict[str, Resources] = {}
+        for array in self.arrays:
+            seen.setdefault(array.resources.key(), array.resources)
+        return list(seen.values())
+
+    @property
+    def resources(self) -> Resources | None:
+        """The one request every task shares (always so for a sweep); None for a mixed group."""
+        requests = self.requests
+        return requests[0] if len(requests) == 1 else None
+
+
+def group_by_request(tasks: list[ArrayTask]) -> list[tuple[Resources, list[int]]]:
+    """[(request, task indices)]: one entry per distinct request, in first-seen order."""
+    groups: dict[str, tuple[Resources, list[int]]] = {}
+    for position, task in enumerate(tasks):
+        groups.setdefault(task.resources.key(), (task.resources, []))[1].append(position)
+    return list(groups.values())
+
+
+def plan_arrays(tasks: list[ArrayTask], profile: Profile, unit_dir: Path, python=None,
+                max_parallel: int | None = None) -> list[ArraySpec]:
+    """The fewest arrays the tasks allow: one per distinct request, split at the site's MaxArraySize."""
+    arrays: list[ArraySpec] = []
+    for res, positions in group_by_request(tasks):
+        for offset, count in chunks(len(positions), profile.max_array_size):
+            script = render_submitit(profile, res, folder=unit_dir / "submitit", python=python, array_size=count,
+                                     max_parallel=max_parallel,
+                                     dependency=WAIT_FOR_PREVIOUS if arrays and max_parallel else None)
+            arrays.append(ArraySpec(res, positions[offset:offset + count], offset, script))
+    return arrays
+
+
+def task_dirs(plan: ArrayPlan) -> list[Path]:
+    width = max(3, len(str(len(plan.tasks) - 1)))
+    return [plan.unit_dir / f"task-{task.index:0{width}d}" for task in plan.tasks]
+
+
+def _submit_all(plan: ArrayPlan, payloads: list[TrainPayload], submitters: dict) -> tuple[list[dict], list[str]]:
+    """Queue every array; returns (array entries for the record, job id per task). All or nothing."""
+    entries: list[dict] = []
+    job_ids: list[str] = [""] * len(plan.tasks)
+    try:
+        for k, array in enumerate(plan.arrays):
+            previous = entries[-1]["job_id"] if entries else None
+            dependency = f"afterany:{previous}" if previous and plan.max_parallel else None
+            submitter = submitters[array.resources.key()]
+            batch = [payloads[i] for i in array.tasks]
+            jobs = executor.submitted(lambda: submitter.submit_as_array(batch, plan.max_parallel, dependency),
+                                      f"sbatch failed for array {k + 1} of {len(plan.arrays)}")
+            array_id = jobs[0].job_id.split("_")[0]
+            shutil.copyfile(jobs[0].paths.submission_file, plan.unit_dir / f"submission-{k}.sbatch")
+            entries.append({"job_id": array_id, "offset": array.offset, "count": len(array.tasks),
+                            "tasks": [plan.tasks[i].index for i in array.tasks],
+                            "resources": array.resources.to_dict()})
+            for i, job in zip(array.tasks, jobs):
+                job_ids[i] = job.job_id
+    except SubmissionError:
+        if entries:  # no half-submitted units: cancel what went in, then report
+            try:
+                commands.scancel([e["job_id"] for e in entries])
+            except SubmissionError:
+                pass
+        raise
+    return entries, job_ids
+
+
+def submit_plan(plan: ArrayPlan, head: dict, python=None) -> JobArray:
+    """Submit a planned unit and record it; ``head`` holds the record's kind-specific keys."""
+    folder = plan.unit_dir / "submitit"
+    submitters = {res.key(): executor.make_executor(folder, plan.profile, res, python) for res in plan.requests}
+    dirs = task_dirs(plan)
+    payloads = [TrainPayload(to_dict(t.config), str(d)) for t, d in zip(plan.tasks, dirs)]
+    for d in dirs:
+        d.mkdir(parents=True, exist_ok=True)
+    entries, job_ids = _submit_all(plan, payloads, submitters)
+    common = {"profile": plan.profile.name, "submitit_folder": str(folder),
+              "log_pattern": str(folder / executor.LOG_PATTERN), "submitted_at": records.now_iso()}
+    array_of = {i: k for k, array in enumerate(plan.arrays) for i in array.tasks}
+    record = {"kind": plan.kind, "name": plan.name, **head, "profile_source": plan.profile.source, **common,
+              "max_parallel": plan.max_parallel, "metric": plan.metric, "mode": plan.mode, "arrays": entries,
+              "tasks": [{"index": t.index, "job_id": jid, "run_dir": d.name, "overrides": t.overrides,
+                         "label": t.label, "array": array_of[i], "resources": t.resources.to_dict()}
+                        for i, (t, jid, d) in enumerate(zip(plan.tasks, job_ids, dirs))]}
+    atomic_write_json(plan.unit_dir / records.SWEEP_FILE, record)
+    for task, jid, task_dir in zip(plan.tasks, job_ids, dirs):
+        atomic_write_json(task_dir / records.JOB_FILE, {
+            "kind": "array-task", "job_id": jid, "array_job_id": jid.split("_")[0], "sweep_dir": str(plan.unit_dir),
+            "sweep_index": task.index, "overrides": task.overrides, "label": task.label,
+            "resources": task.resources.to_dict(), "run_dir": str(task_dir), **common})
+    for entry in entries:
+        records.register(entry["job_id"], plan.unit_dir)
+    return JobArray(plan.unit_dir, record)
+
+
+__all__ = ["ArrayPlan", "ArraySpec", "ArrayTask", "group_by_request", "plan_arrays", "submit_plan", "task_dirs"]

@@ -40,6 +40,8 @@ class DataConfig:
     on_corrupt: str = doc("skip", "skip | fail: what a corrupt or unreadable image file does")
     num_workers: int = doc(0, "DataLoader worker processes (0 = load in the training process)")
     pin_memory: bool = doc(True, "pin host memory when training on a GPU")
+    classes: Optional[list] = doc(None, "use only these classes (names), in this order; null = all")
+    max_per_class: int = doc(0, "at most this many training images per class (few-shot tasks); 0 = all")
     augment: AugmentConfig = doc(None, "training-time augmentation")
 
 
@@ -53,7 +55,13 @@ class ModelConfig:
     init: str = doc("default", "default | kaiming | xavier | orthogonal: weight initialisation")
     width: int = doc(32, "resnet_small: channels of the first stage")
     depth: list = doc([2, 2, 2], "resnet_small: residual blocks per stage")
-    weights: Optional[str] = doc(None, "torchvision models: path of a local weights file (.pth), or null for random init")
+    weights: Optional[str] = doc(None, "initial weights: a torchvision weights name (DEFAULT, IMAGENET1K_V2; fetched "
+                                       "beforehand with `hpcnn weights fetch`), a .pth/.pt state_dict file, an "
+                                       "hpcnn run directory, or null for random init")
+    weights_cache: Optional[str] = doc(None, "where fetched torchvision weights live (TORCH_HOME layout); null = "
+                                             "$TORCH_HOME, else ~/.cache/torch")
+    preprocess_from_weights: bool = doc(True, "with torchvision weights: normalise with the weights' mean/std "
+                                              "(their metadata) instead of the training split's statistics")
 
 
 @dataclass
@@ -116,6 +124,8 @@ class TrainConfig:
     tensorboard: bool = doc(True, "write TensorBoard event files")
     plots: bool = doc(True, "write learning-curve and confusion-matrix PNGs")
     early_stopping: EarlyStopConfig = doc(None, "stop when a metric stops improving")
+    cache_features: str = doc("auto", "auto | always | never: when only the head trains and nothing augments, compute "
+                                      "the frozen backbone's features once and train the head on them")
     checkpoint: CheckpointConfig = doc(None, "checkpoint cadence and retention")
 
 
@@ -152,6 +162,14 @@ class MonitorConfig:
 
 
 @dataclass
+class SSLConfig:
+    method: str = doc("none", "none | simclr: self-supervised pretraining of the backbone (labels are not read)")
+    temperature: float = doc(0.2, "simclr: NT-Xent softmax temperature")
+    projection_dim: int = doc(128, "simclr: output size of the projection head")
+    projection_hidden: int = doc(512, "simclr: hidden width of the projection head")
+
+
+@dataclass
 class PhaseConfig:
     """One stage of training with its own optimizer, schedule and trainable parameters (transfer learning)."""
     name: str = doc("", "shown in logs and summary.json; default phase1, phase2, ...")
@@ -179,6 +197,7 @@ class JobConfig:
     dist: DistConfig = doc(None, "distributed training")
     slurm: SlurmConfig = doc(None, "resources asked from Slurm when submitted")
     monitor: MonitorConfig = doc(None, "GPU monitoring")
+    ssl: SSLConfig = doc(None, "self-supervised pretraining")
     phases: List[PhaseConfig] = doc([], "training phases run in order (e.g. head only, then fine-tune); empty = "
                                         "one phase from optim, schedule and train.epochs. With phases, the run "
                                         "lasts the sum of their epochs and train.epochs is not used")
@@ -246,4 +265,13 @@ CHECKS: dict[str, tuple] = {
     "slurm.mem_gb": (lambda v: v is None or v > 0, "must be > 0 or null"),
     "slurm.max_requeues": (lambda v: v >= 0, "must be >= 0"),
     "monitor.interval_s": (lambda v: v >= 0.1, "must be >= 0.1 seconds"),
+    "data.max_per_class": (lambda v: v >= 0, "must be >= 0"),
+    "data.classes": (lambda v: v is None or (len(v) >= 2 and all(isinstance(c, str) for c in v)
+                                             and len(set(v)) == len(v)),
+                     "must be null or a list of at least two distinct class names"),
+    "train.cache_features": (lambda v: v in ("auto", "always", "never"), "must be auto, always or never"),
+    "ssl.method": (lambda v: v in ("none", "simclr"), "must be none or simclr"),
+    "ssl.temperature": (lambda v: v > 0, "must be > 0"),
+    "ssl.projection_dim": (lambda v: v > 0, "must be > 0"),
+    "ssl.projection_hidden": (lambda v: v > 0, "must be > 0"),
 }

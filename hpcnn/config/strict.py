@@ -144,6 +144,16 @@ def read_mapping(path: str | Path, error: type[HpcnnError] = ConfigError, what: 
     return data
 
 
+def load_named(cls, path: str | Path, error: type[HpcnnError], what: str):
+    """A named YAML file (profile, sweep) as ``cls``: ``name`` defaults to the file's stem, ``source`` is the path."""
+    path = Path(path)
+    data = read_mapping(path, error, what)
+    data.setdefault("name", path.stem)
+    if "source" in data:
+        raise error("unknown key 'source' (set by the loader)", str(path))
+    return build(cls, {**data, "source": str(path)}, str(path), error)
+
+
 def field_docs(cls) -> list[tuple[str, Any, str]]:
     """(name, default, doc) for every field: used by `profiles show` and the reference docs."""
     out = []
@@ -154,5 +164,5 @@ def field_docs(cls) -> list[tuple[str, Any, str]]:
     return out
 
 
-__all__ = ["build", "check_type", "defaults", "doc", "field_docs", "field_types", "list_section_type",
+__all__ = ["build", "check_type", "defaults", "doc", "field_docs", "field_types", "list_section_type", "load_named",
            "read_mapping", "section_type", "sections", "suggest"]

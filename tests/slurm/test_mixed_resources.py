@@ -28,6 +28,9 @@ def test_group_on_1_2_1_nodes_is_two_arrays_and_reports_nodes_and_throughput(slu
     assert [len(s.nodes) for s in statuses] == [1, 2, 1], [s.nodelist for s in statuses]
     assert all(s.metric("images_per_second") > 0 for s in statuses)
     assert statuses[1].summary["world_size"] == 2
+    job_blocks = [s.summary["job"] for s in statuses]  # the trainer records its Slurm job in summary.json
+    assert [j["num_nodes"] for j in job_blocks] == [1, 2, 1]
+    assert [j["job_id"] for j in job_blocks] == [t.job_id for t in group]
     for array in record["arrays"]:  # Slurm saw exactly these arrays and tasks
         assert len(sacct_rows(slurm_cluster, array["job_id"])) == array["count"]
 

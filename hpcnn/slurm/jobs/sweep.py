@@ -110,11 +110,7 @@ def load_sweep(path: str | Path) -> SweepSpec:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"sweep file not found: {path}", None, "example: jobs/sweep_lr.yaml")
-    data = strict.read_mapping(path, ConfigError, "sweep")
-    data.setdefault("name", path.stem)
-    if "source" in data:
-        raise ConfigError("unknown key 'source' (set by the loader)", str(path))
-    spec = strict.build(SweepSpec, {**data, "source": str(path)}, str(path), ConfigError)
+    spec = strict.load_named(SweepSpec, path, ConfigError, "sweep")
     _validate(spec, str(path))
     return spec
 

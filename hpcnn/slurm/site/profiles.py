@@ -171,11 +171,7 @@ def load_profile(name_or_path: str | os.PathLike | Profile) -> Profile:
     if isinstance(name_or_path, Profile):
         return name_or_path
     path = find_profile(name_or_path)
-    data = strict.read_mapping(path, ProfileError, "profile")
-    data.setdefault("name", path.stem)
-    if "source" in data:
-        raise ProfileError("unknown key 'source' (set by the loader)", str(path))
-    profile = strict.build(Profile, {**data, "source": str(path)}, str(path), ProfileError)
+    profile = strict.load_named(Profile, path, ProfileError, "profile")
     _validate(profile, str(path))
     return profile
 

@@ -31,6 +31,24 @@ def test_corrupt_latest_falls_back_with_warning(tmp_path, caplog):
     loaded, path = ckpt.load_latest(tmp_path)
     assert loaded["epoch"] == 1
     assert "unreadable" in caplog.text and newest.name in caplog.text
+    records = [r for r in caplog.records if "unreadable" in r.getMessage()]
+    assert len(records) == 1 and "\n" not in records[0].getMessage()  # one line naming both files
+    assert path.name in records[0].getMessage()
+
+
+def test_weights_only_failure_is_one_line(tmp_path, caplog):
+    """A file torch refuses under weights_only=True must not flood the log with torch's long explanation."""
+    import datetime
+
+    import torch
+
+    ckpt.save_checkpoint(state(1), tmp_path, keep_last=3)
+    newest = tmp_path / ckpt.checkpoint_name(2, 0)
+    torch.save({"epoch": 2, "payload": datetime.date(2026, 1, 1)}, newest)  # needs full unpickling
+    loaded, path = ckpt.load_latest(tmp_path)
+    assert loaded["epoch"] == 1
+    [record] = [r for r in caplog.records if "unreadable" in r.getMessage()]
+    assert "\n" not in record.getMessage() and newest.name in record.getMessage()
 
 
 def test_all_corrupt_is_a_clear_error(tmp_path):

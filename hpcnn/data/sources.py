@@ -201,8 +201,48 @@ LOADERS = {"synthetic": _synthetic, "digits": _digits, "folder": _folder, "torch
            "hdf5": _hdf5}
 
 
+def _labels(dataset) -> np.ndarray:
+    return np.asarray(dataset.labels, dtype=np.int64)
+
+
+def _keep_classes(dataset, mapping: dict[int, int]):
+    """The samples of the chosen classes, relabelled 0..K-1 in the chosen order."""
+    labels = _labels(dataset)
+    idx = [i for i, label in enumerate(labels) if label in mapping]
+    subset = dataset.subset(idx)
+    subset.labels = torch.as_tensor([mapping[int(label)] for label in labels[idx]], dtype=torch.int64)
+    return subset
+
+
+def select_classes(splits: Splits, names: list[str]) -> Splits:
+    """``data.classes``: a task on some classes only (e.g. few-shot on classes a pretraining never saw)."""
+    unknown = [n for n in names if n not in splits.classes]
+    if unknown:
+        raise DatasetError(f"data.classes names {', '.join(map(repr, unknown))}, which the data set does not have",
+                           "data.classes", f"its classes are: {', '.join(splits.classes)}")
+    mapping = {splits.classes.index(n): i for i, n in enumerate(names)}
+    return Splits(_keep_classes(splits.train, mapping), _keep_classes(splits.val, mapping),
+                  _keep_classes(splits.test, mapping) if splits.test is not None else None, list(names),
+                  splits.skipped_files)
+
+
+def limit_per_class(dataset, limit: int, seed: int):
+    """``data.max_per_class``: at most ``limit`` training images per class, drawn with the split seed."""
+    labels = _labels(dataset)
+    rng = np.random.default_rng(seed)
+    keep = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        keep += sorted(rng.permutation(idx)[:limit].tolist())
+    return dataset.subset(sorted(keep))
+
+
 def load_splits(data_cfg) -> Splits:
     splits = LOADERS[data_cfg.source](data_cfg)
+    if data_cfg.classes:
+        splits = select_classes(splits, list(data_cfg.classes))
+    if data_cfg.max_per_class:
+        splits.train = limit_per_class(splits.train, data_cfg.max_per_class, data_cfg.split_seed)
     if len(splits.val) == 0:
         raise DatasetError("the validation split is empty", "data.val_fraction", "use a larger data set or fraction")
     return splits

@@ -38,6 +38,7 @@ class StepContext:
     non_blocking: bool = False
     phase_first_epoch: int = 0   # the schedule restarts at each phase: lr step = steps since this epoch
     frozen_bn: tuple = ()        # BatchNorm layers kept in inference mode (frozen backbone)
+    features: bool = False       # the loader yields cached backbone features, not images
 
 
 @dataclass
@@ -60,6 +61,8 @@ def _autocast(ctx: StepContext):
 
 def _prepare(x, ctx: StepContext, epoch: int, step: int) -> torch.Tensor:
     x = x.to(ctx.device, non_blocking=ctx.non_blocking)
+    if ctx.features:
+        return x
     x = x.float().div_(255.0)
     offset = ctx.comm.rank * (ctx.global_batch // ctx.comm.world_size)
     x = ctx.augment(x, epoch, step, offset, ctx.global_batch)

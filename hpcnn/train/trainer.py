@@ -29,12 +29,14 @@ from ..data.loaders import RankBatchSampler, ShardBatchSampler, make_loader
 from ..data.sources import load_splits
 from ..errors import CheckpointError, ConfigError
 from ..models import create_model
+from ..models.parts import head_name
 from ..results import write_summary
 from . import checkpoint as ckpt
 from . import plots
 from .callbacks import builtin_callbacks
 from .early_stop import EarlyStopper
 from .events import Events, LogPoint, Position
+from .features import feature_set, use_cache
 from .freeze import frozen_batchnorm, param_groups, select
 from .loop import StepContext, gather_predictions, predict, train_epoch
 from .metrics import classification_metrics
@@ -85,9 +87,10 @@ class Trainer:
         self.stopper = EarlyStopper(cfg.train.early_stopping)
         self.best_state: dict | None = None
         self.phase_epochs_run = [0] * len(self.phases)
+        self.ended_early = [False] * len(self.phases)
         self.selections: dict[int, object] = {}
         self.elapsed_before = 0.0
-        self.model = self.optimizer = None
+        self.model = self.train_model = self.optimizer = None
         self._pending_optimizer: dict | None = None
         self._last_save = time.monotonic()
         torch.manual_seed(cfg.seed + 1 + comm.rank)  # dropout streams differ per rank
@@ -155,6 +158,7 @@ class Trainer:
         self.stopper.load_state_dict(state["early_stop"])
         self.phase_epochs_run = list(state.get("phase_epochs_run", [len(self.history)]))
         self.phase_epochs_run += [0] * (len(self.phases) - len(self.phase_epochs_run))
+        self.ended_early = list(state.get("phase_ended_early", [self.stopper.should_stop]))
         self.elapsed_before = state.get("wall_seconds", 0.0)
         self._pending_optimizer = state["optimizer"] or None
         if (self.ckpt_dir / "best.pt").is_file():
@@ -188,6 +192,7 @@ class Trainer:
                 "scaler": self.scaler.state_dict() if self.scaler else {},
                 "rng": self.comm.all_gather_object(_rng_state(self.device)), "history": self.history,
                 "early_stop": self.stopper.state_dict(), "phase_epochs_run": self.phase_epochs_run,
+                "phase_ended_early": self.ended_early,
                 "wall_seconds": self.elapsed_before + time.time() - self.t_start, "config": to_dict(self.cfg),
                 "classes": self.classes, "world_size": self.comm.world_size, "global_batch": self.global_batch}
 
@@ -213,7 +218,13 @@ class Trainer:
         self.events.emit("on_run_start")
         status = "completed"
         while self.position.phase < len(self.phases):
-            status = self._run_phase(self.phases[self.position.phase])
+            phase = self.phases[self.position.phase]
+            if self._phase_over(phase):  # all its epochs run (or stopped early): on to the next
+                status = "early_stopped" if self.ended_early[phase.index] else "completed"
+                self.position = Position(phase.index + 1, 0, 0, self.position.epoch)
+                self._pending_optimizer = None  # the next phase starts with a fresh optimizer
+                continue
+            status = self._run_phase(phase)
             if status == "preempted":
                 break
         test = self._test() if status != "preempted" else None
@@ -228,12 +239,17 @@ class Trainer:
     def _enter_phase(self, phase: Phase) -> None:
         """requires_grad, a fresh DDP wrap and optimizer, the phase's schedule in the step context."""
         cfg = self.cfg
-        self.selections[phase.index] = select(self.raw_model, phase)
-        self.model = None  # drop the previous phase's DDP wrapper (and its gradient hooks)
-        model = self.comm.wrap_model(self.raw_model, self.device, cfg.dist.sync_batchnorm,
-                                     cfg.dist.find_unused_parameters)
-        self.raw_model = getattr(model, "module", model)
-        self.model = torch.compile(model) if cfg.train.compile else model
+        sel = self.selections[phase.index] = select(self.raw_model, phase)
+        self.model = self.train_model = None  # drop the previous phase's DDP wrapper (and its gradient hooks)
+        frozen_bn = frozen_batchnorm(self.raw_model, phase)
+        cached = use_cache(cfg, phase, self.raw_model, frozen_bn)
+        self.phase_loader = self._cached_loader(phase) if cached else self.train_loader
+        trained = getattr(self.raw_model, head_name(self.raw_model)) if cached else self.raw_model
+        wrapped = self.comm.wrap_model(trained, self.device, cfg.dist.sync_batchnorm, cfg.dist.find_unused_parameters)
+        if not cached:
+            self.raw_model = getattr(wrapped, "module", wrapped)  # SyncBatchNorm conversion makes a new module
+        self.train_model = torch.compile(wrapped) if cfg.train.compile else wrapped
+        self.model = self.raw_model if cached else self.train_model  # what evaluates images
         groups = param_groups(self.raw_model, phase, phase.optim.weight_decay)
         self.optimizer = self.comm.wrap_optimizer(build_optimizer(groups, phase.optim), self.raw_model,
                                                   accumulate=cfg.train.accumulate)
@@ -244,27 +260,33 @@ class Trainer:
         self.ctx = dataclasses.replace(self.ctx, peak_lr=self.peak_lr(phase), schedule_cfg=phase.schedule,
                                        total_steps=self.steps_per_epoch * phase.epochs,
                                        clip_grad_norm=phase.optim.clip_grad_norm, phase_first_epoch=first_epoch,
-                                       frozen_bn=frozen_batchnorm(self.raw_model, phase))
+                                       frozen_bn=() if cached else frozen_bn, features=cached)
         if self.position.phase_epoch == 0 and self.position.step == 0:
             self.stopper.bad_epochs = 0  # patience counts within a phase
-        sel = self.selections[phase.index]
         if self.is_main:
-            log.info("phase %d/%d '%s': %d epoch(s), %s lr %.3g, %d trainable / %d frozen tensors%s", phase.index + 1,
-                     len(self.phases), phase.name, phase.epochs, phase.optim.name, self.peak_lr(phase),
-                     len(sel.trainable), len(sel.frozen), ", BatchNorm frozen" if self.ctx.frozen_bn else "")
+            log.info("phase %d/%d '%s': %d epoch(s), %s lr %.3g, %d trainable / %d frozen tensors%s%s",
+                     phase.index + 1, len(self.phases), phase.name, phase.epochs, phase.optim.name,
+                     self.peak_lr(phase), len(sel.trainable), len(sel.frozen),
+                     ", BatchNorm frozen" if frozen_bn else "", ", head on cached features" if cached else "")
+
+    def _cached_loader(self, phase: Phase):
+        features = feature_set(self.raw_model, self.splits.train, self.ctx, self.comm, self.eval_batch,
+                               self.run_dir / "features", phase.name)
+        return make_loader(features, self.sampler, 0, self.pin)
+
+    def _phase_over(self, phase: Phase) -> bool:
+        return self.position.phase_epoch >= phase.epochs or self.ended_early[phase.index]
 
     def _run_phase(self, phase: Phase) -> str:
+        """Epochs until the phase is over ('completed' / 'early_stopped') or a stop request ('preempted')."""
         self._enter_phase(phase)
         self.events.emit("on_phase_start", phase)
-        while True:
+        while not self._phase_over(phase):
             stats = self._train_one_epoch(phase)
-            if stats is None:
+            if stats is None or self._end_epoch(phase, stats) == "preempted":
                 return "preempted"
-            status = self._end_epoch(phase, stats)
-            if status != "running":
-                break
         self.events.emit("on_phase_end", phase)
-        return status
+        return "early_stopped" if self.ended_early[phase.index] else "completed"
 
     def _train_one_epoch(self, phase: Phase):
         """One epoch from the current step, cut into parts by timed checkpoints; None if preempted."""
@@ -272,7 +294,7 @@ class Trainer:
         epoch = self.position.epoch
         while True:
             self.sampler.set_epoch(epoch, self.position.step)
-            part = train_epoch(self.model, self.optimizer, self.train_loader, self.ctx, epoch, self.position.step,
+            part = train_epoch(self.train_model, self.optimizer, self.phase_loader, self.ctx, epoch, self.position.step,
                                self._should_pause, lambda *a: self._on_log(phase, *a))
             stats = part if stats is None else _merge(stats, part)
             if part.stopped_at is None or part.stopped_at >= self.steps_per_epoch:
@@ -297,7 +319,7 @@ class Trainer:
                                       self.cfg.train.label_smoothing)
 
     def _end_epoch(self, phase: Phase, stats) -> str:
-        """Validate, record, advance the position, checkpoint; 'running', 'completed', 'early_stopped' or 'preempted'."""
+        """Validate, record, advance the position, checkpoint; 'preempted' when asked to stop, else 'running'."""
         cfg, p = self.cfg, self.position
         val = self._evaluate(self.splits.val)
         record = {"epoch": p.epoch, "phase": phase.name,
@@ -314,25 +336,18 @@ class Trainer:
                      p.epoch + 1, self.total_epochs, stats.loss, val["loss"], val["accuracy"], val["f1_macro"],
                      record["train"]["images_per_second"], 100 * stats.data_seconds / max(stats.seconds, 1e-9))
         self.events.emit("on_epoch_end", record)
-        early = self.stopper.should_stop
-        phase_done = early or p.phase_epoch + 1 == phase.epochs
-        if phase_done:
-            self.position = Position(p.phase + 1, 0, 0, p.epoch + 1)
-            self.optimizer = None  # a checkpoint at a phase boundary holds no optimizer state
-        else:
-            self.position = Position(p.phase, p.phase_epoch + 1, 0, p.epoch + 1)
-        if early and self.is_main:
-            log.info("early stopping: %s did not improve for %d epochs%s", self.stopper.metric, self.stopper.patience,
-                     f"; ending phase '{phase.name}'" if len(self.phases) > 1 else "")
+        self.position = Position(p.phase, p.phase_epoch + 1, 0, p.epoch + 1)
+        if self.stopper.should_stop:
+            self.ended_early[phase.index] = True
+            if self.is_main:
+                log.info("early stopping: %s did not improve for %d epochs%s", self.stopper.metric,
+                         self.stopper.patience, f"; ending phase '{phase.name}'" if len(self.phases) > 1 else "")
+        phase_over = self._phase_over(phase)
+        finished = phase_over and phase.index == len(self.phases) - 1
         stop_now = self.comm.any(bool(self.stop()))
-        finished = self.position.phase == len(self.phases)
-        if (p.epoch + 1) % cfg.train.checkpoint.every_epochs == 0 or phase_done or stop_now:
+        if (p.epoch + 1) % cfg.train.checkpoint.every_epochs == 0 or phase_over or stop_now:
             self.save()
-        if stop_now and not finished:
-            return "preempted"
-        if not phase_done:
-            return "running"
-        return "early_stopped" if early else "completed"
+        return "preempted" if stop_now and not finished else "running"
 
     def _keep_best(self, epoch: int) -> None:
         self.best_state = {k: v.detach().cpu().clone() for k, v in self.raw_model.state_dict().items()}

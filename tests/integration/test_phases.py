@@ -78,8 +78,8 @@ where, run_dir, *overrides = sys.argv[1:]
 
 class Kill(Callback):
     def on_checkpoint(self, trainer, path, position):
-        if where == "boundary" and (position.phase, position.phase_epoch, position.step) == (1, 0, 0):
-            os.kill(os.getpid(), signal.SIGKILL)  # the phase-1 -> phase-2 checkpoint is on disk
+        if where == "boundary" and (position.phase, position.phase_epoch, position.step) == (0, 2, 0):
+            os.kill(os.getpid(), signal.SIGKILL)  # the end-of-phase-1 checkpoint is on disk, phase 2 not begun
 
     def on_log(self, trainer, point):
         if where == "phase2" and point.phase == "finetune" and point.epoch == 3 and point.step >= 6:
@@ -166,3 +166,11 @@ def test_phase_config_errors_name_the_key():
     assert proc.returncode == 2 and "several phases" in proc.stderr
     proc = run_hpcnn("train", *TINY, "phases=[{epoch: 2}]")
     assert proc.returncode == 2 and "phases[0].epoch" in proc.stderr and "epochs" in proc.stderr
+
+
+def test_a_finished_run_continues_with_more_epochs(tmp_path):
+    run_dir = tmp_path / "run"
+    assert run_hpcnn("train", *TINY, "train.epochs=1", f"--run-dir={run_dir}").returncode == 0
+    more = run_hpcnn("train", "--resume", run_dir, "train.epochs=3")
+    assert more.returncode == 0, more.stderr
+    assert "epoch 3/3" in more.stdout and json.loads((run_dir / "summary.json").read_text())["epochs_run"] == 3

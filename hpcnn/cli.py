@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .slurm.cli import register  # torch-free; a broken import here is a bug to see, not hide
 
     register(sub)
+    from .weights_cli import register as register_weights  # torch-free at import
+
+    register_weights(sub)
     return p
 
 

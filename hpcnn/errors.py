@@ -78,3 +78,7 @@ class WorldError(HpcnnError):
 
 class DistributedError(HpcnnError):
     """A rank died or a collective timed out during a distributed run."""
+
+
+class WeightsError(HpcnnError):
+    """A pretrained-weights download failed or delivered other bytes than its name promises."""

@@ -52,6 +52,8 @@ KEYS: dict[str, str] = {
     "host": "host name of rank 0",
     "job": "{job_id, raw_job_id, nodelist, num_nodes, partition, restart_count, global_rank} of the Slurm job, "
            "or null outside Slurm",
+    "weights": "{source, loaded, skipped, missing, backbone_loaded, backbone_total}: what model.weights gave the "
+               "model at the start, or null (random init, or resumed from a checkpoint)",
     "gpu": "GPU telemetry summary (see docs/monitoring.md), absent without a GPU",
 }
 

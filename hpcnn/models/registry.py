@@ -1,12 +1,14 @@
-"""One factory: config -> nn.Module, with the chosen weight initialisation."""
+"""One factory: config -> nn.Module, with the chosen weight initialisation and initial weights."""
 from __future__ import annotations
 
 from torch import nn
 
+from ..config.model_names import BUILTIN_MODELS
 from .mlp import mlp
 from .resnet_small import resnet_small
 from .simple_cnn import simple_cnn
 from .torchvision_models import torchvision_model
+from .weights import initial_weights
 
 
 def _init_weights(model: nn.Module, scheme: str) -> None:
@@ -24,7 +26,12 @@ def _init_weights(model: nn.Module, scheme: str) -> None:
                 nn.init.zeros_(m.bias)
 
 
-def create_model(model_cfg, num_classes: int, in_channels: int, image_size: int) -> nn.Module:
+def build_model(model_cfg, num_classes: int, in_channels: int, image_size: int) -> tuple[nn.Module, dict | None]:
+    """The model and the report of loading ``model.weights`` into it (None: random initialisation).
+
+    The head is sized for ``num_classes`` first; the weights then fill every tensor whose name and
+    shape match (``loading.load_matching``), so an old head with another number of classes is skipped.
+    """
     name = model_cfg.name
     if name == "mlp":
         model = mlp(num_classes, in_channels, image_size, model_cfg.hidden, model_cfg.dropout, model_cfg.batch_norm)
@@ -34,6 +41,11 @@ def create_model(model_cfg, num_classes: int, in_channels: int, image_size: int)
     elif name == "resnet_small":
         model = resnet_small(num_classes, in_channels, model_cfg.width, model_cfg.depth, model_cfg.dropout)
     else:
-        return torchvision_model(name, num_classes, in_channels, model_cfg.weights)
-    _init_weights(model, model_cfg.init)
-    return model
+        model = torchvision_model(name, num_classes, in_channels, model_cfg.weights)
+    if name in BUILTIN_MODELS:
+        _init_weights(model, model_cfg.init)
+    return model, initial_weights(model, model_cfg)
+
+
+def create_model(model_cfg, num_classes: int, in_channels: int, image_size: int) -> nn.Module:
+    return build_model(model_cfg, num_classes, in_channels, image_size)[0]

@@ -1,20 +1,21 @@
 """Any torchvision classification model by name, head replaced for ``num_classes``.
 
-Weights come only from a local file (``model.weights``): jobs never download.
+The architecture is built as torchvision builds it for the chosen pretrained weights
+(``weights.builder_kwargs``); the weights themselves are loaded afterwards by
+``weights.initial_weights``, from the cache or a local file: jobs never download.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
-import torch
 from torch import nn
 
 from ..errors import ConfigError
+from .parts import HEAD_ATTRS
+from .weights import builder_kwargs
 
 
 def _replace_head(model: nn.Module, num_classes: int) -> None:
     """Swap the last Linear layer, wherever the architecture keeps it."""
-    for attr in ("fc", "classifier", "heads", "head"):
+    for attr in HEAD_ATTRS:
         head = getattr(model, attr, None)
         if head is None:
             continue
@@ -34,20 +35,12 @@ def _replace_head(model: nn.Module, num_classes: int) -> None:
 
 
 def torchvision_model(name: str, num_classes: int, in_channels: int, weights: str | None = None) -> nn.Module:
+    """The architecture for ``name`` (shaped for ``weights`` when they are torchvision's), randomly initialised."""
     import torchvision.models as tvm
 
-    model = tvm.get_model(name, weights=None)
-    if weights:
-        path = Path(weights).expanduser()
-        if not path.is_file():
-            raise ConfigError(f"weights file not found: {path}", "model.weights",
-                              "download it on a machine with internet and copy it here")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-            state = state["model"]
-        model.load_state_dict(state)
     if in_channels != 3:
         raise ConfigError(f"torchvision model {name} expects 3 input channels, data.channels is {in_channels}",
                           "data.channels", "set data.channels: 3 (grayscale images are repeated)")
+    model = tvm.get_model(name, weights=None, **builder_kwargs(name, weights))
     _replace_head(model, num_classes)
     return model

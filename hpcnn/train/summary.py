@@ -38,4 +38,4 @@ def build_summary(trainer, status: str, test: dict | None, wall_seconds: float) 
         per_rank_batch=trainer.global_batch // trainer.comm.world_size,
         lr_base=first.optim.lr, lr_peak=trainer.peak_lr(first), scale_lr=first.schedule.scale_lr,
         device=gpu_model or str(device), gpu_model=gpu_model, torch=torch.__version__,
-        python=platform.python_version(), host=platform.node(), job=job)
+        python=platform.python_version(), host=platform.node(), job=job, weights=trainer.weights_report)

@@ -28,7 +28,8 @@ from ..data.augment import BatchAugment, Normalize
 from ..data.loaders import RankBatchSampler, ShardBatchSampler, make_loader
 from ..data.sources import load_splits
 from ..errors import CheckpointError, ConfigError
-from ..models import create_model
+from ..models.registry import build_model
+from ..models.weights import weights_normalization
 from ..models.parts import head_name
 from ..results import write_summary
 from . import checkpoint as ckpt
@@ -79,8 +80,10 @@ class Trainer:
         self.phases: list[Phase] = resolve_phases(cfg)
         self.total_epochs = sum(p.epochs for p in self.phases)
         self.global_batch, _ = batch_sizes(cfg, comm.world_size)
+        # a run that continues from a checkpoint takes its weights from there, not from model.weights
+        resuming = bool(resume) and bool(ckpt.list_checkpoints(self.ckpt_dir))
         self._setup_data()
-        self._setup_model()
+        self._setup_model(load_weights=not resuming)
         self.events = Events(self, [*builtin_callbacks(cfg), *callbacks])
         self.position = Position()
         self.history: list[dict] = []
@@ -101,7 +104,9 @@ class Trainer:
         cfg, comm, device = self.cfg, self.comm, self.device
         self.splits = load_splits(cfg.data)
         self.classes = self.splits.classes
-        self.normalize = Normalize.from_sample(self.splits.train.stats_sample(), cfg.data.normalize).to(device)
+        stats = weights_normalization(cfg.model)  # pretrained weights expect their own mean/std
+        self.normalize = (Normalize(torch.tensor(stats[0]), torch.tensor(stats[1])) if stats else
+                          Normalize.from_sample(self.splits.train.stats_sample(), cfg.data.normalize)).to(device)
         self.pin = cfg.data.pin_memory and device.type == "cuda"
         self.sampler = RankBatchSampler(len(self.splits.train), self.global_batch, comm.rank, comm.world_size,
                                         cfg.seed, cfg.train.max_steps_per_epoch)
@@ -113,10 +118,13 @@ class Trainer:
         sampler = ShardBatchSampler(len(dataset), self.eval_batch, self.comm.rank, self.comm.world_size)
         return make_loader(dataset, sampler, self.cfg.data.num_workers, self.pin)
 
-    def _setup_model(self) -> None:
+    def _setup_model(self, load_weights: bool) -> None:
         cfg, device = self.cfg, self.device
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-        model = create_model(cfg.model, len(self.classes), cfg.data.channels, cfg.data.image_size).to(device)
+        model_cfg = cfg.model if load_weights else dataclasses.replace(cfg.model, weights=None)
+        model, report = build_model(model_cfg, len(self.classes), cfg.data.channels, cfg.data.image_size)
+        self.weights_report = _brief(report)
+        model = model.to(device)
         if cfg.train.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.raw_model = model
@@ -390,6 +398,15 @@ class Trainer:
         if cm:
             plots.confusion_matrix(cm, self.classes, self.run_dir / "confusion_matrix.png",
                                    "test" if best.get("test") else "validation")
+
+
+def _brief(report: dict | None) -> dict | None:
+    """The weights-loading report as summary.json keeps it: counts, and the names that did not load."""
+    if report is None:
+        return None
+    return {"source": report["source"], "loaded": len(report["loaded"]), "skipped": sorted(report["skipped"]),
+            "missing": report["missing"], "backbone_loaded": report["backbone"]["loaded"],
+            "backbone_total": report["backbone"]["total"]}
 
 
 def _position(state: dict) -> Position:

@@ -40,6 +40,10 @@ def test_a_good_request_passes_and_creates_runs_dir(tmp_path):
     (["data.source=hdf5", "data.root={tmp}"], DatasetError, "must be a file for data.source=hdf5"),
     (["data.source=folder", "data.root={tmp}/file.txt"], DatasetError, "must be a directory"),
     (["model.name=resnet18", "model.weights=/nonexistent/resnet18.pth"], ConfigError, "model.weights file not found"),
+    (["model.name=resnet18", "model.weights=DEFAULT", "model.weights_cache={tmp}/cache"], ConfigError,
+     "on a login node run: hpcnn weights fetch resnet18.IMAGENET1K_V1 --cache {tmp}/cache"),
+    (["model.name=resnet18", "model.weights=IMAGENET1K_V2"], ConfigError, "torchvision has no weights IMAGENET1K_V2"),
+    (["model.weights={tmp}"], ConfigError, "has no checkpoints/best.pt or checkpoints/model_final.pt"),
     (["slurm.gpus_per_node=4"], ResourceError, "exceeds the 2 GPUs"),
     (["slurm.time=2-00:00:00"], ResourceError, "exceeds the site limit"),
     (["train.device=cuda"], ResourceError, "train.device is cuda but slurm.gpus_per_node is 0"),
@@ -48,6 +52,7 @@ def test_a_good_request_passes_and_creates_runs_dir(tmp_path):
 def test_each_failure_is_one_clear_message(tmp_path, overrides, error, message):
     (tmp_path / "file.txt").write_text("x")
     overrides = [o.replace("{tmp}", str(tmp_path)) for o in overrides]
+    message = message.replace("{tmp}", str(tmp_path))
     with pytest.raises(error) as err:
         run_preflight(tmp_path, *overrides)
     assert message in str(err.value) and "\n" not in str(err.value)
@@ -61,6 +66,15 @@ def test_existing_data_and_weights_pass(tmp_path):
                    f"model.weights={weights}")
     check_data(cfg)
     check_weights(cfg)
+    run = tmp_path / "run"  # an hpcnn run directory to start from
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "best.pt").write_bytes(b"\0")
+    check_weights(cfg_with(tmp_path, f"model.weights={run}"))
+    cached = tmp_path / "cache" / "hub" / "checkpoints" / "resnet18-f37072fd.pth"  # fetched beforehand
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"\0")
+    check_weights(cfg_with(tmp_path, "model.name=resnet18", "model.weights=DEFAULT",
+                           f"model.weights_cache={tmp_path / 'cache'}"))
 
 
 def test_runs_dir_must_be_writable(tmp_path):

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from ...config import JobConfig
+from ...config.weights_names import weights_source
 from ...errors import ConfigError, DatasetError, HpcnnError, ProfileError, ResourceError, SubmissionError
 from .profiles import Profile
 from .rendering import check_slurm_path
@@ -41,14 +42,14 @@ def check_data(cfg: JobConfig) -> None:
 
 
 def check_weights(cfg: JobConfig) -> None:
-    if not cfg.model.weights:
-        return
-    path = Path(os.path.expanduser(cfg.model.weights))
-    if not path.is_file():
-        raise ConfigError(f"model.weights file not found: {path}", "model.weights",
-                          "compute nodes usually have no internet: put the weights file in a shared directory")
-    if not os.access(path, os.R_OK):
-        raise ConfigError(f"model.weights is not readable: {path}", "model.weights")
+    """model.weights can be read on the nodes: a cached torchvision weights name, a file or a run directory.
+
+    A weights name that is not in the cache fails here, naming the ``hpcnn weights fetch`` command:
+    jobs never download.
+    """
+    path = weights_source(cfg.model)
+    if path is not None and not os.access(path, os.R_OK):
+        raise ConfigError(f"model.weights is not readable: {path}", "model.weights", "check the permissions")
 
 
 def check_writable(directory: Path, what: str) -> None:
@@ -160,9 +161,10 @@ def preflight_tasks(tasks: Sequence[tuple[str | None, JobConfig, Resources]], pr
             if key not in seen_data:
                 check_data(cfg)
                 seen_data.add(key)
-            if cfg.model.weights not in seen_weights:
+            key = (cfg.model.name, cfg.model.weights, cfg.model.weights_cache)
+            if key not in seen_weights:
                 check_weights(cfg)
-                seen_weights.add(cfg.model.weights)
+                seen_weights.add(key)
 
 
 def preflight(configs: Sequence[JobConfig], profile: Profile, res: Resources, runs_dir: Path,

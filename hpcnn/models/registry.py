@@ -26,7 +26,8 @@ def _init_weights(model: nn.Module, scheme: str) -> None:
                 nn.init.zeros_(m.bias)
 
 
-def build_model(model_cfg, num_classes: int, in_channels: int, image_size: int) -> tuple[nn.Module, dict | None]:
+def build_model(model_cfg, num_classes: int, in_channels: int, image_size: int,
+                classes: list | None = None) -> tuple[nn.Module, dict | None]:
     """The model and the report of loading ``model.weights`` into it (None: random initialisation).
 
     The head is sized for ``num_classes`` first; the weights then fill every tensor whose name and
@@ -44,7 +45,7 @@ def build_model(model_cfg, num_classes: int, in_channels: int, image_size: int) 
         model = torchvision_model(name, num_classes, in_channels, model_cfg.weights)
     if name in BUILTIN_MODELS:
         _init_weights(model, model_cfg.init)
-    return model, initial_weights(model, model_cfg)
+    return model, initial_weights(model, model_cfg, classes)
 
 
 def create_model(model_cfg, num_classes: int, in_channels: int, image_size: int) -> nn.Module:

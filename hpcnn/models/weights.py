@@ -28,6 +28,7 @@ from ..config.weights_names import (MIRROR_ENV, WeightsRef, checkpoints_dir, is_
 from ..errors import WeightsError
 from ..files import atomic_write
 from .loading import load_matching, read_state_dict
+from .parts import head_name
 
 CHUNK = 1 << 20
 DEFAULT_TIMEOUT_S = 60.0
@@ -135,13 +136,35 @@ def builder_kwargs(name: str, weights: str | None) -> dict:
     return kwargs
 
 
-def initial_weights(model, model_cfg) -> dict | None:
-    """Load ``model.weights`` into ``model`` (head already sized for the task); the report, or None for random init."""
+def _trained_classes(weights_file: Path) -> list | None:
+    """The class names an hpcnn run was trained on (its summary.json), or None for other files."""
+    from ..results import read_summary
+
+    if weights_file.parent.name != "checkpoints":
+        return None
+    return (read_summary(weights_file.parent.parent) or {}).get("classes")
+
+
+def initial_weights(model, model_cfg, classes: list | None = None) -> dict | None:
+    """Load ``model.weights`` into ``model`` (head already sized for the task); the report, or None for random init.
+
+    A head trained on other classes (an hpcnn run on another task) is not loaded even when its shape
+    fits: its outputs would mean other things. It is reported as skipped.
+    """
     path = weights_source(model_cfg)
     if path is None:
         return None
     state = read_state_dict(path)
-    return load_matching(model, state, path, model_cfg.name, trained_as=run_dir_model_name(path))
+    trained_for = _trained_classes(Path(path))
+    other = {}
+    if classes is not None and trained_for is not None and list(trained_for) != list(classes):
+        head = head_name(model) + "."
+        other = {k: "trained for other classes" for k in state if k.startswith(head)}
+        state = {k: v for k, v in state.items() if k not in other}
+    report = load_matching(model, state, path, model_cfg.name, trained_as=run_dir_model_name(path))
+    report["skipped"].update(other)
+    report["missing"] = [k for k in report["missing"] if k not in other]
+    return report
 
 
 def weights_preprocessing(model_cfg) -> dict | None:

@@ -122,7 +122,8 @@ class Trainer:
         cfg, device = self.cfg, self.device
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         model_cfg = cfg.model if load_weights else dataclasses.replace(cfg.model, weights=None)
-        model, report = build_model(model_cfg, len(self.classes), cfg.data.channels, cfg.data.image_size)
+        model, report = build_model(model_cfg, len(self.classes), cfg.data.channels, cfg.data.image_size,
+                                    self.classes)
         self.weights_report = _brief(report)
         model = model.to(device)
         if cfg.train.channels_last:

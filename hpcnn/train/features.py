@@ -86,8 +86,8 @@ def _fingerprint(model: nn.Module, head: str, n: int) -> str:
 @torch.no_grad()
 def _compute(model: nn.Module, head: nn.Module, dataset, ctx, comm, batch: int):
     """This rank's shard through the model, keeping the head's input; then every rank gets all of it."""
-    captured = []
-    hook = head.register_forward_hook(lambda module, inputs, output: captured.append(inputs[0].float().cpu()))
+    captured, exact = [], []
+    hook = head.register_forward_hook(lambda module, inputs, output: captured.append((inputs[0], output)))
     model.eval()
     labels = []
     try:
@@ -96,17 +96,27 @@ def _compute(model: nn.Module, head: nn.Module, dataset, ctx, comm, batch: int):
             x = ctx.normalize(x.to(ctx.device).float().div_(255.0))
             if ctx.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            model(x)
+            out = model(x)
+            if not exact:  # the model's output must be the head's output, or cached features train the wrong thing
+                head_out = captured[-1][1]
+                exact.append(head_out.shape == out.shape and bool(torch.equal(head_out, out)))
+            captured[-1] = captured[-1][0].float().cpu()
             labels.append(y)
     finally:
         hook.remove()
+    if not all(comm.all_gather_object(all(exact))):
+        return None
     local = (torch.cat(captured).numpy(), torch.cat(labels).numpy()) if labels else None
     parts = [p for p in comm.all_gather_object(local) if p is not None]
     return (torch.cat([torch.from_numpy(p[0]) for p in parts]), torch.cat([torch.from_numpy(p[1]) for p in parts]))
 
 
-def feature_set(model: nn.Module, dataset, ctx, comm, batch: int, cache_dir: Path, phase_name: str) -> FeatureSet:
-    """The phase's training features: from RUN_DIR/features when they match the backbone, else computed."""
+def feature_set(model: nn.Module, dataset, ctx, comm, batch: int, cache_dir: Path, phase_name: str) -> FeatureSet | None:
+    """The phase's training features: from RUN_DIR/features when they match the backbone, else computed.
+
+    None when the model does more after its head (e.g. SqueezeNet flattens the head's output), so
+    training the head alone would not be training the model.
+    """
     head = head_name(model)
     key = _fingerprint(model, head, len(dataset))
     path = Path(cache_dir) / f"{phase_name}-train-{key}.pt"
@@ -115,7 +125,10 @@ def feature_set(model: nn.Module, dataset, ctx, comm, batch: int, cache_dir: Pat
         if comm.is_main:
             log.info("training the head on cached features %s", path.name)
         return FeatureSet(data["features"], data["labels"])
-    features, labels = _compute(model, getattr(model, head), dataset, ctx, comm, batch)
+    computed = _compute(model, getattr(model, head), dataset, ctx, comm, batch)
+    if computed is None:
+        return None
+    features, labels = computed
     if len(labels) != len(dataset):  # unreadable files were dropped: indices would not line up
         raise ConfigError(f"{len(dataset) - len(labels)} training images could not be read while caching features",
                           "train.cache_features", "remove the unreadable files, or set it to never")

@@ -29,7 +29,7 @@ from ..data.loaders import RankBatchSampler, ShardBatchSampler, make_loader
 from ..data.sources import load_splits
 from ..errors import CheckpointError, ConfigError
 from ..models.registry import build_model
-from ..models.weights import weights_normalization
+from ..models.weights import weights_normalization, weights_preprocessing
 from ..models.parts import head_name
 from ..results import write_summary
 from . import checkpoint as ckpt
@@ -105,6 +105,11 @@ class Trainer:
         self.splits = load_splits(cfg.data)
         self.classes = self.splits.classes
         stats = weights_normalization(cfg.model)  # pretrained weights expect their own mean/std
+        pre = weights_preprocessing(cfg.model)
+        if pre and comm.is_main and cfg.data.image_size != pre["crop_size"][0]:
+            log.warning("model.weights %s were trained on %d² crops; data.image_size is %d (fine-tuning adapts, "
+                        "but feature extraction works best at the weights' size)", pre["weights"],
+                        pre["crop_size"][0], cfg.data.image_size)
         self.normalize = (Normalize(torch.tensor(stats[0]), torch.tensor(stats[1])) if stats else
                           Normalize.from_sample(self.splits.train.stats_sample(), cfg.data.normalize)).to(device)
         self.pin = cfg.data.pin_memory and device.type == "cuda"
@@ -251,8 +256,9 @@ class Trainer:
         sel = self.selections[phase.index] = select(self.raw_model, phase)
         self.model = self.train_model = None  # drop the previous phase's DDP wrapper (and its gradient hooks)
         frozen_bn = frozen_batchnorm(self.raw_model, phase)
-        cached = use_cache(cfg, phase, self.raw_model, frozen_bn)
-        self.phase_loader = self._cached_loader(phase) if cached else self.train_loader
+        features = self._features(phase) if use_cache(cfg, phase, self.raw_model, frozen_bn) else None
+        cached = features is not None
+        self.phase_loader = make_loader(features, self.sampler, 0, self.pin) if cached else self.train_loader
         trained = getattr(self.raw_model, head_name(self.raw_model)) if cached else self.raw_model
         wrapped = self.comm.wrap_model(trained, self.device, cfg.dist.sync_batchnorm, cfg.dist.find_unused_parameters)
         if not cached:
@@ -278,10 +284,16 @@ class Trainer:
                      self.peak_lr(phase), len(sel.trainable), len(sel.frozen),
                      ", BatchNorm frozen" if frozen_bn else "", ", head on cached features" if cached else "")
 
-    def _cached_loader(self, phase: Phase):
+    def _features(self, phase: Phase):
         features = feature_set(self.raw_model, self.splits.train, self.ctx, self.comm, self.eval_batch,
                                self.run_dir / "features", phase.name)
-        return make_loader(features, self.sampler, 0, self.pin)
+        if features is None:
+            if self.cfg.train.cache_features == "always":
+                raise ConfigError(f"phase '{phase.name}' cannot train on cached features: {self.cfg.model.name} "
+                                  "transforms the head's output further", "train.cache_features", "use auto or never")
+            if self.is_main:
+                log.info("not caching features: %s does more after its head", self.cfg.model.name)
+        return features
 
     def _phase_over(self, phase: Phase) -> bool:
         return self.position.phase_epoch >= phase.epochs or self.ended_early[phase.index]

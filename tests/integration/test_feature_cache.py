@@ -36,3 +36,14 @@ def test_always_explains_why_it_cannot_cache():
     assert p.returncode == 2 and "data.augment" in p.stderr and "train.cache_features" in p.stderr
     p = run_hpcnn("train", *TINY, *HEAD[:-1], "phases=[{trainable: top:1}]", "train.cache_features=always")
     assert p.returncode == 2 and "more than the head" in p.stderr
+
+
+def test_a_model_that_transforms_its_heads_output_is_not_cached(tmp_path):
+    """SqueezeNet flattens after its classifier: training the head on features would train something else."""
+    args = [*TINY, "data.source=synthetic", "data.channels=3", "data.image_size=32", "data.n_train=128",
+            "data.n_val=64", "data.n_test=0", "model.name=squeezenet1_1", "phases=[{epochs: 1, trainable: head}]"]
+    p = run_hpcnn("train", *args, f"--run-dir={tmp_path / 'run'}")
+    assert p.returncode == 0, p.stderr
+    assert "not caching features: squeezenet1_1 does more after its head" in p.stdout
+    p = run_hpcnn("train", *args, "train.cache_features=always", f"--run-dir={tmp_path / 'again'}")
+    assert p.returncode == 2 and "transforms the head's output" in p.stderr

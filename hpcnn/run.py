@@ -141,6 +141,8 @@ def run_job(cfg: JobConfig, run_dir: str | Path | None = None, resume: str | Non
             run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(run_dir / "config.resolved.yaml", dump_yaml(cfg))
         comm.barrier()
+        if cfg.ssl.method != "none":  # self-supervised pretraining: the same set-up, fit() and results
+            from .ssl.pretrain import Pretrainer as Trainer
         trainer = Trainer(cfg, comm, run_dir, device, stop=stop, callbacks=callbacks, resume=resume, job=job_info())
         result = trainer.fit()
         comm.barrier()

@@ -46,6 +46,10 @@ def validate(cfg: JobConfig, where: str = "config") -> JobConfig:
 
     check_model_name(cfg.model.name, where)
     resolve_phases(cfg, where)
+    if cfg.ssl.method != "none" and (cfg.phases or cfg.train.accumulate > 1):
+        raise ConfigError(f"ssl.method {cfg.ssl.method} trains the backbone in one stage without gradient accumulation",
+                          where, "remove phases / train.accumulate here; fine-tune afterwards in a job with "
+                                 "model.weights: <this run directory>")
     return cfg
 
 

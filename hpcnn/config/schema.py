@@ -167,6 +167,15 @@ class SSLConfig:
     temperature: float = doc(0.2, "simclr: NT-Xent softmax temperature")
     projection_dim: int = doc(128, "simclr: output size of the projection head")
     projection_hidden: int = doc(512, "simclr: hidden width of the projection head")
+    crop_min_scale: float = doc(0.5, "simclr: random resized crop keeps an area fraction in [this, 1]")
+    max_aspect: float = doc(1.0, "simclr: crop aspect ratio in [1/x, x]; 1 keeps shapes (SimCLR on ImageNet: 4/3)")
+    color_jitter: float = doc(0.4, "simclr: brightness/contrast/saturation jitter strength")
+    grayscale: float = doc(0.2, "simclr: probability of a grey view")
+    blur: float = doc(0.5, "simclr: probability of a Gaussian blur")
+    optimizer: str = doc("optim", "optim (the job's optim section) | lars (SGD with momentum and LARS trust ratios; "
+                                  "lr, momentum, weight_decay from optim)")
+    linear_probe: bool = doc(True, "simclr: at the end, fit a logistic-regression probe on frozen features (train "
+                                   "split) and report val/test in summary.json; only the probe reads labels")
 
 
 @dataclass
@@ -274,4 +283,10 @@ CHECKS: dict[str, tuple] = {
     "ssl.temperature": (lambda v: v > 0, "must be > 0"),
     "ssl.projection_dim": (lambda v: v > 0, "must be > 0"),
     "ssl.projection_hidden": (lambda v: v > 0, "must be > 0"),
+    "ssl.crop_min_scale": (lambda v: 0 < v <= 1, "must be in (0, 1]"),
+    "ssl.max_aspect": (lambda v: v >= 1, "must be >= 1"),
+    "ssl.color_jitter": (lambda v: 0 <= v <= 1, "must be between 0 and 1"),
+    "ssl.grayscale": (lambda v: 0 <= v <= 1, "must be between 0 and 1"),
+    "ssl.blur": (lambda v: 0 <= v <= 1, "must be between 0 and 1"),
+    "ssl.optimizer": (lambda v: v in ("optim", "lars"), "must be optim or lars"),
 }

@@ -61,7 +61,7 @@ def _log_report(report: dict) -> None:
         report["source"], len(report["loaded"]), bb["loaded"], bb["total"], ": partial!" if partial else "",
         len(report["skipped"]), len(report["missing"]), len(report["unused"]))
     if report["skipped"]:
-        log.info("  skipped (shape in file -> in model): %s",
+        log.info("  skipped (why): %s",
                  _names(f"{k} {why}" for k, why in report["skipped"].items()))
     if report["missing"]:
         log.info("  missing from the file (kept as initialised): %s", _names(report["missing"]))
@@ -70,7 +70,7 @@ def _log_report(report: dict) -> None:
 
 
 def load_matching(model: nn.Module, state: dict[str, torch.Tensor], source: str | Path, model_name: str = "",
-                  trained_as: str | None = None, where: str = "model.weights") -> dict:
+                  trained_as: str | None = None, where: str = "model.weights", exclude: dict | None = None) -> dict:
     """Load the tensors of ``state`` whose names and shapes match ``model``; return (and log) the report.
 
     Report keys: source, head, loaded, skipped {name: "shape -> shape"}, missing, unused,
@@ -79,13 +79,15 @@ def load_matching(model: nn.Module, state: dict[str, torch.Tensor], source: str 
     """
     head = head_name(model)
     own = model.state_dict()
+    exclude = exclude or {}  # {name: why}: in the file, deliberately not loaded (reported as skipped)
+    state = {k: v for k, v in state.items() if k not in exclude}
     in_head = lambda k: k.startswith(head + ".")  # noqa: E731
     matching = {k: v for k, v in state.items() if k in own and tuple(own[k].shape) == tuple(v.shape)}
     report = {
         "source": str(source), "head": head, "loaded": list(matching),
-        "skipped": {k: f"{tuple(v.shape)} -> {tuple(own[k].shape)}" for k, v in state.items()
-                    if k in own and k not in matching},
-        "missing": [k for k in own if k not in state], "unused": [k for k in state if k not in own],
+        "skipped": {**{k: f"{tuple(v.shape)} -> {tuple(own[k].shape)}" for k, v in state.items()
+                       if k in own and k not in matching}, **exclude},
+        "missing": [k for k in own if k not in state and k not in exclude], "unused": [k for k in state if k not in own],
     }
     backbone = [k for k in own if not in_head(k) and _is_learned(k)]
     report["backbone"] = {"loaded": sum(1 for k in backbone if k in matching), "total": len(backbone)}

@@ -159,12 +159,8 @@ def initial_weights(model, model_cfg, classes: list | None = None) -> dict | Non
     other = {}
     if classes is not None and trained_for is not None and list(trained_for) != list(classes):
         head = head_name(model) + "."
-        other = {k: "trained for other classes" for k in state if k.startswith(head)}
-        state = {k: v for k, v in state.items() if k not in other}
-    report = load_matching(model, state, path, model_cfg.name, trained_as=run_dir_model_name(path))
-    report["skipped"].update(other)
-    report["missing"] = [k for k in report["missing"] if k not in other]
-    return report
+        other = {k: "(head trained for other classes)" for k in state if k.startswith(head)}
+    return load_matching(model, state, path, model_cfg.name, trained_as=run_dir_model_name(path), exclude=other)
 
 
 def weights_preprocessing(model_cfg) -> dict | None:

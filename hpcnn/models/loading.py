@@ -102,4 +102,12 @@ def load_matching(model: nn.Module, state: dict[str, torch.Tensor], source: str 
     return report
 
 
-__all__ = ["load_matching", "read_state_dict"]
+def brief_report(report: dict | None) -> dict | None:
+    """The weights-loading report as summary.json keeps it: counts, and the names that did not load."""
+    if report is None:
+        return None
+    return {"source": report["source"], "loaded": len(report["loaded"]), "skipped": sorted(report["skipped"]),
+            "missing": report["missing"], "backbone_loaded": report["backbone"]["loaded"],
+            "backbone_total": report["backbone"]["total"]}
+
+__all__ = ["brief_report", "load_matching", "read_state_dict"]

@@ -35,17 +35,19 @@ from ..errors import CheckpointError, ConfigError
 from ..models.registry import build_model
 from ..models.weights import weights_normalization
 from ..results import write_summary
+from ..models.loading import brief_report
 from ..train import checkpoint as ckpt
 from ..train.callbacks import builtin_callbacks
 from ..train.early_stop import EarlyStopper
 from ..train.events import Events, LogPoint, Position
 from ..train.freeze import param_groups
-from ..train.loop import EpochStats, gather_predictions, predict
+from ..train.loop import EpochStats, gather_predictions, optimizer_step, predict
 from ..train.metrics import classification_metrics
 from ..train.optim import build_optimizer
 from ..train.schedule import lr_at
 from ..train.summary import build_summary
-from ..train.trainer import FitResult, Trainer, _brief, _rng_state, _set_rng_state, batch_sizes
+from ..train.checkpoint import rng_state, set_rng_state
+from ..train.trainer import FitResult, Trainer, batch_sizes
 from .simclr import LARS, Backbone, SimCLR, TwoViews, ViewSettings, simclr_loss
 
 log = logging.getLogger("hpcnn.train")
@@ -121,7 +123,7 @@ class Pretrainer:
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         model_cfg = cfg.model if load_weights else dataclasses.replace(cfg.model, weights=None)
         classifier, report = build_model(model_cfg, len(self.classes), data.channels, data.image_size)
-        self.weights_report = _brief(report)
+        self.weights_report = brief_report(report)
         self.backbone = Backbone(classifier, data.channels, data.image_size)
         model = SimCLR(self.backbone, cfg.ssl.projection_hidden, cfg.ssl.projection_dim).to(self.device)
         if cfg.train.channels_last:
@@ -168,7 +170,7 @@ class Pretrainer:
                 "step_in_epoch": self.position.step, "model": self.raw_model.state_dict(),
                 "optimizer": self.optimizer.state_dict() if self.optimizer is not None else {},
                 "scaler": self.scaler.state_dict() if self.scaler else {},
-                "rng": self.comm.all_gather_object(_rng_state(self.device)), "history": self.history,
+                "rng": self.comm.all_gather_object(rng_state(self.device)), "history": self.history,
                 "early_stop": self.stopper.state_dict(), "config": to_dict(self.cfg), "classes": self.classes,
                 "wall_seconds": self.elapsed_before + time.time() - self.t_start,
                 "world_size": self.comm.world_size, "global_batch": self.global_batch}
@@ -191,7 +193,7 @@ class Pretrainer:
         if self.scaler and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         if len(state["rng"]) == self.comm.world_size:
-            _set_rng_state(state["rng"][self.comm.rank], self.device)
+            set_rng_state(state["rng"][self.comm.rank], self.device)
         self.position = Position(state["phase"], state["phase_epoch"], state["step"], state["epoch"])
         self.history = list(state["history"])
         self.stopper.load_state_dict(state["early_stop"])
@@ -259,7 +261,7 @@ class Pretrainer:
                 group["lr"] = lr * group.get("lr_scale", 1.0)
             loss = self.contrastive_loss(x, epoch, step)
             (self.scaler.scale(loss) if self.scaler else loss).backward()
-            self._optimizer_step()
+            optimizer_step(self.optimizer, self.raw_model, self.comm, self.scaler, self.phase.optim.clip_grad_norm)
             loss_sum += loss.detach()
             step += 1
             stats.steps, stats.images, stats.lr = stats.steps + 1, stats.images + self.global_batch, lr
@@ -275,20 +277,6 @@ class Pretrainer:
         stats.seconds = time.perf_counter() - start
         stats.loss = self.comm.mean(loss_sum.item() / max(1, stats.steps)) if stats.steps else float("nan")
         return stats
-
-    def _optimizer_step(self) -> None:
-        opt, clip = self.optimizer, self.phase.optim.clip_grad_norm
-        with self.comm.synchronized_step(opt):
-            if clip:
-                if self.scaler:
-                    self.scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(self.raw_model.parameters(), clip)
-            if self.scaler:
-                self.scaler.step(opt)
-                self.scaler.update()
-            else:
-                opt.step()
-        opt.zero_grad(set_to_none=True)
 
     def _pause(self) -> bool:
         """At a log point: checkpoint if asked to stop (-> True) or when a timed checkpoint is due."""

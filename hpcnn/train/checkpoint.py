@@ -23,6 +23,20 @@ def atomic_save(obj, path: Path) -> None:
     atomic_write(path, lambda f: torch.save(obj, f))
 
 
+def rng_state(device) -> dict:
+    """This process's random streams (CPU, and the GPU it trains on): restored on resume for exact dropout."""
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict, device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
 def checkpoint_name(epoch: int, step_in_epoch: int) -> str:
     """Sorted by name = sorted by training progress."""
     return f"ckpt-e{epoch:04d}-s{step_in_epoch:07d}.pt"

@@ -72,6 +72,21 @@ def _prepare(x, ctx: StepContext, epoch: int, step: int) -> torch.Tensor:
     return x
 
 
+def optimizer_step(optimizer, model, comm, scaler=None, clip_grad_norm: float | None = None) -> None:
+    """Clip (after unscaling), step and zero the gradients, inside the Comm's synchronised section."""
+    with comm.synchronized_step(optimizer):
+        if clip_grad_norm:
+            if scaler:
+                scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
+        if scaler:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
 def train_epoch(model, optimizer, loader, ctx: StepContext, epoch: int, start_step: int, should_stop,
                 on_log) -> EpochStats:
     """Run optimizer steps from ``start_step``; ``should_stop()`` is asked (collectively) at log points."""
@@ -104,17 +119,7 @@ def train_epoch(model, optimizer, loader, ctx: StepContext, epoch: int, start_st
                 loss = F.cross_entropy(model(xc), yc, label_smoothing=ctx.label_smoothing) * (yc.shape[0] / n)
                 (ctx.scaler.scale(loss) if ctx.scaler else loss).backward()
             loss_sum += loss.detach()
-        with ctx.comm.synchronized_step(optimizer):
-            if ctx.clip_grad_norm:
-                if ctx.scaler:
-                    ctx.scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), ctx.clip_grad_norm)
-            if ctx.scaler:
-                ctx.scaler.step(optimizer)
-                ctx.scaler.update()
-            else:
-                optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        optimizer_step(optimizer, model, ctx.comm, ctx.scaler, ctx.clip_grad_norm)
         stats.steps += 1
         stats.images += n * ctx.comm.world_size
         stats.lr = lr

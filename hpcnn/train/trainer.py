@@ -28,11 +28,13 @@ from ..data.augment import BatchAugment, Normalize
 from ..data.loaders import RankBatchSampler, ShardBatchSampler, make_loader
 from ..data.sources import load_splits
 from ..errors import CheckpointError, ConfigError
+from ..models.loading import brief_report
 from ..models.registry import build_model
 from ..models.weights import weights_normalization, weights_preprocessing
 from ..models.parts import head_name
 from ..results import write_summary
 from . import checkpoint as ckpt
+from .checkpoint import rng_state, set_rng_state
 from . import plots
 from .callbacks import builtin_callbacks
 from .early_stop import EarlyStopper
@@ -129,7 +131,7 @@ class Trainer:
         model_cfg = cfg.model if load_weights else dataclasses.replace(cfg.model, weights=None)
         model, report = build_model(model_cfg, len(self.classes), cfg.data.channels, cfg.data.image_size,
                                     self.classes)
-        self.weights_report = _brief(report)
+        self.weights_report = brief_report(report)
         model = model.to(device)
         if cfg.train.channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -166,7 +168,7 @@ class Trainer:
         if self.scaler and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         if len(state["rng"]) == self.comm.world_size:
-            _set_rng_state(state["rng"][self.comm.rank], self.device)
+            set_rng_state(state["rng"][self.comm.rank], self.device)
         self.position = _position(state)
         self.history = list(state["history"])
         self.stopper.load_state_dict(state["early_stop"])
@@ -204,7 +206,7 @@ class Trainer:
                 "step_in_epoch": self.position.step, "model": self.raw_model.state_dict(),
                 "optimizer": self.optimizer.state_dict() if self.optimizer is not None else {},
                 "scaler": self.scaler.state_dict() if self.scaler else {},
-                "rng": self.comm.all_gather_object(_rng_state(self.device)), "history": self.history,
+                "rng": self.comm.all_gather_object(rng_state(self.device)), "history": self.history,
                 "early_stop": self.stopper.state_dict(), "phase_epochs_run": self.phase_epochs_run,
                 "phase_ended_early": self.ended_early,
                 "wall_seconds": self.elapsed_before + time.time() - self.t_start, "config": to_dict(self.cfg),
@@ -413,32 +415,10 @@ class Trainer:
                                    "test" if best.get("test") else "validation")
 
 
-def _brief(report: dict | None) -> dict | None:
-    """The weights-loading report as summary.json keeps it: counts, and the names that did not load."""
-    if report is None:
-        return None
-    return {"source": report["source"], "loaded": len(report["loaded"]), "skipped": sorted(report["skipped"]),
-            "missing": report["missing"], "backbone_loaded": report["backbone"]["loaded"],
-            "backbone_total": report["backbone"]["total"]}
-
-
 def _position(state: dict) -> Position:
     if state.get("format", 1) < 2:  # written before phases existed: one phase
         return Position(0, state["epoch"], state["step_in_epoch"], state["epoch"])
     return Position(state["phase"], state["phase_epoch"], state["step"], state["epoch"])
-
-
-def _rng_state(device) -> dict:
-    state = {"cpu": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict, device) -> None:
-    torch.set_rng_state(state["cpu"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 def _merge(a, b):

@@ -40,6 +40,10 @@ class DataConfig:
     on_corrupt: str = doc("skip", "skip | fail: what a corrupt or unreadable image file does")
     num_workers: int = doc(0, "DataLoader worker processes (0 = load in the training process)")
     pin_memory: bool = doc(True, "pin host memory when training on a GPU")
+    center_crop: Optional[float] = doc(None, "resize the shorter side to image_size / center_crop, then keep the "
+                                            "central image_size square (torchvision's eval geometry); null = resize "
+                                            "the whole image to image_size, or with torchvision weights their own "
+                                            "ratio (e.g. 224/256)")
     classes: Optional[list] = doc(None, "use only these classes (names), in this order; null = all")
     max_per_class: int = doc(0, "at most this many training images per class (few-shot tasks); 0 = all")
     augment: AugmentConfig = doc(None, "training-time augmentation")
@@ -275,6 +279,7 @@ CHECKS: dict[str, tuple] = {
     "slurm.max_requeues": (lambda v: v >= 0, "must be >= 0"),
     "monitor.interval_s": (lambda v: v >= 0.1, "must be >= 0.1 seconds"),
     "data.max_per_class": (lambda v: v >= 0, "must be >= 0"),
+    "data.center_crop": (lambda v: v is None or 0 < v <= 1, "must be in (0, 1] or null"),
     "data.classes": (lambda v: v is None or (len(v) >= 2 and all(isinstance(c, str) for c in v)
                                              and len(set(v)) == len(v)),
                      "must be null or a list of at least two distinct class names"),

@@ -32,14 +32,30 @@ def to_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
     raise DatasetError(f"cannot convert {c}-channel images to {channels} channels")
 
 
-def resize_uint8(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Antialiased resize of (N,C,H,W) uint8 to size x size."""
-    if x.shape[-1] == size and x.shape[-2] == size:
-        return x
+def crop_box(height: int, width: int, size: int, crop: float) -> tuple[int, int, tuple[int, int, int, int]]:
+    """torchvision's eval geometry: the shorter side scaled to size/crop, then the centre size x size.
+
+    Returns the scaled (height, width) and the crop box (left, top, right, bottom).
+    """
+    short = max(size, int(round(size / crop)))
+    scale = short / min(height, width)
+    h, w = max(size, int(round(height * scale))), max(size, int(round(width * scale)))
+    top, left = (h - size) // 2, (w - size) // 2
+    return h, w, (left, top, left + size, top + size)
+
+
+def resize_uint8(x: torch.Tensor, size: int, crop: float | None = None) -> torch.Tensor:
+    """Antialiased resize of (N,C,H,W) uint8 to size x size; with ``crop``, resize then centre-crop."""
     import torch.nn.functional as F
 
-    y = F.interpolate(x.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    return y.round().clamp(0, 255).to(torch.uint8)
+    if crop is None:
+        if x.shape[-1] == size and x.shape[-2] == size:
+            return x
+        y = F.interpolate(x.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        return y.round().clamp(0, 255).to(torch.uint8)
+    h, w, (left, top, right, bottom) = crop_box(x.shape[-2], x.shape[-1], size, crop)
+    y = F.interpolate(x.float(), size=(h, w), mode="bilinear", antialias=True, align_corners=False)
+    return y[..., top:bottom, left:right].round().clamp(0, 255).to(torch.uint8).contiguous()
 
 
 class TensorImageSet:
@@ -52,12 +68,13 @@ class TensorImageSet:
         self.labels = labels.to(torch.int64)
 
     @classmethod
-    def from_numpy_hwc(cls, images: np.ndarray, labels, size: int, channels: int) -> "TensorImageSet":
+    def from_numpy_hwc(cls, images: np.ndarray, labels, size: int, channels: int,
+                       crop: float | None = None) -> "TensorImageSet":
         x = torch.from_numpy(np.ascontiguousarray(images))
         if x.ndim == 3:
             x = x.unsqueeze(-1)
         x = x.permute(0, 3, 1, 2).contiguous()
-        x = to_channels(resize_uint8(x, size), channels)
+        x = to_channels(resize_uint8(x, size, crop), channels)
         return cls(x, torch.as_tensor(np.asarray(labels), dtype=torch.int64))
 
     def __len__(self) -> int:
@@ -82,10 +99,10 @@ class FileImageSet:
     """Image files decoded with PIL on access; a corrupt file yields ``None`` (collate drops it)."""
 
     def __init__(self, paths: Sequence[str], labels: Sequence[int], size: int, channels: int,
-                 on_corrupt: str = "skip"):
+                 on_corrupt: str = "skip", crop: float | None = None):
         self.paths = [str(p) for p in paths]
         self.labels = torch.as_tensor(list(labels), dtype=torch.int64)
-        self.size, self.channels, self.on_corrupt = size, channels, on_corrupt
+        self.size, self.channels, self.on_corrupt, self.crop = size, channels, on_corrupt, crop
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -95,7 +112,10 @@ class FileImageSet:
 
         with Image.open(self.paths[i]) as im:
             im = im.convert("RGB" if self.channels == 3 else "L")
-            if im.size != (self.size, self.size):
+            if self.crop is not None:
+                h, w, box = crop_box(im.size[1], im.size[0], self.size, self.crop)
+                im = im.resize((w, h), Image.BILINEAR).crop(box)
+            elif im.size != (self.size, self.size):
                 im = im.resize((self.size, self.size), Image.BILINEAR)
             arr = np.asarray(im, dtype=np.uint8)
         x = torch.from_numpy(arr.copy())
@@ -113,7 +133,7 @@ class FileImageSet:
 
     def subset(self, idx) -> "FileImageSet":
         return FileImageSet([self.paths[i] for i in idx], [int(self.labels[i]) for i in idx], self.size,
-                            self.channels, self.on_corrupt)
+                            self.channels, self.on_corrupt, self.crop)
 
     def stats_sample(self, limit: int = 500) -> torch.Tensor:
         step = max(1, len(self) // limit)

@@ -47,7 +47,7 @@ def _synthetic(cfg) -> Splits:
 
     def make(n, split):
         images, labels = synthetic.generate(n, size=cfg.image_size, seed=cfg.split_seed, split=split)
-        return TensorImageSet.from_numpy_hwc(images, labels, cfg.image_size, cfg.channels)
+        return TensorImageSet.from_numpy_hwc(images, labels, cfg.image_size, cfg.channels, crop=cfg.center_crop)
 
     test = make(cfg.n_test, "test") if cfg.n_test > 0 else None
     return Splits(make(cfg.n_train, "train"), make(cfg.n_val, "val"), test, list(synthetic.CLASSES))
@@ -58,7 +58,7 @@ def _digits(cfg) -> Splits:
 
     d = load_digits()
     images = np.clip(d.images * (255.0 / 16.0), 0, 255).astype(np.uint8)
-    full = TensorImageSet.from_numpy_hwc(images, d.target, cfg.image_size, cfg.channels)
+    full = TensorImageSet.from_numpy_hwc(images, d.target, cfg.image_size, cfg.channels, crop=cfg.center_crop)
     tr, va, te = split_indices(d.target, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
     return Splits(full.subset(tr), full.subset(va), full.subset(te) if te else None, [str(i) for i in range(10)])
 
@@ -122,7 +122,7 @@ def _folder(cfg) -> Splits:
                 _require_images_per_class(d, classes, labels, keep)
             skipped += bad
             sets[split] = FileImageSet([paths[i] for i in keep], [labels[i] for i in keep], cfg.image_size,
-                                       cfg.channels, cfg.on_corrupt)
+                                       cfg.channels, cfg.on_corrupt, cfg.center_crop)
     else:
         paths, labels, classes = _scan_folder(root)
         if classes and set(classes) <= set(split_dirs):
@@ -133,7 +133,7 @@ def _folder(cfg) -> Splits:
         keep, skipped = verify_files(paths, cfg.on_corrupt)
         _require_images_per_class(root, classes, labels, keep)
         full = FileImageSet([paths[i] for i in keep], [labels[i] for i in keep], cfg.image_size, cfg.channels,
-                            cfg.on_corrupt)
+                            cfg.on_corrupt, cfg.center_crop)
         tr, va, te = split_indices(full.labels.numpy(), cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
         sets = {"train": full.subset(tr), "val": full.subset(va), "test": full.subset(te) if te else None}
     return Splits(sets["train"], sets["val"], sets.get("test"), classes, skipped)
@@ -167,12 +167,12 @@ def _torchvision(cfg) -> Splits:
         return x, y
 
     x, y = arrays(train_ds)
-    full = TensorImageSet.from_numpy_hwc(x, y, cfg.image_size, cfg.channels)
+    full = TensorImageSet.from_numpy_hwc(x, y, cfg.image_size, cfg.channels, crop=cfg.center_crop)
     tr, va, _ = split_indices(y, cfg.val_fraction, 0.0, cfg.split_seed)
     xt, yt = arrays(test_ds)
     classes = [str(c) for c in getattr(train_ds, "classes", range(int(y.max()) + 1))]
     return Splits(full.subset(tr), full.subset(va), TensorImageSet.from_numpy_hwc(xt, yt, cfg.image_size,
-                                                                                   cfg.channels), classes)
+                                                                                   cfg.channels, cfg.center_crop), classes)
 
 
 def _hdf5(cfg) -> Splits:
@@ -191,7 +191,7 @@ def _hdf5(cfg) -> Splits:
             images, labels = np.asarray(f["images"]), np.asarray(f[key]).astype(np.int64)
     except OSError as err:
         raise DatasetError(f"cannot read HDF5 file: {err}", str(path)) from None
-    full = TensorImageSet.from_numpy_hwc(images, labels, cfg.image_size, cfg.channels)
+    full = TensorImageSet.from_numpy_hwc(images, labels, cfg.image_size, cfg.channels, crop=cfg.center_crop)
     tr, va, te = split_indices(labels, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
     classes = [str(i) for i in range(int(labels.max()) + 1)]
     return Splits(full.subset(tr), full.subset(va), full.subset(te) if te else None, classes)

@@ -27,13 +27,10 @@ import torch.nn.functional as F
 from ..config import to_dict
 from ..config.phases import resolve_phases
 from ..config.schema import EarlyStopConfig
-from ..data.augment import Normalize
 from ..data.loaders import RankBatchSampler, ShardBatchSampler, make_loader
-from ..data.sources import load_splits
 from ..dist import SingleComm
 from ..errors import CheckpointError, ConfigError
 from ..models.registry import build_model
-from ..models.weights import weights_normalization
 from ..results import write_summary
 from ..models.loading import brief_report
 from ..train import checkpoint as ckpt
@@ -41,6 +38,7 @@ from ..train.callbacks import builtin_callbacks
 from ..train.early_stop import EarlyStopper
 from ..train.events import Events, LogPoint, Position
 from ..train.freeze import param_groups
+from ..train.inputs import job_inputs
 from ..train.loop import EpochStats, gather_predictions, optimizer_step, predict
 from ..train.metrics import classification_metrics
 from ..train.optim import build_optimizer
@@ -104,9 +102,9 @@ class Pretrainer:
     # ------------------------------------------------------------------ set-up
     def _setup_data(self) -> None:
         cfg, comm = self.cfg, self.comm
-        self.splits = load_splits(cfg.data)
+        self.splits, normalize = job_inputs(cfg, announce=comm.is_main)
         self.classes = self.splits.classes
-        self.normalize = job_normalize(cfg, self.splits).to(self.device)
+        self.normalize = normalize.to(self.device)
         self.pin = cfg.data.pin_memory and self.device.type == "cuda"
         workers, cap = cfg.data.num_workers, cfg.train.max_steps_per_epoch
         self.sampler = RankBatchSampler(len(self.splits.train), self.global_batch, comm.rank, comm.world_size,
@@ -396,14 +394,6 @@ def linear_probe(backbone, splits, normalize, device, comm=None, topk: int = 3, 
     return comm.broadcast_object(result)
 
 
-def job_normalize(cfg, splits) -> Normalize:
-    """Pretrained weights' own mean/std (their metadata), else the training split's statistics."""
-    stats = weights_normalization(cfg.model)
-    if stats:
-        return Normalize(torch.tensor(stats[0]), torch.tensor(stats[1]))
-    return Normalize.from_sample(splits.train.stats_sample(), cfg.data.normalize)
-
-
 def probe_weights(cfg, weights=None, device=None) -> dict:
     """Linear probe of ``cfg.model``'s backbone on ``cfg.data``, in this process.
 
@@ -411,8 +401,8 @@ def probe_weights(cfg, weights=None, device=None) -> dict:
     or None for the random initialisation of seed ``cfg.seed`` (the baseline).
     """
     device = torch.device(device or "cpu")
-    splits = load_splits(cfg.data)
-    normalize = job_normalize(cfg, splits).to(device)
+    splits, normalize = job_inputs(cfg)
+    normalize = normalize.to(device)
     torch.manual_seed(cfg.seed)
     model_cfg = dataclasses.replace(cfg.model, weights=str(weights) if weights is not None else None)
     classifier, _ = build_model(model_cfg, len(splits.classes), cfg.data.channels, cfg.data.image_size)
@@ -425,5 +415,5 @@ def run_pretrain(cfg, comm, run_dir, device, stop=lambda: False, callbacks=(), r
     return Pretrainer(cfg, comm, run_dir, device, stop, callbacks, resume, job).fit()
 
 
-__all__ = ["LinearProbe", "Pretrainer", "extract_features", "job_normalize", "linear_probe", "probe_weights",
+__all__ = ["LinearProbe", "Pretrainer", "extract_features", "linear_probe", "probe_weights",
            "run_pretrain"]

@@ -24,13 +24,11 @@ import torch
 
 from ..config import to_dict
 from ..config.phases import Phase, resolve_phases
-from ..data.augment import BatchAugment, Normalize
+from ..data.augment import BatchAugment
 from ..data.loaders import RankBatchSampler, ShardBatchSampler, make_loader
-from ..data.sources import load_splits
 from ..errors import CheckpointError, ConfigError
 from ..models.loading import brief_report
 from ..models.registry import build_model
-from ..models.weights import weights_normalization, weights_preprocessing
 from ..models.parts import head_name
 from ..results import write_summary
 from . import checkpoint as ckpt
@@ -41,6 +39,7 @@ from .early_stop import EarlyStopper
 from .events import Events, LogPoint, Position
 from .features import feature_set, use_cache
 from .freeze import frozen_batchnorm, param_groups, select
+from .inputs import job_inputs
 from .loop import StepContext, gather_predictions, predict, train_epoch
 from .metrics import classification_metrics
 from .optim import build_optimizer
@@ -104,16 +103,9 @@ class Trainer:
     # ------------------------------------------------------------------ set-up
     def _setup_data(self) -> None:
         cfg, comm, device = self.cfg, self.comm, self.device
-        self.splits = load_splits(cfg.data)
+        self.splits, normalize = job_inputs(cfg, announce=comm.is_main)
         self.classes = self.splits.classes
-        stats = weights_normalization(cfg.model)  # pretrained weights expect their own mean/std
-        pre = weights_preprocessing(cfg.model)
-        if pre and comm.is_main and cfg.data.image_size != pre["crop_size"][0]:
-            log.warning("model.weights %s were trained on %d² crops; data.image_size is %d (fine-tuning adapts, "
-                        "but feature extraction works best at the weights' size)", pre["weights"],
-                        pre["crop_size"][0], cfg.data.image_size)
-        self.normalize = (Normalize(torch.tensor(stats[0]), torch.tensor(stats[1])) if stats else
-                          Normalize.from_sample(self.splits.train.stats_sample(), cfg.data.normalize)).to(device)
+        self.normalize = normalize.to(device)
         self.pin = cfg.data.pin_memory and device.type == "cuda"
         self.sampler = RankBatchSampler(len(self.splits.train), self.global_batch, comm.rank, comm.world_size,
                                         cfg.seed, cfg.train.max_steps_per_epoch)

@@ -110,6 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
     from .weights_cli import register as register_weights  # torch-free at import
 
     register_weights(sub)
+    from .predict_cli import register as register_predict
+
+    register_predict(sub)
+    from .explain_cli import register as register_explain
+
+    register_explain(sub)
     return p
 
 

@@ -18,8 +18,8 @@ from ..models.weights import weights_preprocessing
 log = logging.getLogger("hpcnn.train")
 
 
-def job_inputs(cfg, announce: bool = True) -> tuple[Splits, Normalize]:
-    """(splits, normalisation on the CPU); ``announce``: log a size mismatch with the weights (rank 0)."""
+def input_data(cfg, announce: bool = False):
+    """The data section as the job loads it: with torchvision weights, their centre-crop ratio filled in."""
     pre = weights_preprocessing(cfg.model)
     data = cfg.data
     if pre:
@@ -30,10 +30,23 @@ def job_inputs(cfg, announce: bool = True) -> tuple[Splits, Normalize]:
                         data.image_size)
         if data.center_crop is None:
             data = dataclasses.replace(data, center_crop=crop / resize)
+    return data
+
+
+def preprocessing(data_cfg, normalize: Normalize) -> dict:
+    """What a saved model needs to be fed exactly as in training (kept in best.pt / model_final.pt)."""
+    return {"image_size": data_cfg.image_size, "channels": data_cfg.channels, "center_crop": data_cfg.center_crop,
+            "mean": normalize.mean.flatten().tolist(), "std": normalize.std.flatten().tolist()}
+
+
+def job_inputs(cfg, announce: bool = True) -> tuple[Splits, Normalize]:
+    """(splits, normalisation on the CPU); ``announce``: log a size mismatch with the weights (rank 0)."""
+    pre = weights_preprocessing(cfg.model)
+    data = input_data(cfg, announce)
     splits = load_splits(data)
     if pre:
         return splits, Normalize(torch.tensor(pre["mean"]), torch.tensor(pre["std"]))
     return splits, Normalize.from_sample(splits.train.stats_sample(), data.normalize)
 
 
-__all__ = ["job_inputs"]
+__all__ = ["input_data", "job_inputs", "preprocessing"]

@@ -39,7 +39,7 @@ from .early_stop import EarlyStopper
 from .events import Events, LogPoint, Position
 from .features import feature_set, use_cache
 from .freeze import frozen_batchnorm, param_groups, select
-from .inputs import job_inputs
+from .inputs import input_data, job_inputs, preprocessing
 from .loop import StepContext, gather_predictions, predict, train_epoch
 from .metrics import classification_metrics
 from .optim import build_optimizer
@@ -105,6 +105,7 @@ class Trainer:
         cfg, comm, device = self.cfg, self.comm, self.device
         self.splits, normalize = job_inputs(cfg, announce=comm.is_main)
         self.classes = self.splits.classes
+        self.preprocess = preprocessing(input_data(cfg), normalize)
         self.normalize = normalize.to(device)
         self.pin = cfg.data.pin_memory and device.type == "cuda"
         self.sampler = RankBatchSampler(len(self.splits.train), self.global_batch, comm.rank, comm.world_size,
@@ -367,7 +368,8 @@ class Trainer:
     def _keep_best(self, epoch: int) -> None:
         self.best_state = {k: v.detach().cpu().clone() for k, v in self.raw_model.state_dict().items()}
         if self.is_main and self.cfg.train.checkpoint.keep_best:
-            ckpt.atomic_save({"model": self.best_state, "epoch": epoch, "metric": self.stopper.best},
+            ckpt.atomic_save({"model": self.best_state, "epoch": epoch, "metric": self.stopper.best,
+                              "classes": self.classes, "preprocess": self.preprocess},
                              self.ckpt_dir / "best.pt")
 
     def _test(self) -> dict | None:
@@ -375,7 +377,8 @@ class Trainer:
         if self.model is None:  # resumed a finished run: nothing trained in this process
             self.model = self.raw_model
         if self.is_main:
-            ckpt.atomic_save({"model": self.raw_model.state_dict(), "classes": self.classes},
+            ckpt.atomic_save({"model": self.raw_model.state_dict(), "classes": self.classes,
+                              "preprocess": self.preprocess},
                              self.ckpt_dir / "model_final.pt")
         if not (self.cfg.train.eval_test and self.splits.test is not None and len(self.splits.test)):
             return None

@@ -1,0 +1,116 @@
+"""`hpcnn explain`: Grad-CAM checked on a model with a known answer, the target layer, and the CLI end to end."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from hpcnn.errors import HpcnnError
+from hpcnn.explain import conv_blocks, gradcam, target_layer
+from hpcnn.models.resnet_small import resnet_small
+from hpcnn.models.simple_cnn import simple_cnn
+from tests.helpers import TINY, run_hpcnn
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def channel_detector() -> nn.Module:
+    """Two 1x1 conv detectors (channel c sees input channel c only); logit c = mean of detector c's map."""
+    conv = nn.Conv2d(2, 2, 1)
+    with torch.no_grad():
+        conv.weight.copy_(torch.eye(2).view(2, 2, 1, 1))
+        conv.bias.zero_()
+    return nn.Sequential(nn.Sequential(conv, nn.ReLU()), nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()))
+
+
+def test_heat_lies_where_the_evidence_for_the_class_is():
+    # class 0's evidence (input channel 0) fills the top-left quadrant, class 1's the bottom-right one;
+    # a heatmap of brightness alone would light both, a uniform or random one neither
+    x = torch.rand(4, 2, 32, 32) * 0.05
+    x[:, 0, :16, :16] += 1.0
+    x[:, 1, 16:, 16:] += 1.0
+    top_left = torch.zeros(32, 32, dtype=torch.bool)
+    top_left[:16, :16] = True
+    bottom_right = torch.zeros(32, 32, dtype=torch.bool)
+    bottom_right[16:, 16:] = True
+    model = channel_detector()
+    for cls, region in ((0, top_left), (1, bottom_right)):
+        heat, logits, layer = gradcam(model, x, torch.full((4,), cls))
+        assert layer == "0.0" and heat.shape == (4, 32, 32) and logits.shape == (4, 2)
+        assert 0 <= heat.min() and heat.max() <= 1
+        inside, outside = heat[:, region].mean(), heat[:, ~region].mean()
+        assert inside > 0.8 and outside < 0.1, (cls, float(inside), float(outside))
+        mass = heat[:, region].sum() / heat.sum()
+        assert mass > 0.9
+
+
+def test_default_target_is_the_predicted_class_and_weights_get_no_grad():
+    model = channel_detector()
+    x = torch.zeros(1, 2, 8, 8)
+    x[:, 1, :4, :4] = 1.0  # only class 1 has evidence: it is predicted, its region lights up
+    heat, logits, _ = gradcam(model, x)
+    assert logits.argmax(1).item() == 1
+    assert heat[0, :4, :4].mean() > 0.8 and heat[0, 4:, :].mean() < 0.1
+    assert all(p.grad is None for p in model.parameters())
+
+
+def _resnet18():
+    import torchvision.models as tvm
+
+    return tvm.resnet18(num_classes=5)  # random init: no download
+
+
+@pytest.mark.parametrize("build, expected", [
+    (lambda: simple_cnn(10, 1, channels=(8, 16)), lambda name, m: name == "0.5" and isinstance(m, nn.BatchNorm2d)),
+    (lambda: resnet_small(10, 3, width=8, depth=(1, 1)), lambda name, m: name == "0.4" and
+     type(m).__name__ == "BasicBlock"),
+    (_resnet18, lambda name, m: name == "layer4"),
+], ids=["simple_cnn", "resnet_small", "resnet18"])
+def test_automatic_target_is_the_last_conv_block(build, expected):
+    model = build()
+    name, module = target_layer(model)
+    assert name == conv_blocks(model)[-1] and expected(name, module), name
+    in_channels = next(m for m in model.modules() if isinstance(m, nn.Conv2d)).in_channels
+    heat, _, _ = gradcam(model, torch.randn(2, in_channels, 32, 32))
+    assert heat.shape == (2, 32, 32) and heat.max() > 0.99  # a real map, scaled to [0, 1]
+    assert target_layer(model, name)[0] == name
+
+
+def test_a_wrong_layer_name_lists_the_choices():
+    model = simple_cnn(10, 1, channels=(8, 16))
+    with pytest.raises(HpcnnError, match=r"'nope'.*0\.1, 0\.5"):
+        target_layer(model, "nope")
+    with pytest.raises(HpcnnError, match="no convolutional layer named '1'"):
+        target_layer(model, "1")  # the head: no spatial map
+    assert target_layer(model, "0.4")[0] == "0.4"  # any module holding a Conv2d may be named
+
+
+def test_explain_cli_end_to_end(tmp_path):
+    run = tmp_path / "run"
+    proc = run_hpcnn("train", *TINY, "train.epochs=1", f"--run-dir={run}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = run_hpcnn("explain", run, "--n", "12")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = run / "explain"
+    for name in ("gradcam_per_class.png", "gradcam_mistakes.png"):
+        data = (out / name).read_bytes()
+        assert data.startswith(PNG_MAGIC) and len(data) > 10_000, name
+    report = json.loads((out / "explain.json").read_text())
+    assert report["layer"] == "0.5" and report["split"] == "test" and report["checkpoint"].endswith("best.pt")
+    assert len(report["per_class"]) == 12 and len({t["true"] for t in report["per_class"]}) == 10
+    assert 0 < len(report["mistakes"]) <= 12
+    assert all(t["true"] != t["pred"] for t in report["mistakes"])
+    probs = [t["prob"] for t in report["mistakes"]]
+    assert probs == sorted(probs, reverse=True)
+
+    bad = run_hpcnn("explain", run, "--layer", "nope")
+    assert bad.returncode == 2 and "0.1, 0.5" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_explain_on_a_directory_that_is_not_a_run(tmp_path):
+    proc = run_hpcnn("explain", tmp_path)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "not a run directory" in lines[0] and "Traceback" not in proc.stderr

@@ -26,6 +26,14 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from .predict.export import export_run
+
+    model, meta = export_run(args.run_dir, args.out, args.checkpoint)
+    print(f"wrote {model} and {meta}: load with torch.export.load({str(model)!r}).module() (no hpcnn needed)")
+    return 0
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser("predict", help="apply a trained run to image files (CSV: top-k classes per file)",
                               description="Predict with a run's best checkpoint and exactly its evaluation "
@@ -39,3 +47,10 @@ def register(subparsers) -> None:
     p.add_argument("--num-workers", type=int, default=0, help="DataLoader decoding processes")
     p.add_argument("--json", action="store_true", help="print the run's counts and throughput as JSON")
     p.set_defaults(func=cmd_predict)
+
+    e = subparsers.add_parser("export", help="write a run's network with torch.export (+ JSON: classes, preprocessing)",
+                              description="A model file a colleague can load with plain PyTorch, no hpcnn.")
+    e.add_argument("run_dir", metavar="RUN_DIR")
+    e.add_argument("--out", required=True, help="model file to write, e.g. model.pt2 (the JSON goes next to it)")
+    e.add_argument("--checkpoint", choices=["best", "final"], default="best")
+    e.set_defaults(func=cmd_export)

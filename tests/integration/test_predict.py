@@ -97,3 +97,37 @@ def test_missing_input_is_one_clear_error(run, tmp_path):
     assert proc.returncode == 2 and "input not found" in proc.stderr.strip().splitlines()[-1]
     proc = run_hpcnn("predict", tmp_path, tmp_path, "--out", tmp_path / "x.csv")
     assert proc.returncode == 2 and "not a run directory" in proc.stderr
+
+
+PLAIN_TORCH = """
+import json, sys
+import numpy as np, torch
+from PIL import Image
+model_file, meta_file, *paths = sys.argv[1:]
+meta = json.load(open(meta_file))
+size, inp = meta["input"]["shape"][-1], meta["input"]
+x = []
+for p in paths:
+    im = Image.open(p).convert("RGB").resize((size, size), Image.BILINEAR)
+    x.append(torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1).float() / 255.0)
+x = (torch.stack(x) - torch.tensor(inp["mean"]).view(1, -1, 1, 1)) / torch.tensor(inp["std"]).view(1, -1, 1, 1)
+probs = torch.softmax(torch.export.load(model_file).module()(x), 1)
+assert "hpcnn" not in sys.modules
+print(json.dumps([[meta["classes"][int(p.argmax())], float(p.max())] for p in probs]))
+"""
+
+
+def test_exported_model_runs_without_hpcnn_and_agrees(run, tmp_path):
+    model = tmp_path / "model.pt2"
+    proc = run_hpcnn("export", run / "run", "--out", model)
+    assert proc.returncode == 0, proc.stderr
+    meta = json.loads(model.with_suffix(".json").read_text())
+    assert meta["classes"] and meta["input"]["center_crop"] is None
+    images = sorted((run / "data" / "test").rglob("*.png"))[:12]
+    out = tmp_path / "pred.csv"
+    assert run_hpcnn("predict", run / "run", *images, "--out", out).returncode == 0
+    plain = subprocess.run([PYTHON, "-c", PLAIN_TORCH, str(model), str(model.with_suffix(".json")), *map(str, images)],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert plain.returncode == 0, plain.stderr[-2000:]
+    for (cls, prob), row in zip(json.loads(plain.stdout), rows(out)):
+        assert cls == row["class1"] and abs(prob - float(row["prob1"])) < 1e-5

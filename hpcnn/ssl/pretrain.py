@@ -34,9 +34,8 @@ from ..models.registry import build_model
 from ..results import write_summary
 from ..models.loading import brief_report
 from ..train import checkpoint as ckpt
-from ..train.callbacks import builtin_callbacks
 from ..train.early_stop import EarlyStopper
-from ..train.events import Events, LogPoint, Position
+from ..train.events import LogPoint, Position
 from ..train.freeze import param_groups
 from ..train.inputs import job_inputs
 from ..train.loop import EpochStats, gather_predictions, optimizer_step, predict
@@ -45,7 +44,7 @@ from ..train.optim import build_optimizer
 from ..train.schedule import lr_at
 from ..train.summary import build_summary
 from ..train.checkpoint import rng_state, set_rng_state
-from ..train.trainer import FitResult, Trainer, batch_sizes
+from ..train.trainer import FitResult, Trainer, batch_sizes, set_up
 from .simclr import LARS, Backbone, SimCLR, TwoViews, ViewSettings, simclr_loss
 
 log = logging.getLogger("hpcnn.train")
@@ -83,13 +82,7 @@ class Pretrainer:
                               "of the contrastive loss", "train.accumulate", "use 1 (spread the batch over more "
                                                                              "ranks instead)")
         self.global_batch, self.local_batch = batch_sizes(cfg, comm.world_size)
-        # a run that continues from a checkpoint takes its weights from there, not from model.weights
-        resuming = bool(resume) and bool(ckpt.list_checkpoints(self.ckpt_dir))
-        self._setup_data()
-        self._setup_model(load_weights=not resuming)
-        self.events = Events(self, [*builtin_callbacks(cfg), *callbacks])
-        self.position = Position()
-        self.history: list[dict] = []
+        set_up(self, resume, callbacks)
         self.stopper = EarlyStopper(EarlyStopConfig(metric="val.contrastive_loss" if self.val_loader else
                                                     "train.loss", mode="min"))
         self.elapsed_before = 0.0

@@ -70,6 +70,19 @@ def batch_sizes(cfg, world_size: int) -> tuple[int, int]:
     return global_batch, local
 
 
+def set_up(trainer, resume: str | None, callbacks) -> None:
+    """The set-up every trainer shares (Trainer, ssl.Pretrainer): data, model, events, a fresh position.
+
+    A run that continues from a checkpoint takes its weights from there, not from ``model.weights``.
+    """
+    resuming = bool(resume) and bool(ckpt.list_checkpoints(trainer.ckpt_dir))
+    trainer._setup_data()
+    trainer._setup_model(load_weights=not resuming)
+    trainer.events = Events(trainer, [*builtin_callbacks(trainer.cfg), *callbacks])
+    trainer.position = Position()
+    trainer.history = []
+
+
 class Trainer:
     def __init__(self, cfg, comm, run_dir: Path, device: torch.device, stop=lambda: False, callbacks=(),
                  resume: str | None = None, job=None):
@@ -81,13 +94,7 @@ class Trainer:
         self.phases: list[Phase] = resolve_phases(cfg)
         self.total_epochs = sum(p.epochs for p in self.phases)
         self.global_batch, _ = batch_sizes(cfg, comm.world_size)
-        # a run that continues from a checkpoint takes its weights from there, not from model.weights
-        resuming = bool(resume) and bool(ckpt.list_checkpoints(self.ckpt_dir))
-        self._setup_data()
-        self._setup_model(load_weights=not resuming)
-        self.events = Events(self, [*builtin_callbacks(cfg), *callbacks])
-        self.position = Position()
-        self.history: list[dict] = []
+        set_up(self, resume, callbacks)
         self.stopper = EarlyStopper(cfg.train.early_stopping)
         self.best_state: dict | None = None
         self.phase_epochs_run = [0] * len(self.phases)
@@ -436,4 +443,4 @@ def _metric(record: dict, dotted: str) -> float:
     return float(value)
 
 
-__all__ = ["FitResult", "Trainer", "batch_sizes"]
+__all__ = ["FitResult", "Trainer", "batch_sizes", "set_up"]

@@ -116,6 +116,18 @@ def build_parser() -> argparse.ArgumentParser:
     from .explain_cli import register as register_explain
 
     register_explain(sub)
+    from .compare_cli import register as register_compare  # torch-free
+
+    register_compare(sub)
+    from .scale_cli import register as register_scale  # torch-free at import
+
+    register_scale(sub)
+    from .monitor_cli import register as register_monitor  # torch-free: top, gpus, report
+
+    register_monitor(sub)
+    from .bench_cli import register as register_bench  # torch only when it runs
+
+    register_bench(sub)
     return p
 
 

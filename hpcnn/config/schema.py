@@ -24,6 +24,15 @@ class AugmentConfig:
 
 
 @dataclass
+class MarkerConfig:
+    enabled: bool = doc(False, "the shortcut lesson: paint a square into the top-left corner whose colour names "
+                               "the class (train and val); in-memory sources only")
+    size: int = doc(8, "side of the marker square in pixels of the final image (data.image_size)")
+    test: str = doc("random", "random | class | none: the test images' marker: a random class's colour (the "
+                              "lesson), the true class's colour, or no marker")
+
+
+@dataclass
 class DataConfig:
     source: str = doc("synthetic", "synthetic | folder | digits | torchvision | hdf5")
     root: Optional[str] = doc(None, "data directory (folder, torchvision root, hdf5 file)")
@@ -40,6 +49,7 @@ class DataConfig:
     on_corrupt: str = doc("skip", "skip | fail: what a corrupt or unreadable image file does")
     num_workers: int = doc(0, "DataLoader worker processes (0 = load in the training process)")
     pin_memory: bool = doc(True, "pin host memory when training on a GPU")
+    decode: str = doc("auto", "auto | cpu | gpu: where training JPEGs are decoded (gpu: nvJPEG on the training GPU, batched; auto: gpu when training on a GPU from a folder of JPEGs, else cpu)")
     center_crop: Optional[float] = doc(None, "resize the shorter side to image_size / center_crop, then keep the "
                                             "central image_size square (torchvision's eval geometry); null = resize "
                                             "the whole image to image_size, or with torchvision weights their own "
@@ -47,6 +57,7 @@ class DataConfig:
     classes: Optional[list] = doc(None, "use only these classes (names), in this order; null = all")
     max_per_class: int = doc(0, "at most this many training images per class (few-shot tasks); 0 = all")
     augment: AugmentConfig = doc(None, "training-time augmentation")
+    marker: MarkerConfig = doc(None, "a spurious class marker (the shortcut lesson, docs/lessons.md)")
 
 
 @dataclass
@@ -77,6 +88,9 @@ class OptimConfig:
     nesterov: bool = doc(False, "sgd: Nesterov momentum")
     betas: list = doc([0.9, 0.999], "adam / adamw betas")
     clip_grad_norm: Optional[float] = doc(None, "clip the global gradient norm to this value; null = off")
+    l1: float = doc(0.0, "explicit L1 penalty l1 * sum|w| added to the loss (weights, not biases/norms); 0 = off")
+    l2: float = doc(0.0, "explicit L2 penalty l2 * sum w^2 added to the loss (= weight_decay 2*l2 for sgd/adam/"
+                         "rmsprop; not adamw's decoupled decay); 0 = off")
 
 
 @dataclass
@@ -125,7 +139,8 @@ class TrainConfig:
     eval_test: bool = doc(True, "evaluate the test split with the best checkpoint at the end")
     max_steps_per_epoch: int = doc(0, "cap on optimizer steps per epoch (smoke tests, benchmarks); 0 = no cap")
     runs_dir: str = doc("runs", "where run directories are created")
-    tensorboard: bool = doc(True, "write TensorBoard event files")
+    tensorboard: bool = doc(True, "write TensorBoard event files (scalars; graph, histograms and embeddings in "
+                                  "the tensorboard section)")
     plots: bool = doc(True, "write learning-curve and confusion-matrix PNGs")
     early_stopping: EarlyStopConfig = doc(None, "stop when a metric stops improving")
     cache_features: str = doc("auto", "auto | always | never: when only the head trains and nothing augments, compute "
@@ -161,8 +176,23 @@ class SlurmConfig:
 
 @dataclass
 class MonitorConfig:
-    enabled: bool = doc(True, "sample GPU telemetry (NVML) during the job; silently off without a GPU")
-    interval_s: float = doc(5.0, "seconds between samples")
+    enabled: bool = doc(True, "sample GPU telemetry (NVML) during the job, tagged with the trainer's position; "
+                        "one log line and off without a driver (docs/monitoring.md)")
+    interval_s: float = doc(5.0, "seconds between samples (also how often progress.json for `hpcnn top` refreshes)")
+
+
+@dataclass
+class TensorBoardConfig:
+    """What TensorBoard shows beyond the scalars (all only when train.tensorboard is true; rank 0 writes)."""
+    graph: bool = doc(True, "the model graph, traced once on one validation batch at the start (0.07 s CPU for "
+                            "the default CNN); a model that does not trace costs one warning line, never the run")
+    histograms_every: int = doc(0, "weight and gradient histograms every this many epochs; 0 = off (a write costs "
+                                   "~0.6 s CPU for a ResNet-18, 1.5 s for a ResNet-50)")
+    embeddings: bool = doc(False, "the embedding projector: penultimate-layer features of the test split (val "
+                                  "without one) with labels, predictions and image thumbnails")
+    embeddings_epoch: Optional[int] = doc(None, "write the embeddings after this (1-based) epoch with its weights; "
+                                                "null = at the end of the run, with the best weights")
+    embeddings_max: int = doc(1000, "at most this many images (the first of the split) in the projector")
 
 
 @dataclass
@@ -210,6 +240,7 @@ class JobConfig:
     dist: DistConfig = doc(None, "distributed training")
     slurm: SlurmConfig = doc(None, "resources asked from Slurm when submitted")
     monitor: MonitorConfig = doc(None, "GPU monitoring")
+    tensorboard: TensorBoardConfig = doc(None, "TensorBoard extras: graph, histograms, embedding projector")
     ssl: SSLConfig = doc(None, "self-supervised pretraining")
     phases: List[PhaseConfig] = doc([], "training phases run in order (e.g. head only, then fine-tune); empty = "
                                         "one phase from optim, schedule and train.epochs. With phases, the run "
@@ -230,9 +261,12 @@ CHECKS: dict[str, tuple] = {
     "data.test_fraction": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
     "data.on_corrupt": (lambda v: v in ("skip", "fail"), "must be skip or fail"),
     "data.num_workers": (lambda v: v >= 0, "must be >= 0"),
+    "data.decode": (lambda v: v in ("auto", "cpu", "gpu"), "must be auto, cpu or gpu"),
     "data.augment.rotation": (lambda v: 0 <= v <= 180, "must be between 0 and 180 degrees"),
     "data.augment.random_resized_crop": (lambda v: v is None or 0 < v <= 1, "must be in (0, 1] or null"),
     "data.augment.color_jitter": (lambda v: 0 <= v <= 1, "must be between 0 and 1"),
+    "data.marker.size": (lambda v: v >= 1, "must be >= 1 pixel"),
+    "data.marker.test": (lambda v: v in ("random", "class", "none"), "must be random, class or none"),
     "model.dropout": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
     "model.init": (lambda v: v in ("default", "kaiming", "xavier", "orthogonal"), "must be default, kaiming, xavier or orthogonal"),
     "model.channels": (lambda v: len(v) > 0 and all(isinstance(c, int) and c > 0 for c in v), "must be a non-empty list of positive integers"),
@@ -245,6 +279,8 @@ CHECKS: dict[str, tuple] = {
     "optim.momentum": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
     "optim.betas": (lambda v: len(v) == 2 and all(isinstance(b, (int, float)) and 0 <= b < 1 for b in v), "must be two numbers in [0, 1)"),
     "optim.clip_grad_norm": (lambda v: v is None or v > 0, "must be > 0 or null"),
+    "optim.l1": (lambda v: v >= 0, "must be >= 0"),
+    "optim.l2": (lambda v: v >= 0, "must be >= 0"),
     "schedule.name": (lambda v: v in ("constant", "step", "cosine", "onecycle"), "must be constant, step, cosine or onecycle"),
     "schedule.warmup_epochs": (lambda v: v >= 0, "must be >= 0"),
     "schedule.warmup_start_factor": (lambda v: 0 < v <= 1, "must be in (0, 1]"),
@@ -278,6 +314,9 @@ CHECKS: dict[str, tuple] = {
     "slurm.mem_gb": (lambda v: v is None or v > 0, "must be > 0 or null"),
     "slurm.max_requeues": (lambda v: v >= 0, "must be >= 0"),
     "monitor.interval_s": (lambda v: v >= 0.1, "must be >= 0.1 seconds"),
+    "tensorboard.histograms_every": (lambda v: v >= 0, "must be >= 0 (0 = off)"),
+    "tensorboard.embeddings_epoch": (lambda v: v is None or v >= 1, "must be >= 1 (a 1-based epoch) or null"),
+    "tensorboard.embeddings_max": (lambda v: 1 <= v <= 10000, "must be between 1 and 10000"),
     "data.max_per_class": (lambda v: v >= 0, "must be >= 0"),
     "data.center_crop": (lambda v: v is None or 0 < v <= 1, "must be in (0, 1] or null"),
     "data.classes": (lambda v: v is None or (len(v) >= 2 and all(isinstance(c, str) for c in v)

@@ -45,6 +45,19 @@ class Normalize:
         return (x - self.mean) / self.std
 
 
+def to_device(params: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """The per-sample parameters on the device in one pinned, asynchronous copy.
+
+    A plain ``.to("cuda")`` from pageable memory synchronises the stream: one per parameter
+    would stall every step. float32 values and 0/1 flags survive the float32 packing exactly.
+    """
+    if device.type != "cuda":
+        return {k: v.to(device) for k, v in params.items()}
+    keys = list(params)
+    packed = torch.stack([params[k].float() for k in keys]).pin_memory().to(device, non_blocking=True)
+    return {k: packed[i].bool() if params[k].dtype == torch.bool else packed[i] for i, k in enumerate(keys)}
+
+
 class BatchAugment:
     """Flips, rotation, random-resized-crop (one affine warp) and colour jitter."""
 
@@ -78,7 +91,7 @@ class BatchAugment:
             return x
         c = self.cfg
         full = self._params(global_batch, step_generator(self.seed, epoch, step))
-        p = {k: v[offset:offset + x.shape[0]].to(x.device) for k, v in full.items()}
+        p = to_device({k: v[offset:offset + x.shape[0]] for k, v in full.items()}, x.device)
         view = lambda t: t.view(-1, 1, 1, 1)  # noqa: E731
         if c.hflip:
             x = torch.where(view(p["hflip"]), x.flip(-1), x)

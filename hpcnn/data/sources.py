@@ -241,6 +241,10 @@ def load_splits(data_cfg) -> Splits:
     splits = LOADERS[data_cfg.source](data_cfg)
     if data_cfg.classes:
         splits = select_classes(splits, list(data_cfg.classes))
+    if data_cfg.marker.enabled:
+        from .marker import add_markers
+
+        splits = add_markers(splits, data_cfg.marker, data_cfg.split_seed)
     if data_cfg.max_per_class:
         splits.train = limit_per_class(splits.train, data_cfg.max_per_class, data_cfg.split_seed)
     if len(splits.val) == 0:

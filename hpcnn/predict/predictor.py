@@ -1,33 +1,45 @@
-"""A trained run applied to image files, with exactly the run's evaluation preprocessing.
+"""A trained run applied to images, with exactly the run's evaluation preprocessing.
 
 The preprocessing is read back, never retyped: checkpoints written by the Trainer carry it
 (``preprocess``: image size, channels, centre crop, mean/std); for older runs it is recomputed
 from the run's own config. Files are decoded by the same code the trainer uses
-(``FileImageSet.load``). An unreadable file is a row with an error, never the end of the job.
-Under torchrun/srun each rank predicts a contiguous shard; rank 0 writes every row in input order.
+(``FileImageSet.load``); HDF5 rows (``file.h5[17]``) are read a batch at a time and resized like
+the trainer's HDF5 source. An unreadable input is a row with an error, never the end of the job.
+
+Rows stream to disk as they are predicted (memory does not grow with the number of inputs).
+Under torchrun/srun each rank predicts a contiguous shard into a part file next to the output;
+rank 0 merges the parts in input order. On a GPU, ``precision="bf16"`` (autocast),
+``channels_last`` and ``compile`` (``torch.compile``) make it faster; fp32 is the default and
+reproduces the trainer's evaluation.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import logging
+import os
+import socket
+import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Iterator, Sequence
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..data.augment import Normalize
-from ..data.imagesets import FileImageSet
-from ..errors import CheckpointError
-from ..files import atomic_write_text
+from ..data.imagesets import FileImageSet, resize_uint8, to_channels
+from ..errors import CheckpointError, ConfigError
+from ..files import atomic_write
 from ..models.registry import build_model
 from ..train import checkpoint as ckpt
+from . import outputs
+from .listing import HDF5_DATASET, EntryList, hdf5_row
+from .manifest import checkpoint_path
 
 log = logging.getLogger("hpcnn.predict")
-CHECKPOINTS = {"best": ("best.pt", "model_final.pt"), "final": ("model_final.pt",)}
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
@@ -37,17 +49,27 @@ class Predictor:
     preprocess: dict
     device: torch.device
     source: Path
+    precision: str = "fp32"
+    channels_last: bool = False
+    compiled: bool = False
 
     def normalize(self) -> Normalize:
         return Normalize(torch.tensor(self.preprocess["mean"]), torch.tensor(self.preprocess["std"])).to(self.device)
 
+    def autocast(self):
+        if self.precision == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return nullcontext()
 
-def _checkpoint(run_dir: Path, which: str) -> Path:
-    for name in CHECKPOINTS[which]:
-        if (run_dir / "checkpoints" / name).is_file():
-            return run_dir / "checkpoints" / name
-    raise CheckpointError(f"no {' or '.join(CHECKPOINTS[which])} in {run_dir / 'checkpoints'}", str(run_dir),
-                          "pass the directory of a finished run (hpcnn train prints it at the end)")
+    @torch.no_grad()
+    def probabilities(self, images: torch.Tensor, normalize: Normalize | None = None) -> torch.Tensor:
+        """uint8 (B,C,H,W) images -> float32 class probabilities, on the predictor's device."""
+        x = (normalize or self.normalize())(images.to(self.device, non_blocking=True).float().div_(255.0))
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with self.autocast():
+            logits = self.model(x)
+        return torch.softmax(logits.float(), dim=1)
 
 
 def _preprocess_of(cfg) -> dict:
@@ -58,13 +80,27 @@ def _preprocess_of(cfg) -> dict:
     return preprocessing(input_data(cfg), normalize)
 
 
-def load_predictor(run_dir: str | Path, checkpoint: str = "best", device: str | torch.device = "cpu") -> Predictor:
+def pick_device(device: str | torch.device = "auto") -> torch.device:
+    """"auto": this process's GPU (LOCAL_RANK via hpcnn.env) when there is one, else the CPU."""
+    if str(device) != "auto":
+        return torch.device(device)
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    from ..env import detect_world
+
+    return torch.device("cuda", detect_world().local_rank % torch.cuda.device_count())
+
+
+def load_predictor(run_dir: str | Path, checkpoint: str = "best", device: str | torch.device = "cpu",
+                   precision: str = "fp32", channels_last: bool = False, compile: bool = False) -> Predictor:
     from ..results import read_summary
     from ..run import config_for_resume
 
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}", "--precision")
     run_dir = Path(run_dir)
     cfg = config_for_resume(run_dir)
-    path = _checkpoint(run_dir, checkpoint)
+    path = checkpoint_path(run_dir, checkpoint)
     state = ckpt.load_file(path)
     classes = state.get("classes") or (read_summary(run_dir) or {}).get("classes")
     if not classes:
@@ -73,27 +109,96 @@ def load_predictor(run_dir: str | Path, checkpoint: str = "best", device: str | 
     model, _ = build_model(dataclasses.replace(cfg.model, weights=None), len(classes), pre["channels"],
                            pre["image_size"])
     model.load_state_dict(state["model"])
-    device = torch.device(device)
-    return Predictor(model.to(device).eval(), list(classes), pre, device, path)
+    device = pick_device(device)
+    model = model.to(device).eval()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if compile:
+        model = torch.compile(model)
+    return Predictor(model, list(classes), pre, device, path, precision, channels_last, compile)
 
 
-class _Files(Dataset):
-    """(image or zeros, index, error) per path: decoding failures are data, not exceptions."""
+def _error_text(err: BaseException) -> str:
+    text = str(err).splitlines()[0][:200] if str(err) else ""
+    return f"{type(err).__name__}: {text}"
 
-    def __init__(self, paths: list[str], pre: dict):
-        self.paths = paths
-        self.images = FileImageSet(paths, [0] * len(paths), pre["image_size"], pre["channels"], "fail",
-                                   pre["center_crop"])
+
+class _Inputs(Dataset):
+    """(image or zeros, index, error) per entry: decoding failures are data, not exceptions.
+
+    Files are decoded one by one; HDF5 rows of a batch are read with one slice per file, from a
+    handle each worker process opens for itself.
+    """
+
+    def __init__(self, entries: Sequence[str], pre: dict):
+        self.entries = entries
+        self.pre = pre
+        # the trainer's decoder, reading its paths straight from the entries (no copy, no labels)
+        self.images = FileImageSet([], [], pre["image_size"], pre["channels"], "fail", pre["center_crop"])
+        self.images.paths = entries
         self.blank = torch.zeros(pre["channels"], pre["image_size"], pre["image_size"], dtype=torch.uint8)
+        self._h5: dict = {}
+        self._pid = None
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.entries)
 
     def __getitem__(self, i: int):
+        return self.__getitems__([i])[0]
+
+    def _file(self, i: int):
         try:
             return self.images.load(i), i, ""
         except Exception as err:  # PIL raises many types: corrupt, truncated, not an image, gone
-            return self.blank, i, f"{type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"
+            return self.blank, i, _error_text(err)
+
+    def _dataset(self, path: str):
+        if self._pid != os.getpid():  # a forked worker opens its own handles
+            self._h5, self._pid = {}, os.getpid()
+        if path not in self._h5:
+            import h5py
+
+            self._h5[path] = h5py.File(path, "r")[HDF5_DATASET]
+        return self._h5[path]
+
+    def _hdf5(self, path: str, items: list[tuple[int, int, int]], out: list) -> None:
+        """items: (position in the batch, entry index, row in the file)."""
+        try:
+            data = self._dataset(path)
+            good = sorted({row for _, _, row in items if row < data.shape[0]})
+            pick, x = {}, None
+            if good:
+                span = good[-1] + 1 - good[0]
+                contiguous = span <= 4 * len(good)   # one slice, else h5py's sorted point selection
+                block = data[good[0]:good[-1] + 1] if contiguous else data[good]
+                if block.dtype != "uint8":
+                    raise TypeError(f"'{HDF5_DATASET}' must hold uint8 pixels, not {block.dtype}")
+                pick = {r: (r - good[0] if contiguous else k) for k, r in enumerate(good)}
+                x = torch.from_numpy(block)
+                x = (x.unsqueeze(-1) if x.ndim == 3 else x).permute(0, 3, 1, 2).contiguous()
+                x = to_channels(resize_uint8(x, self.pre["image_size"], self.pre["center_crop"]), self.pre["channels"])
+        except Exception as err:  # not an HDF5 file, no 'images', wrong dtype
+            for pos, i, _ in items:
+                out[pos] = (self.blank, i, _error_text(err))
+            return
+        for pos, i, row in items:
+            if row in pick:
+                out[pos] = (x[pick[row]], i, "")
+            else:
+                out[pos] = (self.blank, i, f"IndexError: row {row} is past the end of {path} ({data.shape[0]} images)")
+
+    def __getitems__(self, idx: Sequence[int]) -> list:
+        out: list = [None] * len(idx)
+        tables: dict[str, list] = {}
+        for pos, i in enumerate(idx):
+            ref = hdf5_row(self.entries[i])
+            if ref is None:
+                out[pos] = self._file(i)
+            else:
+                tables.setdefault(ref[0], []).append((pos, i, ref[1]))
+        for path, items in tables.items():
+            self._hdf5(path, items, out)
+        return out
 
 
 def _collate(items):
@@ -101,53 +206,127 @@ def _collate(items):
     return torch.stack(images), list(index), list(errors)
 
 
+class Progress:
+    """A bar on a terminal; otherwise a timestamped line every ``every_s`` seconds or ``every_batches``."""
+
+    def __init__(self, total: int, enabled: bool, every_s: float = 30.0, every_batches: int = 0, stream=None):
+        self.stream = stream or sys.stderr
+        self.total, self.enabled, self.every_s, self.every_batches = total, enabled, every_s, every_batches
+        self.tty = enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.t0 = self.last = time.perf_counter()
+        self.done = self.batches = 0
+
+    def update(self, n: int) -> None:
+        self.done += n
+        self.batches += 1
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        due = (self.every_batches and self.batches % self.every_batches == 0) or now - self.last >= self.every_s
+        if not (self.tty or due):
+            return
+        self.last = now
+        rate = self.done / max(now - self.t0, 1e-9)
+        eta = (self.total - self.done) / rate if rate > 0 else 0.0
+        text = (f"predicted {self.done:,}/{self.total:,} ({100 * self.done / max(1, self.total):.1f}%), "
+                f"{rate:,.0f} img/s, eta {eta:,.0f} s")
+        if self.tty:
+            from ..train.logs import bar
+
+            self.stream.write("\r\033[K" + bar(self.done, self.total) + " " + text)
+            self.stream.flush()
+        else:
+            log.info(text)
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+
 @torch.no_grad()
-def _predict_shard(p: Predictor, paths: list[str], topk: int, batch: int, workers: int) -> list[list]:
+def predict_rows(p: Predictor, entries: Sequence[str], topk: int = 3, batch: int = 256, workers: int = 0,
+                 progress: Progress | None = None) -> Iterator[list[list]]:
+    """Rows of predictions (``path, class1, prob1, ..., error``), one list per batch, in input order."""
     normalize = p.normalize()
-    rows = []
-    loader = DataLoader(_Files(paths, p.preprocess), batch_size=batch, num_workers=workers, collate_fn=_collate)
+    dataset = _Inputs(entries, p.preprocess)
+    loader = DataLoader(dataset, batch_size=batch, num_workers=workers, collate_fn=_collate,
+                        pin_memory=p.device.type == "cuda")
     for images, index, errors in loader:
-        x = normalize(images.to(p.device).float().div_(255.0))
-        probs = torch.softmax(p.model(x).float(), dim=1).cpu()
+        probs = p.probabilities(images, normalize).cpu()
         top = probs.topk(min(topk, probs.shape[1]), dim=1)
+        rows = []
         for j, i in enumerate(index):
             if errors[j]:
-                rows.append([paths[i]] + [""] * (2 * top.indices.shape[1]) + [errors[j]])
+                rows.append([entries[i]] + [""] * (2 * top.indices.shape[1]) + [errors[j]])
                 continue
             pairs = [v for c, pr in zip(top.indices[j].tolist(), top.values[j].tolist())
                      for v in (p.classes[c], f"{pr:.9g}")]
-            rows.append([paths[i], *pairs, ""])
-    return rows
+            rows.append([entries[i], *pairs, ""])
+        if progress:
+            progress.update(len(rows))
+        yield rows
 
 
-def _csv(rows: list[list], k: int) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["path"] + [f"{w}{i}" for i in range(1, k + 1) for w in ("class", "prob")] + ["error"])
-    writer.writerows(rows)
-    return out.getvalue()
+def write_rows(p: Predictor, entries: Sequence[str], f: IO[bytes], topk: int, batch: int, workers: int,
+               progress: Progress | None = None, with_header: bool = True) -> int:
+    """Predict ``entries`` into an open binary file as CSV; returns how many rows had errors."""
+    writer = outputs.CsvRows(f, min(topk, len(p.classes)), with_header)
+    errors = 0
+    for rows in predict_rows(p, entries, topk, batch, workers, progress):
+        writer.write(rows)
+        errors += sum(1 for r in rows if r[-1])
+    writer.close()
+    return errors
+
+
+def predict_csv(p: Predictor, entries: Sequence[str], out: str | Path, topk: int = 3, batch: int = 256,
+                workers: int = 0, progress: Progress | None = None) -> int:
+    """One CSV file, atomically: a reader sees all of it or nothing. Returns the error count."""
+    errors = []
+    atomic_write(out, lambda f: errors.append(write_rows(p, entries, f, topk, batch, workers, progress)))
+    return errors[0]
+
+
+def _part(out: Path, rank: int, world: int) -> Path:
+    return out.with_name(f".{out.name}.part-{rank:05d}-of-{world:05d}.csv")
 
 
 def predict_files(predictor: Predictor, paths, out: str | Path, topk: int = 3, batch: int = 256, workers: int = 0,
-                  comm=None) -> dict:
-    """Predict ``paths`` (this rank: its contiguous shard) and write one CSV row per input on rank 0."""
+                  comm=None, progress: bool = True, log_every_s: float = 30.0, log_every_batches: int = 0) -> dict:
+    """Predict ``paths`` (this rank: its contiguous shard) into ``out`` (CSV or .parquet), in input order."""
     from ..dist import SingleComm
 
     comm = comm or SingleComm()
-    paths = list(paths)
+    out = Path(out)
+    outputs.check_output(out)
+    paths = paths if isinstance(paths, (EntryList, list)) else EntryList.write(paths)  # 8 bytes per input held
     lo, hi = len(paths) * comm.rank // comm.world_size, len(paths) * (comm.rank + 1) // comm.world_size
-    t0 = time.perf_counter()
-    rows = _predict_shard(predictor, paths[lo:hi], topk, batch, workers)
-    seconds = time.perf_counter() - t0
-    shards = comm.all_gather_object(rows)
     k = min(topk, len(predictor.classes))
-    result = {"inputs": len(paths), "errors": sum(1 for shard in shards for r in shard if r[-1]),
-              "seconds": seconds, "images_per_second": len(paths) / max(seconds, 1e-9), "out": str(out), "checkpoint": str(predictor.source)}
+    bar = Progress(hi - lo, comm.is_main and progress, log_every_s, log_every_batches)
+    t0 = time.perf_counter()
+    direct = comm.world_size == 1 and not outputs.is_parquet(out)
+    target = out if direct else _part(out, comm.rank, comm.world_size)
+    try:
+        errors = predict_csv(predictor, paths[lo:hi], target, topk, batch, workers, bar)
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - t0
+    errors = sum(comm.all_gather_object(errors))  # also waits for every rank's part to be on disk
+    if not direct and comm.is_main:
+        parts = [_part(out, r, comm.world_size) for r in range(comm.world_size)]
+        outputs.merge(parts, out, k)
+        for part in parts:
+            part.unlink(missing_ok=True)
+    result = {"inputs": len(paths), "errors": errors, "seconds": seconds,
+              "images_per_second": len(paths) / max(seconds, 1e-9), "out": str(out),
+              "checkpoint": str(predictor.source), "device": str(predictor.device), "precision": predictor.precision,
+              "channels_last": predictor.channels_last, "compiled": predictor.compiled, "host": socket.gethostname()}
     if comm.is_main:
-        atomic_write_text(out, _csv([r for shard in shards for r in shard], k))
-        log.info("predicted %d inputs (%d unreadable) in %.1f s: %.0f img/s -> %s", len(paths), result["errors"],
-                 seconds, result["images_per_second"], out)
+        log.info("predicted %d inputs (%d unreadable) in %.1f s: %.0f img/s -> %s", len(paths), errors, seconds,
+                 result["images_per_second"], out)
     return result
 
 
-__all__ = ["Predictor", "load_predictor", "predict_files"]
+__all__ = ["PRECISIONS", "Predictor", "Progress", "load_predictor", "pick_device", "predict_csv", "predict_files",
+           "predict_rows", "write_rows"]

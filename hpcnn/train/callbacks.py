@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import logging
+import os
 
 from .events import Callback, LogPoint
-from .logs import JsonlWriter, Progress, TensorBoard, bar
-from .metrics import scalar_metrics
+from .logs import JsonlWriter, Progress, bar
+from .tensorboard import TensorBoardWriter
 
 log = logging.getLogger("hpcnn.train")
 
@@ -44,62 +45,95 @@ class MetricsFile(Callback):
             self.writer.write(record)
 
 
-class TensorBoardWriter(Callback):
-    def on_run_start(self, trainer) -> None:
-        purge = trainer.global_step if trainer.resumed_from is not None else None
-        self.tb = TensorBoard(trainer.run_dir / "tb", trainer.cfg.train.tensorboard and trainer.is_main, purge)
-
-    def on_log(self, trainer, p: LogPoint) -> None:
-        self.tb.scalars("train", {"loss": p.loss, "lr": p.lr, "images_per_second": p.images_per_second},
-                        p.global_step)
-
-    def on_epoch_end(self, trainer, record: dict) -> None:
-        self.tb.scalars("val", scalar_metrics(record["val"]), (record["epoch"] + 1) * trainer.steps_per_epoch)
-
-    def on_run_end(self, trainer, summary: dict) -> None:
-        self.tb.close()
-
-
 class GpuTelemetry(Callback):
-    """Every rank samples the GPU it trains on (NVML, side thread); rank 0 adds the job's GPU summary."""
+    """Every rank samples the GPU it trains on (NVML, side thread), each sample tagged with the trainer's
+    stage, phase, epoch and global step; rank 0 keeps ``progress.json`` (for `hpcnn top`) and adds the
+    job's GPU summary across nodes. Without a driver: one log line, nothing else changes."""
 
     def __init__(self, interval_s: float):
         self.interval_s = interval_s
-        self.sampler = None
+        self.sampler = self.tag = self.progress = None
+        self.sampling = False  # the same on every rank (device type), so the end-of-run barrier matches
 
     def on_run_start(self, trainer) -> None:
-        if trainer.device.type != "cuda":
-            return
-        from ..monitor import GpuSampler
+        from ..monitor import GpuSampler, PositionTag, ProgressFile
+        from ..monitor.nvml import NVML_MODULE_ENV
 
-        (trainer.run_dir / "gpu").mkdir(exist_ok=True)
+        self.tag = PositionTag(stage="setup", epoch=trainer.position.epoch, step=trainer.global_step)
+        self.progress = ProgressFile(trainer.run_dir, self.interval_s) if trainer.is_main else None
+        self._publish(force=True)
+        cuda = trainer.device.type == "cuda"
+        if not cuda and not os.environ.get(NVML_MODULE_ENV):  # the stand-in NVML (tests) samples on CPU too
+            if trainer.is_main:
+                log.info("GPU monitoring off: this job trains on %s", trainer.device.type)
+            return
+        self.sampling = True
         self.sampler = GpuSampler(trainer.run_dir / "gpu" / f"rank{trainer.comm.rank}.jsonl", self.interval_s,
-                                  cuda_ordinal=trainer.device.index or 0)
-        self.sampler.start()
+                                  cuda_ordinal=(trainer.device.index or 0) if cuda else None,
+                                  uuid=_gpu_uuid(trainer.device) if cuda else None, tag=self.tag,
+                                  rank=trainer.comm.rank, announce=trainer.is_main, progress=self.progress)
+        if not self.sampler.start():
+            self.sampler = None
+
+    def _publish(self, force: bool = False) -> None:
+        if self.progress is not None:
+            self.progress.update(self.tag.get(), force)
+
+    def on_phase_start(self, trainer, phase) -> None:
+        if self.tag is not None:
+            self.tag.move(phase=phase.name)
+
+    def on_stage(self, trainer, stage: str, global_step: int) -> None:
+        if self.tag is None:  # driven without on_run_start (benchmarks call the epoch method directly)
+            return
+        changed = stage != self.tag.get().get("stage")
+        self.tag.move(stage=stage, step=global_step, epoch=global_step // max(1, trainer.steps_per_epoch))
+        self._publish(force=changed)  # a new stage shows at once; more of the same waits for the interval
+
+    def on_log(self, trainer, p: LogPoint) -> None:
+        if self.tag is None:
+            return
+        self.tag.move(stage="train", phase=p.phase, epoch=p.epoch, step=p.global_step)
+        if self.sampler is None:  # else the sampler thread refreshes progress.json after each sample
+            self._publish()
 
     def on_run_end(self, trainer, summary: dict) -> None:
-        if self.sampler is None:
+        if self.tag is not None:
+            self.tag.move(stage="done")
+            self._publish(force=True)
+        if not self.sampling:
             return
-        self.sampler.stop()
+        if self.sampler is not None:
+            self.sampler.stop()
         trainer.comm.barrier()  # every rank's samples are on disk before rank 0 reads them
         if not trainer.is_main:
             return
-        from ..monitor import summarize
+        from ..monitor import summarize, summary_lines
+        from ..monitor.series import epoch_data_wait
 
         images = round(summary.get("images_per_second", 0) * summary.get("train_seconds", 0)) or None
-        gpu = summarize(trainer.run_dir, images)
+        try:
+            gpu = summarize(trainer.run_dir, images, summary.get("data_wait_fraction"),
+                            trainer.cfg.data.num_workers, epoch_data_wait(trainer.history))
+        except Exception as err:  # a summary must never cost the job its results
+            log.warning("GPU summary failed: %s", err)
+            return
         if gpu is None:
             return
         summary["gpu"] = gpu
-        log.info("GPU: %d device(s), mean utilisation %s%%, max memory %s MiB, energy %.0f J (%s J/image)",
-                 gpu["gpus"], _fmt(gpu["util_mean_percent"]), _fmt(gpu["mem_max_mib"]), gpu["energy_j"],
-                 _fmt(gpu["energy_per_image_j"], 4))
-        for note in gpu["notes"]:
-            log.warning("GPU note: %s", note)
+        for line in summary_lines(gpu):
+            (log.warning if line.startswith("GPU advice") else log.info)("%s", line)
 
 
-def _fmt(value, digits: int = 0) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"
+def _gpu_uuid(device) -> str | None:
+    """The torch device's NVML UUID ('GPU-...'), so the sampler watches exactly that GPU."""
+    try:
+        import torch
+
+        uuid = str(torch.cuda.get_device_properties(device.index or 0).uuid)
+    except Exception:
+        return None
+    return uuid if uuid.startswith(("GPU-", "MIG-")) else f"GPU-{uuid}"
 
 
 def builtin_callbacks(cfg) -> list[Callback]:

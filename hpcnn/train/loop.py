@@ -39,6 +39,7 @@ class StepContext:
     phase_first_epoch: int = 0   # the schedule restarts at each phase: lr step = steps since this epoch
     frozen_bn: tuple = ()        # BatchNorm layers kept in inference mode (frozen backbone)
     features: bool = False       # the loader yields cached backbone features, not images
+    penalty: object = None       # optim.l1/l2 weight penalty (train/penalties.py); None = off
 
 
 @dataclass
@@ -116,8 +117,11 @@ def train_epoch(model, optimizer, loader, ctx: StepContext, epoch: int, start_st
         for i, (xc, yc) in enumerate(zip(x.chunk(chunks), y.chunk(chunks))):
             sync = i == chunks - 1
             with (contextlib.nullcontext() if sync else ctx.comm.no_sync(model)), _autocast(ctx):
-                loss = F.cross_entropy(model(xc), yc, label_smoothing=ctx.label_smoothing) * (yc.shape[0] / n)
-                (ctx.scaler.scale(loss) if ctx.scaler else loss).backward()
+                loss = F.cross_entropy(model(xc), yc, label_smoothing=ctx.label_smoothing)
+                if chunks > 1:  # weight micro-batches by size; one chunk needs no extra kernel (x1.0 is exact)
+                    loss = loss * (yc.shape[0] / n)
+                objective = loss + ctx.penalty() / chunks if ctx.penalty is not None else loss
+                (ctx.scaler.scale(objective) if ctx.scaler else objective).backward()
             loss_sum += loss.detach()
         optimizer_step(optimizer, model, ctx.comm, ctx.scaler, ctx.clip_grad_norm)
         stats.steps += 1

@@ -25,6 +25,7 @@ import torch
 from ..config import to_dict
 from ..config.phases import Phase, resolve_phases
 from ..data.augment import BatchAugment
+from ..data.gpu_decode import resolve_decode, train_loader
 from ..data.loaders import RankBatchSampler, ShardBatchSampler, make_loader
 from ..errors import CheckpointError, ConfigError
 from ..models.loading import brief_report
@@ -43,6 +44,7 @@ from .inputs import input_data, job_inputs, preprocessing
 from .loop import StepContext, gather_predictions, predict, train_epoch
 from .metrics import classification_metrics
 from .optim import build_optimizer
+from .penalties import weight_penalty
 from .schedule import scaled_lr
 from .summary import build_summary
 
@@ -110,6 +112,7 @@ class Trainer:
     # ------------------------------------------------------------------ set-up
     def _setup_data(self) -> None:
         cfg, comm, device = self.cfg, self.comm, self.device
+        resolve_decode(cfg.data, device)  # data.decode: gpu without a GPU fails before any data loads
         self.splits, normalize = job_inputs(cfg, announce=comm.is_main)
         self.classes = self.splits.classes
         self.preprocess = preprocessing(input_data(cfg), normalize)
@@ -117,7 +120,7 @@ class Trainer:
         self.pin = cfg.data.pin_memory and device.type == "cuda"
         self.sampler = RankBatchSampler(len(self.splits.train), self.global_batch, comm.rank, comm.world_size,
                                         cfg.seed, cfg.train.max_steps_per_epoch)
-        self.train_loader = make_loader(self.splits.train, self.sampler, cfg.data.num_workers, self.pin)
+        self.train_loader, self.decode = train_loader(self.splits.train, self.sampler, cfg.data, device, self.pin)
         self.steps_per_epoch = self.sampler.steps_per_epoch
         self.eval_batch = max(self.global_batch // comm.world_size, 64)
 
@@ -214,6 +217,7 @@ class Trainer:
 
     def save(self) -> None:
         """Write a checkpoint at the current position (every rank calls it)."""
+        self.events.emit("on_stage", "checkpoint", self.global_step)
         state = self._state()
         path = None
         if self.is_main:
@@ -277,7 +281,8 @@ class Trainer:
         self.ctx = dataclasses.replace(self.ctx, peak_lr=self.peak_lr(phase), schedule_cfg=phase.schedule,
                                        total_steps=self.steps_per_epoch * phase.epochs,
                                        clip_grad_norm=phase.optim.clip_grad_norm, phase_first_epoch=first_epoch,
-                                       frozen_bn=() if cached else frozen_bn, features=cached)
+                                       frozen_bn=() if cached else frozen_bn, features=cached,
+                                       penalty=weight_penalty(self.raw_model, phase.optim.l1, phase.optim.l2))
         if self.position.phase_epoch == 0 and self.position.step == 0:
             self.stopper.bad_epochs = 0  # patience counts within a phase
         if self.is_main:
@@ -317,6 +322,7 @@ class Trainer:
         epoch = self.position.epoch
         while True:
             self.sampler.set_epoch(epoch, self.position.step)
+            self.events.emit("on_stage", "train", self.global_step)
             part = train_epoch(self.train_model, self.optimizer, self.phase_loader, self.ctx, epoch, self.position.step,
                                self._should_pause, lambda *a: self._on_log(phase, *a))
             stats = part if stats is None else _merge(stats, part)
@@ -344,6 +350,7 @@ class Trainer:
     def _end_epoch(self, phase: Phase, stats) -> str:
         """Validate, record, advance the position, checkpoint; 'preempted' when asked to stop, else 'running'."""
         cfg, p = self.cfg, self.position
+        self.events.emit("on_stage", "eval", (p.epoch + 1) * self.steps_per_epoch)
         val = self._evaluate(self.splits.val)
         record = {"epoch": p.epoch, "phase": phase.name,
                   "train": {"loss": stats.loss, "lr": stats.lr, "seconds": stats.seconds,
@@ -391,6 +398,7 @@ class Trainer:
             return None
         if self.best_state is not None:
             self.raw_model.load_state_dict(self.best_state)
+        self.events.emit("on_stage", "test", self.global_step)
         test = self._evaluate(self.splits.test)
         if self.is_main:
             log.info("test (best epoch weights): acc %.4f f1 %.4f auc %.4f", test["accuracy"], test["f1_macro"],

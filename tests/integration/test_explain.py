@@ -114,3 +114,52 @@ def test_explain_on_a_directory_that_is_not_a_run(tmp_path):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "not a run directory" in lines[0] and "Traceback" not in proc.stderr
+
+
+def chroma(rgb):
+    """max - min over R, G, B per pixel (float RGB in [0, 1]): 0 for greys, ~1 for the heatmap's jet colours."""
+    return rgb.max(-1) - rgb.min(-1)
+
+
+# (model overrides, data overrides): every kind of network hpcnn trains, on 1- and 3-channel images.
+ARCHITECTURES = {
+    "simple_cnn-rgb": (["model.name=simple_cnn", "model.channels=[8,16]"], "rgb"),
+    "resnet_small-grey": (["model.name=resnet_small", "model.width=8", "model.depth=[1,1]"], "grey"),
+    "resnet_small-rgb": (["model.name=resnet_small", "model.width=8", "model.depth=[1,1]"], "rgb"),
+    "resnet18-grey": (["model.name=resnet18", "data.image_size=64", "data.channels=3"], "grey"),  # grey repeated
+    "resnet18-rgb": (["model.name=resnet18", "data.image_size=64"], "rgb"),  # 64²: layer4 is 2x2, not 1x1
+}
+DATA = {"rgb": ["data.source=synthetic", "data.image_size=32", "data.n_train=128", "data.n_val=64",
+                "data.n_test=64"],
+        "grey": ["data.source=digits", "data.image_size=16", "data.channels=1"]}  # 1-channel source images
+
+
+@pytest.mark.parametrize("case", list(ARCHITECTURES))
+def test_explain_runs_of_every_architecture_and_channel_count(case, tmp_path):
+    """A one-epoch run of each network on grey or RGB images: both PNG grids are written, big enough, and
+    are the images *with* a heatmap over them (coloured pixels the plain images do not have)."""
+    import numpy as np
+    from PIL import Image
+
+    from hpcnn.config import load_job
+    from hpcnn.explain.report import explain_run
+    from hpcnn.run import run_job
+
+    model, data = ARCHITECTURES[case]
+    cfg = load_job(None, [*DATA[data], *model, "train.epochs=1", "train.batch_size=32", "train.plots=false",
+                          "train.tensorboard=false", "train.threads=1"])
+    run_job(cfg, run_dir=tmp_path / "run")
+    report = explain_run(tmp_path / "run", n=8, device="cpu")
+    assert report["layer"] == ("layer4" if "resnet18" in case else report["layer"]) and report["images"] > 0
+    assert len(report["per_class"]) == 8
+    grid = np.asarray(Image.open(report["per_class_png"]).convert("RGB"), dtype=np.float64) / 255
+    assert grid.shape[0] > 200 and grid.shape[1] > 1200  # 8 tiles of ~190 px in a row
+    from hpcnn.train.inputs import job_inputs
+
+    splits, _ = job_inputs(cfg, announce=False)
+    plain = splits.test.images[[t["index"] for t in report["per_class"]]].float() / 255
+    plain = plain.expand(-1, 3, -1, -1).permute(0, 2, 3, 1).numpy()
+    coloured_plain = (chroma(plain) > 0.4).mean()
+    coloured_grid = (chroma(grid) > 0.4).mean()
+    assert coloured_plain < 0.02 and coloured_grid > 0.1, (coloured_plain, coloured_grid)
+    assert Image.open(report["mistakes_png"]).size[0] > 150

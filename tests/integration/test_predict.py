@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -131,3 +133,135 @@ def test_exported_model_runs_without_hpcnn_and_agrees(run, tmp_path):
     assert plain.returncode == 0, plain.stderr[-2000:]
     for (cls, prob), row in zip(json.loads(plain.stdout), rows(out)):
         assert cls == row["class1"] and abs(prob - float(row["prob1"])) < 1e-5
+
+
+def _in_process(run, entries, out, **kwargs):
+    from hpcnn.predict import load_predictor, predict_files
+
+    options = {k: kwargs.pop(k) for k in ("precision", "channels_last", "compile") if k in kwargs}
+    return predict_files(load_predictor(run / "run", **options), entries, out, progress=False, **kwargs)
+
+
+def test_parquet_output_matches_the_csv_and_batch_logs_are_timestamped_lines(run, tmp_path):
+    from hpcnn.predict import list_inputs
+    from hpcnn.predict.outputs import read_rows
+
+    test = run / "data" / "test"
+    _in_process(run, list(list_inputs([test])), tmp_path / "pred.csv")
+    proc = run_hpcnn("predict", run / "run", test, "--out", tmp_path / "pred.parquet", "--batch-size", "16",
+                     "--log-every", "0", "--num-workers", "2")  # not a terminal: a log line per batch, no \r
+    assert proc.returncode == 0, proc.stderr
+    progress = [line for line in proc.stdout.splitlines() if "img/s, eta" in line]
+    n = len(rows(tmp_path / "pred.csv"))
+    assert len(progress) == -(-n // 16) and "\r" not in proc.stdout
+    assert all(re.match(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] predicted \d+/\d+ ", line) for line in progress)
+    assert re.search(r"predicted \d+ inputs \(0 unreadable\) in [\d.]+ s: \d+ img/s", proc.stdout)
+    table, expected = read_rows(tmp_path / "pred.parquet"), rows(tmp_path / "pred.csv")
+    assert [r["path"] for r in table] == [r["path"] for r in expected]
+    for got, want in zip(table, expected):
+        assert got["class1"] == want["class1"] and got["prob1"] == float(want["prob1"]) and got["error"] == ""
+
+
+def test_listed_inputs_are_held_on_disk_and_read_back_exactly(tmp_path):
+    import gc
+    import os
+
+    from hpcnn.predict.listing import EntryList
+
+    names = ["a.png", "dir/with\nnewline.png", "ü/ß.jpg", "bad-\udcff.png"]
+    entries = EntryList.write(iter(names), str(tmp_path))
+    assert list(entries) == names and entries[-1] == names[-1] and list(entries[1:3]) == names[1:3]
+    assert entries.offsets.itemsize == 8 and len(entries[4:]) == 0
+    with pytest.raises(IndexError):
+        entries[4]
+    path = entries.path
+    del entries
+    gc.collect()
+    assert not os.path.exists(path)
+
+
+def test_parquet_without_pyarrow_is_one_clear_error(monkeypatch, tmp_path):
+    from hpcnn.errors import ConfigError
+    from hpcnn.predict.outputs import check_output
+
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    with pytest.raises(ConfigError, match=r"writing \.parquet needs pyarrow.*pip install 'hpcnn\[parquet\]'"):
+        check_output(tmp_path / "x.parquet")
+
+
+def test_hdf5_rows_are_predicted_like_files_with_the_same_pixels(run, tmp_path):
+    import h5py
+    import numpy as np
+    from PIL import Image
+
+    from hpcnn.predict import list_inputs, load_predictor
+
+    pre = load_predictor(run / "run").preprocess
+    size, mode = pre["image_size"], "RGB" if pre["channels"] == 3 else "L"
+    folder = tmp_path / "png"
+    folder.mkdir()
+    pixels = []
+    for i, src in enumerate(sorted((run / "data" / "test").rglob("*.png"))[:20]):
+        im = Image.open(src).convert(mode).resize((size, size))  # at the model's size: no resize on either path
+        im.save(folder / f"{i:03d}.png")
+        pixels.append(np.asarray(im))
+    h5 = tmp_path / "galaxy.h5"
+    with h5py.File(h5, "w") as f:
+        f["images"] = np.stack(pixels)
+        f["ans"] = np.zeros(len(pixels), dtype=np.int64)
+    listed = tmp_path / "more.txt"
+    listed.write_text(f"{h5}[3]\n{h5}[99]\n")
+    _in_process(run, list(list_inputs([folder])), tmp_path / "png.csv")
+    _in_process(run, list(list_inputs([h5, listed])), tmp_path / "h5.csv", batch=8, workers=2)  # a handle per worker
+    png, got = rows(tmp_path / "png.csv"), rows(tmp_path / "h5.csv")
+    assert [r["path"] for r in got] == [f"{h5}[{i}]" for i in range(20)] + [f"{h5}[3]", f"{h5}[99]"]
+    for want, row in zip(png, got):
+        assert row["class1"] == want["class1"] and abs(float(row["prob1"]) - float(want["prob1"])) < 1e-6
+    assert got[20]["class1"] == got[3]["class1"] and got[20]["error"] == ""
+    assert got[21]["error"].startswith("IndexError: row 99 is past the end") and got[21]["class1"] == ""
+
+
+def test_bf16_autocast_and_channels_last_give_the_same_classes_on_cpu(run, tmp_path):
+    from hpcnn.predict import list_inputs
+
+    entries = list(list_inputs([run / "data" / "test"]))
+    _in_process(run, entries, tmp_path / "fp32.csv")
+    result = _in_process(run, entries, tmp_path / "bf16.csv", precision="bf16", channels_last=True)
+    assert result["precision"] == "bf16" and result["channels_last"]
+    fp32, bf16 = rows(tmp_path / "fp32.csv"), rows(tmp_path / "bf16.csv")
+    assert [r["class1"] for r in bf16] == [r["class1"] for r in fp32]
+    assert max(abs(float(a["prob1"]) - float(b["prob1"])) for a, b in zip(fp32, bf16)) < 0.05
+
+
+PEAK_RSS = """
+import json, resource, runpy, sys
+sys.argv = ["hpcnn", *sys.argv[1:]]
+try:
+    runpy.run_module("hpcnn", run_name="__main__", alter_sys=True)
+except SystemExit as exit:
+    assert not exit.code, exit.code
+print("PEAK_RSS_KIB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+@pytest.mark.slow
+def test_peak_memory_does_not_grow_with_the_number_of_files(run, tmp_path):
+    png = sorted((run / "data" / "test").rglob("*.png"))[0].read_bytes()
+    paths = []
+    for i in range(20000):  # real files, one image's bytes each (decoding cost is not what is measured)
+        path = tmp_path / "many" / f"{i // 1000:02d}" / f"{i:05d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(png)
+        paths.append(str(path))
+    peaks = {}
+    for n in (2000, 20000):
+        listed = tmp_path / f"list-{n}.txt"
+        listed.write_text("\n".join(paths[:n]) + "\n")
+        proc = subprocess.run([PYTHON, "-c", PEAK_RSS, "predict", str(run / "run"), str(listed), "--out",
+                               str(tmp_path / f"out-{n}.csv")], cwd=REPO, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        peaks[n] = int(proc.stdout.split("PEAK_RSS_KIB")[1]) / 1024
+        assert len(rows(tmp_path / f"out-{n}.csv")) == n
+    # the paths themselves are held (~0.25 KiB each: 4.5 MiB for 18,000 more); images and rows never are
+    assert peaks[20000] - peaks[2000] < 24, peaks
+    assert peaks[20000] < 1024, peaks

@@ -12,7 +12,8 @@ from tests.helpers import REPO
 
 PKG = REPO / "hpcnn"
 TORCH_FREE = ["hpcnn", "hpcnn.config", "hpcnn.env", "hpcnn.errors", "hpcnn.monitor", "hpcnn.slurm", "hpcnn.slurm.cli",
-              "hpcnn.slurm.site", "hpcnn.slurm.jobs", "hpcnn.results", "hpcnn.files"]
+              "hpcnn.slurm.site", "hpcnn.slurm.jobs", "hpcnn.results", "hpcnn.files",
+              "hpcnn.scale", "hpcnn.scale_cli", "hpcnn.compare", "hpcnn.compare_cli", "hpcnn.monitor_cli"]
 LAUNCHER_VARS = ("SLURM_", "RANK", "LOCAL_RANK", "WORLD_SIZE", "HOROVOD_", "OMPI_", "PMI_")
 SLURM_COMMANDS = {"scontrol", "sacct", "sbatch", "squeue", "scancel"}
 COMMANDS_MODULE = PKG / "slurm" / "site" / "commands.py"
@@ -92,15 +93,15 @@ def _python_files(sub: str):
     return sorted((PKG / sub).rglob("*.py")) if (PKG / sub).is_dir() else [PKG / f"{sub}.py"]
 
 
-@pytest.mark.parametrize("sub", ["env", "slurm", "config", "errors", "monitor", "results", "files"])
+@pytest.mark.parametrize("sub", ["env", "slurm", "config", "errors", "monitor", "results", "files", "scale", "compare"])
 def test_no_torch_mentioned_in_login_node_layers(sub):
     for path in _python_files(sub):
         tree = ast.parse(path.read_text())
         # `try: import torchvision ... except ImportError:` is an optional use, allowed
         guarded = {id(n) for t in ast.walk(tree) if isinstance(t, ast.Try) for b in t.body for n in ast.walk(b)}
-        if path == PKG / "slurm" / "jobs" / "payload.py":  # TrainPayload.__call__ runs the trainer on the nodes
-            guarded |= {id(n) for f in ast.walk(tree) if isinstance(f, ast.FunctionDef) and f.name == "__call__"
-                        for n in ast.walk(f)}
+        # a payload's __call__ runs on the compute nodes (trainer, predictor, bench): torch is allowed there
+        guarded |= {id(n) for c in ast.walk(tree) if isinstance(c, ast.ClassDef) and c.name.endswith("Payload")
+                    for f in c.body if isinstance(f, ast.FunctionDef) and f.name == "__call__" for n in ast.walk(f)}
         bad = [target for node, target in imports(path, tree) if id(node) not in guarded and needs_torch(target)]
         assert not bad, f"{path.relative_to(REPO)} imports {bad}"
 

@@ -1,105 +1,240 @@
-"""GPU monitoring with a fake NVML (no GPU here); the real path runs in tests/gpu/ on a GPU machine."""
+"""GPU monitoring with the stand-in pynvml (no GPU here): series format, position tags, degradation.
+
+The real pynvml runs the same code in tests/gpu/test_nvml_real.py on a GPU machine.
+"""
 from __future__ import annotations
 
 import json
+import logging
+import re
 import subprocess
 import sys
-from types import SimpleNamespace
+import threading
 
 import pytest
 
-from hpcnn.monitor import GpuSampler, open_nvml, summarize
+from hpcnn.monitor import GpuSampler, PositionTag, open_nvml
+from hpcnn.monitor.advice import THRESHOLDS
+from hpcnn.monitor.fields import FIELDS, throttle_words
+from hpcnn.monitor.series import ProgressFile, read_progress, read_series
+from hpcnn.monitor.table import render
+from tests.helpers import REPO
+from tests.support import fake_pynvml
+
+FAKE = {"HPCNN_NVML_MODULE": "tests.support.fake_pynvml"}
 
 
-class NotSupported(Exception):
-    pass
+@pytest.fixture
+def nvml():
+    """The stand-in module, reset to its defaults before and after the test."""
+    fake_pynvml.configure()
+    yield fake_pynvml
+    fake_pynvml.configure()
 
 
-class FakeNvml:
-    """The handful of pynvml calls hpcnn makes; energy and power grow with each sample."""
-    NVML_TEMPERATURE_GPU = 0
-    NVML_CLOCK_SM = 1
-
-    def __init__(self, count=2, util=80, no_energy=False):
-        self.count, self.util, self.no_energy, self.calls = count, util, no_energy, 0
-
-    def nvmlInit(self):
-        pass
-
-    def nvmlDeviceGetCount(self):
-        return self.count
-
-    def nvmlDeviceGetHandleByIndex(self, i):
-        return i
-
-    def nvmlDeviceGetName(self, h):
-        return "Fake H100"
-
-    def nvmlDeviceGetUtilizationRates(self, h):
-        return SimpleNamespace(gpu=self.util, memory=10)
-
-    def nvmlDeviceGetMemoryInfo(self, h):
-        return SimpleNamespace(used=40 * 2**30, total=80 * 2**30)
-
-    def nvmlDeviceGetPowerUsage(self, h):
-        return 300_000  # mW
-
-    def nvmlDeviceGetTotalEnergyConsumption(self, h):
-        if self.no_energy:
-            raise NotSupported()
-        self.calls += 1
-        return 1_000_000 + 600_000 * self.calls  # mJ
-
-    def nvmlDeviceGetTemperature(self, h, kind):
-        return 61
-
-    def nvmlDeviceGetClockInfo(self, h, kind):
-        raise NotSupported()  # unsupported fields read as None, never raise
+def sample_rows(tmp_path, n=2, **config):
+    fake_pynvml.configure(**config)
+    sampler = GpuSampler(tmp_path / "gpu" / "rank0.jsonl", interval_s=3600, nvml=open_nvml(fake_pynvml), rank=0)
+    assert sampler.start()
+    for _ in range(n - 2):
+        sampler.write()
+    sampler.stop()  # start and stop each take a sample
+    return [json.loads(line) for line in (tmp_path / "gpu" / "rank0.jsonl").read_text().splitlines()]
 
 
-def test_no_driver_means_no_monitor():
-    class Missing(FakeNvml):
-        def nvmlInit(self):
-            raise RuntimeError("NVML Shared Library Not Found")
+def test_series_rows_hold_every_supported_field_in_its_unit(nvml, tmp_path):
+    rows = sample_rows(tmp_path, n=3, throttle=[0x4 | 0x40, 0], xid={"1": [79]})
+    assert len(rows) == 6 and {r["gpu"] for r in rows} == {0, 1}
+    first, gpu1 = rows[0], rows[1]
+    assert set(first) <= set(FIELDS)
+    assert first["util_percent"] == 87 and first["mem_total_mib"] == 81559 and first["power_w"] == 310
+    assert first["mem_clock_mhz"] == 2619 and first["sm_clock_mhz"] == 1980 and first["power_limit_w"] == 700
+    assert first["pcie_tx_mib_s"] == 4.0 and first["ecc_uncorrected"] == 0
+    assert first["throttle"] == ["power cap", "hw thermal"] and gpu1["throttle"] == []
+    assert first["energy_j"] >= 1000 and first["rank"] == 0 and first["stage"] == "train"
+    assert "nvlink_tx_mib_s" not in first and rows[2]["nvlink_tx_mib_s"] >= 0  # a rate needs two samples
+    assert [r.get("xid") for r in rows if r["gpu"] == 1] == [[79], None, None]  # each XID reported once
 
-    assert open_nvml(Missing()) is None
+
+def test_throttle_reasons_in_words():
+    assert throttle_words(0) == []
+    assert throttle_words(0x1 | 0x20 | 0x80) == ["idle", "sw thermal", "power brake"]
+    assert throttle_words(0x8000) == ["0x8000"]
 
 
-def test_visible_devices_and_ordinal(monkeypatch):
+def test_samples_carry_the_position_the_trainer_was_at(nvml, tmp_path):
+    tag = PositionTag()
+    sampler = GpuSampler(tmp_path / "s.jsonl", interval_s=3600, nvml=open_nvml(nvml, cuda_ordinal=0), tag=tag)
+    sampler.start()                                       # stage setup
+    tag.move(stage="train", phase="head", epoch=0, step=5)
+    sampler.write()
+    tag.move(stage="eval", step=10)
+    sampler.write()
+    sampler.stop()                                        # still eval
+    rows = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
+    assert [(r["stage"], r.get("step")) for r in rows] == [("setup", None), ("train", 5), ("eval", 10), ("eval", 10)]
+    assert rows[1]["phase"] == "head" and {r["gpu"] for r in rows} == {0}
+
+
+def test_unsupported_fields_are_absent_and_not_asked_again(nvml, tmp_path):
+    off = ["nvmlDeviceGetPcieThroughput", "nvmlDeviceGetTotalEnergyConsumption", "nvmlDeviceGetTotalEccErrors",
+           "nvmlDeviceRegisterEvents"]
+    rows = sample_rows(tmp_path, n=2, unsupported=off, nvlink=False)
+    for key in ("pcie_tx_mib_s", "energy_j", "ecc_corrected", "nvlink_tx_mib_s", "xid"):
+        assert all(key not in r for r in rows), key
+    assert all(r["util_percent"] == 87 for r in rows)
+    gpu = open_nvml(nvml).gpus[0]
+    gpu.sample(0.0, "h")
+    before = nvml.calls
+    gpu.sample(1.0, "h")
+    per_sample = nvml.calls - before
+    nvml.configure(unsupported=[])
+    gpu2 = open_nvml(nvml).gpus[0]
+    gpu2.sample(0.0, "h")
+    before = nvml.calls
+    gpu2.sample(1.0, "h")
+    assert per_sample < nvml.calls - before  # the unsupported calls were not made again
+
+
+def test_no_driver_one_line_and_no_samples(nvml, tmp_path, caplog):
+    nvml.configure(no_driver=True)
+    caplog.set_level(logging.INFO, "hpcnn.monitor")
+    assert open_nvml(nvml) is None
+    sampler = GpuSampler(tmp_path / "gpu" / "rank0.jsonl", announce=True)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HPCNN_NVML_MODULE", "tests.support.fake_pynvml")
+        assert sampler.start() is False
+    sampler.stop()
+    assert not (tmp_path / "gpu").exists()
+    lines = [r.getMessage() for r in caplog.records if r.name == "hpcnn.monitor"]
+    assert len(lines) == 1 and "GPU monitoring off: no NVIDIA driver" in lines[0]
+
+
+def test_missing_module_means_no_monitor(monkeypatch):
+    monkeypatch.setenv("HPCNN_NVML_MODULE", "no_such_nvml_module")
+    assert open_nvml() is None
+
+
+def test_a_failing_sampler_never_raises_and_keeps_sampling(nvml, tmp_path, caplog):
+    class Broken:
+        calls = 0
+
+        def sample(self):
+            Broken.calls += 1
+            if Broken.calls % 2:
+                raise RuntimeError("NVML exploded")
+            return [{"time": 1.0, "host": "h", "gpu": 0, "util_percent": 50.0}]
+
+    caplog.set_level(logging.WARNING, "hpcnn.monitor")
+    sampler = GpuSampler(tmp_path / "r.jsonl", interval_s=3600, nvml=Broken())
+    assert sampler.start()
+    for _ in range(4):
+        sampler.write()
+    sampler.stop()
+    assert sampler.failures == 3 and sampler.samples == 3
+    warnings = [r for r in caplog.records if "GPU sample failed" in r.getMessage()]
+    assert len(warnings) == 1  # logged once, not every interval
+    # an exception inside one field's call only removes that field
+    nvml.configure(raise_in=["nvmlDeviceGetTemperature"])
+    row = open_nvml(nvml).sample()[0]
+    assert "temp_c" not in row and row["power_w"] == 310
+
+
+def test_sampler_thread_samples_on_its_own(nvml, tmp_path):
+    sampler = GpuSampler(tmp_path / "r.jsonl", interval_s=0.01, nvml=open_nvml(nvml))
+    sampler.start()
+    done = threading.Event()
+    deadline_polls = 0
+    while sampler.samples < 5 and deadline_polls < 2000:  # bounded poll, no sleeps as synchronisation
+        done.wait(0.005)
+        deadline_polls += 1
+    sampler.stop()
+    assert sampler.samples >= 5
+
+
+def test_only_the_jobs_gpus(nvml, monkeypatch):
+    nvml.configure(count=4)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1,3")
-    nv = open_nvml(FakeNvml(count=4), cuda_ordinal=1)
-    assert nv.indices == [3]
-    s = nv.sample()[0]
-    assert s.util_percent == 80 and s.power_w == 300 and s.sm_clock_mhz is None and s.mem_total_mib == 81920
+    assert open_nvml(nvml).indices == [1, 3]
+    assert open_nvml(nvml, cuda_ordinal=1).indices == [3]
+    assert open_nvml(nvml, cuda_ordinal=0, uuid="GPU-fake-2").indices == [2]
+    assert open_nvml(nvml, cuda_ordinal=1, uuid="GPU-unknown").indices == [3]  # UUID not found: the ordinal
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-fake-2")
+    assert open_nvml(nvml).indices == [2]
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert open_nvml(nvml).indices == [0, 1, 2, 3]
 
 
-def test_sampler_writes_jsonl_and_summary_reports_energy(tmp_path):
+def test_progress_file_is_rate_limited_unless_forced(tmp_path):
+    progress = ProgressFile(tmp_path, every_s=3600)
+    progress.update({"stage": "train", "step": 1})
+    progress.update({"stage": "train", "step": 2})      # within every_s: not rewritten
+    assert read_progress(tmp_path)["step"] == 1
+    progress.update({"stage": "eval", "step": 3}, force=True)  # a stage change, or the sampler thread
+    first = read_progress(tmp_path)
+    assert (first["stage"], first["step"]) == ("eval", 3)
+    progress.update({"stage": "eval", "step": 3}, force=True)  # nothing moved: the file stays as it is
+    assert read_progress(tmp_path) == first
+    assert read_progress(tmp_path / "nowhere") is None
+
+
+def test_series_reader_skips_a_half_written_line(tmp_path):
     (tmp_path / "gpu").mkdir()
-    with GpuSampler(tmp_path / "gpu" / "rank0.jsonl", interval_s=0.01, nvml=open_nvml(FakeNvml(count=1))):
-        pass  # start and stop each take a sample: at least two rows
-    rows = [json.loads(x) for x in (tmp_path / "gpu" / "rank0.jsonl").read_text().splitlines()]
-    assert len(rows) >= 2 and rows[0]["tag"] == "train"
-    s = summarize(tmp_path, images=1000)
-    assert s["gpus"] == 1 and s["util_mean_percent"] == 80 and s["mem_max_fraction"] == 0.5
-    assert s["energy_j"] == pytest.approx(600.0 * (len(rows) - 1))
-    assert s["energy_per_image_j"] == pytest.approx(s["energy_j"] / 1000)
-    assert s["notes"] == []
+    (tmp_path / "gpu" / "rank0.jsonl").write_text('{"time": 1, "host": "n1", "gpu": 0}\n{"time": 2, "ho')
+    assert list(read_series(tmp_path)) == [("n1", 0)]
 
 
-def test_low_utilisation_gives_advice(tmp_path):
-    (tmp_path / "gpu").mkdir()
-    with GpuSampler(tmp_path / "gpu" / "rank0.jsonl", interval_s=0.01, nvml=open_nvml(FakeNvml(util=30,
-                                                                                              no_energy=True))):
-        pass
-    s = summarize(tmp_path)
-    assert any("input pipeline" in n for n in s["notes"])
-    assert s["energy_j"] >= 0  # from power x time when the counter is unsupported
+def test_table_shows_each_gpu_and_the_jobs_position(nvml):
+    rows = open_nvml(nvml).sample()
+    text = render(rows, {"stage": "train", "phase": "head", "epoch": 1, "step": 140})
+    lines = text.splitlines()
+    assert lines[0].split()[:3] == ["NODE", "GPU", "UTIL"] and len(lines) == 3
+    assert "87%" in lines[1] and "310W" in lines[1] and "train head e2 step 140" in lines[1]
 
 
-def test_no_samples_no_summary(tmp_path):
-    assert summarize(tmp_path) is None
+def test_docs_list_every_field_and_threshold():
+    doc = (REPO / "docs" / "monitoring.md").read_text()
+    missing = [f for f in FIELDS if f"`{f}`" not in doc]
+    assert not missing, f"docs/monitoring.md lacks fields {missing}"
+    for name, (value, _) in THRESHOLDS.items():
+        assert re.search(rf"`{name}`\s*\|\s*{re.escape(str(value))}\s*\|", doc), f"threshold {name}={value} not in docs"
 
 
-def test_monitor_imports_without_torch():
-    code = "import sys; sys.modules['torch'] = None; import hpcnn.monitor"
+def test_gpus_command_with_the_stand_in(tmp_path):
+    env = {**FAKE, "CUDA_VISIBLE_DEVICES": "1"}
+    proc = _hpcnn("gpus", env=env)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 2 and lines[1].split()[1] == "1" and "87%" in lines[1]
+    off = _hpcnn("gpus", env={**FAKE, "HPCNN_FAKE_NVML": '{"no_driver": true}'})
+    assert off.returncode == 0 and "no GPU visible to NVML" in off.stdout and len(off.stdout.splitlines()) == 1
+
+
+def _hpcnn(*args, env):
+    import os
+
+    return subprocess.run([sys.executable, "-m", "hpcnn", *args], capture_output=True, text=True, timeout=120,
+                          cwd=REPO, env={**os.environ, **env})
+
+
+def test_monitor_and_its_cli_import_without_torch():
+    code = "import sys; sys.modules['torch'] = None; import hpcnn.monitor, hpcnn.monitor.report, hpcnn.monitor_cli"
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
+
+
+def test_top_finds_a_jobs_run_directory_through_the_records(tmp_path, monkeypatch):
+    from hpcnn.monitor_cli import find_run_dir
+    from hpcnn.slurm.jobs.records import register
+
+    monkeypatch.setenv("HPCNN_STATE_DIR", str(tmp_path / "state"))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "job.json").write_text("{}")
+    register("101", run)
+    sweep = tmp_path / "sweep"
+    (sweep / "lr-0.1").mkdir(parents=True)
+    (sweep / "sweep.json").write_text(json.dumps({"tasks": [{"index": 0, "job_id": "202_0", "run_dir": "lr-0.1"}]}))
+    register("202", sweep)
+    assert find_run_dir("101") == run
+    assert find_run_dir("202_0") == sweep / "lr-0.1"
+    assert find_run_dir("303") is None

@@ -55,7 +55,7 @@ class ArraySpec:
 class ArrayPlan:
     """A sweep or a group, planned: pre-flight passed, scripts rendered, nothing queued."""
 
-    kind: str                      # "sweep" | "group"
+    kind: str                      # "sweep" | "group" | "predict"
     name: str
     profile: Profile
     unit_dir: Path
@@ -121,8 +121,9 @@ def task_dirs(plan: ArrayPlan) -> list[Path]:
     return [plan.unit_dir / f"task-{task.index:0{width}d}" for task in plan.tasks]
 
 
-def _submit_all(plan: ArrayPlan, payloads: list[TrainPayload], submitters: dict) -> tuple[list[dict], list[str]]:
-    """Queue every array; returns (array entries for the record, job id per task). All or nothing."""
+def submit_arrays(plan: ArrayPlan, payloads: list, submitters: dict) -> tuple[list[dict], list[str]]:
+    """Queue every array (one payload per task: training, prediction shards); returns (array entries
+    for the record, job id per task). All or nothing."""
     entries: list[dict] = []
     job_ids: list[str] = [""] * len(plan.tasks)
     try:
@@ -150,15 +151,23 @@ def _submit_all(plan: ArrayPlan, payloads: list[TrainPayload], submitters: dict)
     return entries, job_ids
 
 
-def submit_plan(plan: ArrayPlan, head: dict, python=None) -> JobArray:
-    """Submit a planned unit and record it; ``head`` holds the record's kind-specific keys."""
+def train_payload(task: ArrayTask, run_dir: Path) -> TrainPayload:
+    return TrainPayload(to_dict(task.config), str(run_dir))
+
+
+def submit_plan(plan: ArrayPlan, head: dict, python=None, payload_for=train_payload) -> JobArray:
+    """Submit a planned unit and record it; ``head`` holds the record's kind-specific keys.
+
+    ``payload_for(task, run_dir)`` makes what each task runs (default: train its config);
+    scaling studies pass one that benchmarks instead.
+    """
     folder = plan.unit_dir / "submitit"
     submitters = {res.key(): executor.make_executor(folder, plan.profile, res, python) for res in plan.requests}
     dirs = task_dirs(plan)
-    payloads = [TrainPayload(to_dict(t.config), str(d)) for t, d in zip(plan.tasks, dirs)]
+    payloads = [payload_for(t, d) for t, d in zip(plan.tasks, dirs)]
     for d in dirs:
         d.mkdir(parents=True, exist_ok=True)
-    entries, job_ids = _submit_all(plan, payloads, submitters)
+    entries, job_ids = submit_arrays(plan, payloads, submitters)
     common = {"profile": plan.profile.name, "submitit_folder": str(folder),
               "log_pattern": str(folder / executor.LOG_PATTERN), "submitted_at": records.now_iso()}
     array_of = {i: k for k, array in enumerate(plan.arrays) for i in array.tasks}
@@ -178,4 +187,5 @@ def submit_plan(plan: ArrayPlan, head: dict, python=None) -> JobArray:
     return JobArray(plan.unit_dir, record)
 
 
-__all__ = ["ArrayPlan", "ArraySpec", "ArrayTask", "group_by_request", "plan_arrays", "submit_plan", "task_dirs"]
+__all__ = ["ArrayPlan", "ArraySpec", "ArrayTask", "group_by_request", "plan_arrays", "submit_arrays", "submit_plan",
+           "task_dirs", "train_payload"]

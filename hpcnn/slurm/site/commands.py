@@ -1,4 +1,4 @@
-"""The one place that runs Slurm's commands (sbatch, sacct, squeue, scancel, scontrol).
+"""The one place that runs Slurm's commands (sbatch, sacct, squeue, scancel, scontrol, srun into a running job).
 
 Every call has a timeout, never goes through a shell, and turns a failure into a
 SubmissionError carrying argv, exit code, stdout and stderr. Status queries are batched:
@@ -159,6 +159,16 @@ def requeue(job_id: str, timeout: float = DEFAULT_TIMEOUT_S) -> None:
     run(["scontrol", "requeue", str(job_id)], timeout=timeout, what="scontrol requeue failed")
 
 
+def srun_overlap(job_id: str, nodes: int, argv: Sequence[str], timeout: float = 30) -> subprocess.CompletedProcess:
+    """Run ``argv`` once on each of a running job's nodes, inside its allocation, beside its own steps.
+
+    ``--overlap`` shares the job's CPUs, memory and GPUs instead of waiting for free ones (what
+    `hpcnn top` needs: a one-shot sampler next to the training). Output comes back as text.
+    """
+    return run(["srun", f"--jobid={job_id}", "--overlap", f"--nodes={nodes}", f"--ntasks={nodes}",
+                "--ntasks-per-node=1", "--quiet", *argv], timeout=timeout, what=f"srun into job {job_id} failed")
+
+
 def show_job(job_id: str, timeout: float = DEFAULT_TIMEOUT_S) -> dict[str, str]:
     """`scontrol show job -o ID` as a dict (only while slurmctld still remembers the job)."""
     proc = run(["scontrol", "show", "job", "-o", str(job_id)], timeout=timeout, check=False)
@@ -173,4 +183,4 @@ def show_job(job_id: str, timeout: float = DEFAULT_TIMEOUT_S) -> dict[str, str]:
 
 
 __all__ = ["ACTIVE", "FINISHED", "JobState", "expand_job_ids", "parse_job_id", "parse_sacct", "parse_squeue",
-           "query_states", "requeue", "run", "sacct", "sbatch", "scancel", "show_job", "squeue"]
+           "query_states", "requeue", "run", "sacct", "sbatch", "scancel", "show_job", "squeue", "srun_overlap"]

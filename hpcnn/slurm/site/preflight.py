@@ -114,6 +114,9 @@ def check_launch(cfg: JobConfig, res: Resources) -> None:
     if cfg.train.device == "cuda" and res.gpus_per_node == 0:
         raise ResourceError("train.device is cuda but slurm.gpus_per_node is 0", "slurm.gpus_per_node",
                             "ask for GPUs or use train.device: auto")
+    if cfg.data.decode == "gpu" and (res.gpus_per_node == 0 or cfg.train.device == "cpu"):
+        raise ResourceError("data.decode is gpu but the job will not train on a GPU", "data.decode",
+                            "ask for GPUs (slurm.gpus_per_node), or use data.decode: auto")
 
 
 def check_array(n_tasks: int, max_parallel: int | None) -> None:

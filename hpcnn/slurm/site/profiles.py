@@ -62,6 +62,8 @@ class Profile:
     python: Union[str, list, None] = doc(None, "interpreter the job runs (path, or a list such as "
                                                "[apptainer, exec, img.sif, python]); null = the one submitting")
     extra_sbatch: dict = doc({}, "more #SBATCH options for every job at this site, {option: value}")
+    links: dict = doc({}, "network links for the scaling model: {inter: {alpha_s, beta_bytes_per_s}, intra: {...}} "
+                          "(latency s, bandwidth bytes/s, e.g. from `hpcnn bench allreduce`); empty = unknown")
     source: Optional[str] = doc(None, "file the profile was read from (set by the loader)")
 
     @property
@@ -162,8 +164,24 @@ def _validate(p: Profile, where: str) -> None:
                        f"got {p.signal!r}")
     if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", p.name):
         fail("name", f"must be a simple name (letters, digits, '-', '_', '.'), got {p.name!r}")
+    _validate_links(p.links, fail)
     if isinstance(p.python, list) and (not p.python or not all(isinstance(x, str) for x in p.python)):
         fail("python", "must be a path or a non-empty list of strings")
+
+
+def _validate_links(links: dict, fail) -> None:
+    """links: {inter: {alpha_s, beta_bytes_per_s}, intra: {...}}: the inter level is required when any is given."""
+    if links and "inter" not in links:
+        fail("links", "needs an 'inter' level: {inter: {alpha_s: SECONDS, beta_bytes_per_s: BYTES_PER_S}}")
+    for level, value in links.items():
+        if level not in ("inter", "intra"):
+            fail(f"links.{level}", "is not a link level (inter, intra)")
+        if not isinstance(value, dict) or set(value) != {"alpha_s", "beta_bytes_per_s"}:
+            fail(f"links.{level}", f"must be {{alpha_s: SECONDS, beta_bytes_per_s: BYTES_PER_S}}, got {value!r}")
+        for key, number in value.items():
+            low = 0 if key == "alpha_s" else 1e-300
+            if isinstance(number, bool) or not isinstance(number, (int, float)) or number < low:
+                fail(f"links.{level}.{key}", f"must be a number {'>= 0' if low == 0 else '> 0'}, got {number!r}")
 
 
 def load_profile(name_or_path: str | os.PathLike | Profile) -> Profile:

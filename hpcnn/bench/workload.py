@@ -1,0 +1,143 @@
+"""The training step a benchmark times, set up exactly as the Trainer sets it up for its first phase.
+
+Same model (random weights: speed does not depend on them), memory format, DDP/Horovod wrap,
+``torch.compile``, parameter groups, optimizer and ``StepContext``, so ``train.loop.train_epoch``
+runs the step a real job runs. What differs is only where batches come from:
+
+* ``synthetic``: one uint8 batch generated on the device, fed every step (no input pipeline);
+* ``real``: the config's own pipeline (data source, DataLoader workers, GPU decoding when
+  ``data.decode`` resolves to gpu), endlessly, epoch after epoch.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..config.phases import resolve_phases
+from ..data.augment import BatchAugment, Normalize
+from ..models.registry import build_model
+from ..train.freeze import frozen_batchnorm, param_groups, select
+from ..train.loop import StepContext
+from ..train.optim import build_optimizer
+from ..train.schedule import scaled_lr
+from ..train.trainer import batch_sizes
+
+
+@dataclass
+class Workload:
+    raw_model: torch.nn.Module
+    wrapped: torch.nn.Module       # the DDP wrapper (or the raw model): owns the gradient buckets
+    train_model: torch.nn.Module   # what the loop calls (compiled when train.compile)
+    optimizer: object
+    ctx: StepContext
+    global_batch: int
+    local_batch: int
+    num_classes: int
+
+
+def count_classes(data_cfg) -> int:
+    """The number of classes without loading images (the head's size; it barely changes the speed)."""
+    if data_cfg.classes:
+        return len(data_cfg.classes)
+    if data_cfg.source == "synthetic":
+        from ..data import synthetic
+
+        return len(synthetic.CLASSES)
+    if data_cfg.source == "folder" and data_cfg.root:
+        root = Path(data_cfg.root).expanduser()
+        root = root / "train" if (root / "train").is_dir() else root
+        if root.is_dir():
+            return max(2, sum(1 for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")))
+    return 10
+
+
+def build_workload(cfg, comm, device: torch.device, num_classes: int, normalize: Normalize | None = None,
+                   steps_per_window: int = 20) -> Workload:
+    """Model, optimizer and step context for the config's first phase on this rank."""
+    phase = resolve_phases(cfg)[0]
+    global_batch, local_batch = batch_sizes(cfg, comm.world_size)
+    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+    model, _ = build_model(dataclasses.replace(cfg.model, weights=None), num_classes, cfg.data.channels,
+                           cfg.data.image_size)
+    model = model.to(device)
+    t = cfg.train
+    if t.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    select(model, phase)
+    frozen_bn = frozen_batchnorm(model, phase)
+    wrapped = comm.wrap_model(model, device, cfg.dist.sync_batchnorm, cfg.dist.find_unused_parameters)
+    model = getattr(wrapped, "module", wrapped)
+    train_model = torch.compile(wrapped) if t.compile else wrapped
+    optimizer = comm.wrap_optimizer(build_optimizer(param_groups(model, phase, phase.optim.weight_decay),
+                                                    phase.optim), model, accumulate=t.accumulate)
+    amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.amp) if device.type == "cuda" else None
+    scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
+    c = cfg.data.channels
+    normalize = (normalize or Normalize(torch.full((c,), 0.5), torch.full((c,), 0.25))).to(device)
+    ctx = StepContext(device=device, normalize=normalize, augment=BatchAugment(cfg.data.augment, cfg.seed),
+                      comm=comm, amp_dtype=amp, scaler=scaler, channels_last=t.channels_last,
+                      accumulate=t.accumulate, clip_grad_norm=phase.optim.clip_grad_norm,
+                      label_smoothing=t.label_smoothing, peak_lr=scaled_lr(phase.optim.lr, global_batch, phase.schedule),
+                      total_steps=steps_per_window * max(1, phase.epochs), steps_per_epoch=steps_per_window,
+                      schedule_cfg=phase.schedule, global_batch=global_batch, log_every=t.log_every,
+                      non_blocking=device.type == "cuda", frozen_bn=frozen_bn)
+    if hasattr(phase.optim, "l1"):  # the L1/L2 weight penalty the loop adds to the loss
+        from ..train.penalties import weight_penalty
+
+        ctx = dataclasses.replace(ctx, penalty=weight_penalty(model, phase.optim.l1, phase.optim.l2))
+    return Workload(model, wrapped, train_model, optimizer, ctx, global_batch, local_batch, num_classes)
+
+
+class Batches:
+    """``count`` batches from an endless source: one timed window of the loop."""
+
+    def __init__(self, source, count: int):
+        self.source, self.count = source, count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self):
+        for _ in range(self.count):
+            yield next(self.source)
+
+
+def synthetic_source(cfg, local_batch: int, num_classes: int, device: torch.device, seed: int = 0):
+    """The same on-device uint8 batch forever: measures the step, not an input pipeline."""
+    g = torch.Generator(device=device)
+    g.manual_seed(seed)
+    size, c = cfg.data.image_size, cfg.data.channels
+    x = torch.randint(0, 256, (local_batch, c, size, size), dtype=torch.uint8, device=device, generator=g)
+    y = torch.randint(0, num_classes, (local_batch,), device=device, generator=g)
+    while True:
+        yield x, y
+
+
+def real_source(loader, sampler):
+    """The config's own DataLoader, epoch after epoch (workers restart each epoch, as in training)."""
+    epoch = 0
+    while True:
+        sampler.set_epoch(epoch)
+        for batch in loader:
+            yield batch
+        epoch += 1
+
+
+def gradient_bytes(model: torch.nn.Module) -> int:
+    """Bytes one gradient allreduce moves per rank (trainable parameters, their own dtype)."""
+    return sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+
+
+def ddp_bucket_bytes(wrapped: torch.nn.Module) -> list[int]:
+    """DDP's gradient bucket sizes in bytes (after the first step); [] for anything else."""
+    logging_data = getattr(wrapped, "_get_ddp_logging_data", None)
+    if logging_data is None:
+        return []
+    try:
+        text = str(logging_data().get("bucket_sizes", ""))
+        return [int(s) for s in text.replace(" ", "").split(",") if s]
+    except Exception:  # private API: a missing field means "unknown", not a failed benchmark
+        return []

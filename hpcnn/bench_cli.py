@@ -1,0 +1,64 @@
+"""``hpcnn bench`` (a training config's throughput) and ``hpcnn bench allreduce`` (a size sweep)."""
+from __future__ import annotations
+
+import json
+
+HELP = """examples:
+  hpcnn bench                                          # the default job, synthetic batches, this device
+  hpcnn bench jobs/imagenet_resnet50.yaml --data real --out bench.json
+  torchrun --nproc_per_node=4 -m hpcnn bench jobs/x.yaml train.batch_size=1024
+  torchrun --nproc_per_node=2 -m hpcnn bench allreduce --sizes 1K..64M --iters 20
+"""
+
+
+def cmd_bench(args) -> int:
+    items = list(args.items)
+    if items and items[0] == "allreduce":
+        from .bench.allreduce import run_allreduce, table
+
+        if len(items) > 1:
+            from .errors import ConfigError
+
+            raise ConfigError(f"hpcnn bench allreduce takes no config or overrides (got {' '.join(items[1:])})",
+                              "command line", "use --sizes, --iters, --warmup, --backend")
+        result = run_allreduce(args.sizes, args.iters, args.warmup if args.warmup is not None else 5,
+                               args.backend, args.out)
+        if result is not None:
+            print(table(result))
+            print(json.dumps({k: result[k] for k in ("world_size", "backend", "alpha_s", "beta_bytes_per_s")}))
+        return 0
+    from .bench.run import bench_job
+    from .config import load_job, split_config_args
+
+    path, overrides = split_config_args(items)
+    cfg = load_job(path, overrides)
+    result = bench_job(cfg, args.out, args.data, args.warmup if args.warmup is not None else 5, args.steps,
+                       args.windows)
+    if result is not None:
+        print(json.dumps(result, indent=2))
+    return 0
+
+
+def register(sub) -> None:
+    import argparse
+
+    b = sub.add_parser("bench", help="throughput of a training config (no epochs), or an allreduce sweep",
+                       description="Measure images/s and the step-time split of a job config on this launch "
+                       "(any launcher, like `hpcnn train`), or with `allreduce` an allreduce size sweep with "
+                       "its latency/bandwidth fit. Rank 0 prints JSON.", epilog=HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    b.add_argument("items", nargs="*", metavar="[CONFIG|allreduce] [key.sub=value ...]",
+                   help="job config YAML (default: the built-in default job) and overrides; or `allreduce`")
+    b.add_argument("--out", help="also write the JSON here (atomically)")
+    b.add_argument("--warmup", type=int, default=None, help="warm-up steps (or allreduces per size); default 5")
+    g = b.add_argument_group("config benchmark")
+    g.add_argument("--data", choices=["synthetic", "real"], default="synthetic",
+                   help="synthetic: one batch generated on the device; real: the config's input pipeline")
+    g.add_argument("--steps", type=int, default=20, help="steps per timed window (and in the split pass)")
+    g.add_argument("--windows", type=int, default=3, help="timed windows (images/s: median, min, max)")
+    a = b.add_argument_group("allreduce sweep")
+    a.add_argument("--sizes", help="message sizes: LOW..HIGH doubling, or a list (default 1K..256M on NCCL, "
+                   "1K..16M on gloo)")
+    a.add_argument("--iters", type=int, default=20, help="timed allreduces per size")
+    a.add_argument("--backend", choices=["auto", "nccl", "gloo"], default="auto")
+    b.set_defaults(func=cmd_bench)

@@ -1,0 +1,187 @@
+"""The runs to compare, from run directories and sweep directories, with what each has on disk.
+
+A run directory has ``config.resolved.yaml`` (written when training starts), ``metrics.jsonl``
+(one line per epoch) and, once it ended, ``summary.json``. A sweep directory (``sweep.json``)
+stands for its task directories; a task that has not started, is still running or failed is
+listed with its state (from Slurm when ``sacct`` answers, else from the disk), never fatal.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import results
+from ..errors import HpcnnError
+
+CONFIG_FILE = "config.resolved.yaml"
+METRICS_FILE = "metrics.jsonl"
+SWEEP_FILE = "sweep.json"
+RUN_MARKERS = (CONFIG_FILE, METRICS_FILE, results.SUMMARY_FILE, "job.json")
+
+
+@dataclass
+class Run:
+    """One run as found on disk; ``label`` says what sets it apart (filled by ``collect``)."""
+
+    path: Path
+    config: dict | None
+    history: list[dict]
+    summary: dict | None
+    state: str                 # completed | early_stopped | preempted | running | not started | FAILED ...
+    reason: str = ""           # why a task failed or has no results yet
+    fallback_label: str = ""   # a sweep task's overrides, for tasks without a config yet
+    label: str = ""
+    values: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.path.name or self.path.resolve().name  # "." names the directory it is
+
+    @property
+    def has_metrics(self) -> bool:
+        return bool(self.history)
+
+
+def _read_config(run_dir: Path) -> dict | None:
+    path = run_dir / CONFIG_FILE
+    if not path.is_file():
+        return None
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise HpcnnError(f"{CONFIG_FILE} cannot be read: {err}".splitlines()[0], str(path)) from None
+    return data if isinstance(data, dict) else None
+
+
+def read_history(run_dir: Path) -> list[dict]:
+    """metrics.jsonl's records; a half-written last line (a running job) is skipped."""
+    try:
+        lines = (run_dir / METRICS_FILE).read_text().splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            out.append(record)
+    return out
+
+
+def _disk_state(summary: dict | None, history: list[dict], config: dict | None) -> str:
+    if summary and summary.get("status"):
+        return str(summary["status"])
+    if history or config:
+        return "running"  # or died without a summary: only the scheduler knows
+    return "not started"
+
+
+def load_run(run_dir: Path, slurm_state: str | None = None, reason: str = "", fallback_label: str = "") -> Run:
+    summary = results.read_summary(run_dir)
+    config, history = _read_config(run_dir), read_history(run_dir)
+    state = _disk_state(summary, history, config)
+    if slurm_state and not results.is_final(summary) and slurm_state not in ("COMPLETED", "UNKNOWN"):
+        state = slurm_state  # PENDING, RUNNING, FAILED, TIMEOUT, ...: the scheduler knows better than the disk
+    if not history and not reason and state not in ("running", "PENDING", "RUNNING", "not started"):
+        reason = "no metrics.jsonl lines"
+    return Run(run_dir, config, history, summary, state, reason, fallback_label)
+
+
+def _sweep_states(sweep_dir: Path, record: dict) -> dict[int, Any]:
+    """task index -> TaskStatus from one sacct query, or {} where Slurm cannot be asked (a laptop)."""
+    from ..slurm.jobs.handles import JobArray
+
+    try:
+        return {s.index: s for s in JobArray(sweep_dir, record).statuses()}
+    except (HpcnnError, OSError):
+        return {}
+
+
+def sweep_runs(sweep_dir: Path) -> list[Run]:
+    try:
+        record = json.loads((sweep_dir / SWEEP_FILE).read_text())
+        tasks = record["tasks"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise HpcnnError(f"{SWEEP_FILE} cannot be read: {err}", str(sweep_dir)) from None
+    states = _sweep_states(sweep_dir, record)
+    runs = []
+    for task in tasks:
+        status = states.get(task.get("index"))
+        label = task.get("label") or " ".join(task.get("overrides") or []) or "(base)"
+        runs.append(load_run(sweep_dir / task["run_dir"], status.state if status else None,
+                             status.reason if status else "", label))
+    return runs
+
+
+def expand(path: str | Path) -> list[Run]:
+    """A run directory -> [its run]; a sweep directory -> its tasks; anything else is an error."""
+    path = Path(path)
+    if not path.is_dir():
+        raise HpcnnError("no such directory", str(path), "pass run directories or a sweep directory")
+    if (path / SWEEP_FILE).is_file():
+        return sweep_runs(path)
+    if any((path / marker).is_file() for marker in RUN_MARKERS):
+        return [load_run(path)]
+    raise HpcnnError(f"not a run or sweep directory (no {CONFIG_FILE}, {METRICS_FILE} or {SWEEP_FILE})", str(path),
+                     "pass what `hpcnn train` / `hpcnn submit` made (runs/NAME-...) or `hpcnn sweep` made "
+                     "(runs/sweep-NAME-...)")
+
+
+def curve(history: list[dict], dotted: str) -> tuple[list[int], list[float]]:
+    """(1-based epochs, values) of a dotted key of the metrics.jsonl records (val.accuracy, train.loss)."""
+    epochs, values = [], []
+    for i, record in enumerate(history):
+        node: Any = record
+        for part in dotted.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, (int, float)) and not isinstance(node, bool) and node == node:
+            epochs.append(int(record.get("epoch", i)) + 1)
+            values.append(float(node))
+    return epochs, values
+
+
+def monitored_metric(runs: list[Run]) -> str:
+    """What the runs monitored (summary's monitor.metric, else the config's early-stopping metric)."""
+    for run in runs:
+        metric = ((run.summary or {}).get("monitor") or {}).get("metric")
+        if metric:
+            return str(metric)
+    for run in runs:
+        metric = (((run.config or {}).get("train") or {}).get("early_stopping") or {}).get("metric")
+        if metric:
+            return str(metric)
+    return "val.accuracy"
+
+
+def collect(paths: list[str | Path]) -> tuple[list[Run], list[str]]:
+    """(every run named, sweeps expanded, labelled by what differs; the differing config keys).
+
+    An error when no run has metrics yet: there would be nothing to draw.
+    """
+    from .diff import describe, differing_keys
+
+    if not paths:
+        raise HpcnnError("nothing to compare", "hpcnn compare", "pass run directories or a sweep directory")
+    runs = [run for path in paths for run in expand(path)]
+    if not any(run.has_metrics for run in runs):
+        raise HpcnnError("none of these runs has metrics yet (metrics.jsonl is empty or missing)",
+                         ", ".join(str(p) for p in paths),
+                         "compare runs that finished at least one epoch; `hpcnn status` shows where they are")
+    keys = differing_keys([run.config for run in runs])
+    for run in runs:
+        run.label = (describe(run.config, keys) if run.config is not None and keys else "") \
+            or run.fallback_label or run.name
+    labels = [run.label for run in runs]
+    for run in runs:
+        if labels.count(run.label) > 1 and run.label != run.name:  # same settings twice: say which is which
+            run.label = f"{run.label} ({run.name})"
+    return runs, keys
+
+
+__all__ = ["Run", "collect", "curve", "expand", "load_run", "monitored_metric", "read_history", "sweep_runs"]

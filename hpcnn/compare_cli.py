@@ -1,0 +1,56 @@
+"""`hpcnn compare RUN_DIR... | SWEEP_DIR`: learning curves of several runs in one PNG and a table of their results.
+
+``register(subparsers)`` adds the verb to the main parser (hpcnn/cli.py). Torch-free: it reads
+config.resolved.yaml, metrics.jsonl and summary.json. Errors are HpcnnErrors (one line, exit 2).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .errors import HpcnnError
+
+DEFAULT_PNG = "compare.png"
+
+
+def default_out(paths: list[str]) -> Path:
+    """A lone sweep directory keeps its plot; otherwise the current directory."""
+    if len(paths) == 1 and (Path(paths[0]) / "sweep.json").is_file():
+        return Path(paths[0]) / DEFAULT_PNG
+    return Path(DEFAULT_PNG)
+
+
+def cmd_compare(args) -> int:
+    from .compare import collect, comparison, curve, format_table, monitored_metric
+    from .compare.plot import overlay
+
+    runs, keys = collect(args.paths)
+    metric = args.metric or monitored_metric(runs)
+    rows = comparison(runs, keys, metric)
+    if not any(curve(run.history, metric)[1] for run in runs) and all(r["metrics"][metric] is None for r in rows):
+        raise HpcnnError(f"no run has '{metric}' (per epoch in metrics.jsonl, or in summary.json)", "--metric",
+                         "use val.accuracy, val.loss, val.f1_macro, train.loss, ...")
+    title = f"{len(runs)} runs; differing: {', '.join(keys)}" if keys else f"{len(runs)} runs, same config"
+    png, _ = overlay(runs, metric, args.out or default_out(args.paths), title)
+    if args.json:
+        print(json.dumps({"metric": metric, "differing_keys": keys, "png": str(png), "runs": rows}, indent=2))
+        return 0
+    print(format_table(rows, keys, metric))
+    print(f"\ndiffering config keys: {', '.join(keys) if keys else '(none: the configs are identical)'}")
+    print(f"learning curves ({metric}): {png}")
+    return 0
+
+
+def register(subparsers) -> None:
+    c = subparsers.add_parser("compare", help="learning curves of several runs in one PNG, and their results",
+                              description="Compare runs: the loss and the monitored metric of every run vs epoch "
+                              "in one PNG, each line labelled by the config keys that differ, and a table of the "
+                              "final metrics (summary.json) with those keys as columns. A sweep directory stands "
+                              "for its tasks; unfinished or failed tasks are listed as such.")
+    c.add_argument("paths", nargs="+", metavar="RUN_DIR|SWEEP_DIR", help="run directories and/or sweep directories")
+    c.add_argument("--metric", metavar="KEY",
+                   help="per-epoch metric to draw and tabulate (default: what the runs monitored, e.g. val.accuracy)")
+    c.add_argument("--out", metavar="PNG", help=f"where the plot goes (default: SWEEP_DIR/{DEFAULT_PNG} for a "
+                   f"sweep, else ./{DEFAULT_PNG})")
+    c.add_argument("--json", action="store_true", help="print the table as JSON")
+    c.set_defaults(func=cmd_compare)

@@ -1,0 +1,128 @@
+"""The course lessons (``jobs/lessons/*.yaml``) run locally, task after task, with the numbers each one is about.
+
+A lesson is a sweep file: ``hpcnn sweep jobs/lessons/X.yaml`` sends it to Slurm as one array;
+``python -m hpcnn.lessons jobs/lessons/X.yaml`` runs the same tasks here, one after the other, and
+prints one line per task: validation and test accuracy, the training split's accuracy (the best
+checkpoint in eval mode, so the train-val gap is measured like for like), and the epochs run; the
+same rows go to RUNS_DIR/<lesson name>/lesson.json.
+docs/lessons.md has each lesson's command, measured numbers and picture.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from .config import to_dict
+from .files import atomic_write_text
+from .slurm.jobs.sweep import expand, load_sweep
+
+BATCH = 256
+
+
+def lesson_tasks(path, overrides=()) -> list:
+    """The lesson's tasks (``SweepTask``: index, overrides, validated config), as Slurm would run them."""
+    return expand(load_sweep(path), list(overrides))[1]
+
+
+def config_key(cfg) -> str:
+    """A hash of what a run trains: the config without its name, Slurm request, outputs and CPU thread count."""
+    data = {**to_dict(cfg), "name": None, "slurm": None, "monitor": None}
+    data["train"] = {k: v for k, v in data["train"].items()
+                     if k not in ("plots", "tensorboard", "log_every", "threads")}
+    return hashlib.sha1(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def find_run(runs_dir, cfg) -> Path | None:
+    """A finished run of ``cfg`` under ``runs_dir`` (any depth), matched by ``config_key``; None if there is none."""
+    key = config_key(cfg)
+    for summary in sorted(Path(runs_dir).rglob("summary.json")):
+        resolved = summary.parent / "config.resolved.yaml"
+        if resolved.is_file() and json.loads(summary.read_text()).get("status") in ("completed", "early_stopped"):
+            from .run import config_for_resume
+
+            if config_key(config_for_resume(summary.parent)) == key:
+                return summary.parent
+    return None
+
+
+def task_dir(runs_dir, task) -> Path:
+    return Path(runs_dir) / f"{task.index:02d}-{task.config.name}"
+
+
+def run_task(task, run_dir) -> dict:
+    """Train one task into ``run_dir``: a finished run of the same config there is read back, an interrupted
+    one continues from its newest checkpoint."""
+    from .run import run_job
+
+    run_dir = Path(run_dir)
+    if (run_dir / "summary.json").is_file() and find_run(run_dir, task.config) == run_dir:
+        return json.loads((run_dir / "summary.json").read_text())
+    return run_job(task.config, run_dir=run_dir, resume="auto").summary
+
+
+@torch.no_grad()
+def split_accuracy(run_dir, split: str = "train", checkpoint: str = "best") -> float:
+    """Accuracy of a run's checkpoint on one of its splits, images as in evaluation (no augmentation)."""
+    from .explain.report import load_run_model
+    from .run import config_for_resume
+    from .train.inputs import job_inputs
+
+    cfg = config_for_resume(run_dir)
+    splits, normalize = job_inputs(cfg, announce=False)
+    model, _ = load_run_model(run_dir, cfg, splits.classes, checkpoint)
+    data = getattr(splits, split)
+    correct = 0
+    for start in range(0, len(data), BATCH):
+        x, y = data.__getitems__(list(range(start, min(start + BATCH, len(data)))))
+        correct += int((model(normalize(x)).argmax(1) == torch.as_tensor(y)).sum())
+    return correct / max(1, len(data))
+
+
+def task_row(task, run_dir, summary: dict) -> dict:
+    """The numbers a lesson compares, for one finished task."""
+    metrics = summary["metrics"]
+    val, test = metrics["val"]["accuracy"], (metrics.get("test") or {}).get("accuracy")
+    train = split_accuracy(run_dir, "train")
+    return {"task": task.index, "name": task.config.name, "label": task.label, "run_dir": str(run_dir),
+            "train_accuracy": round(train, 4), "val_accuracy": round(val, 4),
+            "test_accuracy": None if test is None else round(test, 4), "gap": round(train - val, 4),
+            "epochs_run": summary.get("epochs_run"),
+            "status": summary.get("status")}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m hpcnn.lessons", description=__doc__.splitlines()[0])
+    p.add_argument("lesson", help="a sweep file, e.g. jobs/lessons/overfitting.yaml")
+    p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="overrides for every task")
+    p.add_argument("--runs-dir", default="runs/lessons", help="run directories go to RUNS_DIR/<lesson name>/")
+    p.add_argument("--task", type=int, action="append", help="run only this task (repeatable)")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON")
+    args = p.parse_args(argv)
+    tasks = lesson_tasks(args.lesson, args.overrides)
+    name = load_sweep(args.lesson).name
+    rows = []
+    for task in tasks:
+        if args.task and task.index not in args.task:
+            continue
+        run_dir = task_dir(Path(args.runs_dir) / name, task)
+        rows.append(task_row(task, run_dir, run_task(task, run_dir)))
+    if rows:
+        atomic_write_text(Path(args.runs_dir) / name / "lesson.json", json.dumps(rows, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(f"{'task':<5}{'train':>8}{'val':>8}{'test':>8}{'gap':>8}  label")
+        for r in rows:
+            test = "-" if r["test_accuracy"] is None else f"{r['test_accuracy']:.3f}"
+            print(f"{r['task']:<5}{r['train_accuracy']:>8.3f}{r['val_accuracy']:>8.3f}{test:>8}{r['gap']:>8.3f}  "
+                  f"{r['label']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,268 @@
+"""An α-β model of data-parallel training: what a step costs on N ranks, from one rank's step and the links.
+
+Every message of S bytes over a link costs ``α + S/β`` (latency α in seconds, bandwidth β in
+bytes/s; Hockney's model). From that:
+
+- **ring allreduce** over N ranks (reduce-scatter then all-gather, each N−1 steps of S/N bytes):
+  ``2(N−1)·α + 2(N−1)/N · S/β`` (Thakur, Rabenseifner & Gropp 2005, "Optimization of collective
+  communication operations in MPICH", §4; Patarasuk & Yuan 2009 for its bandwidth optimality).
+- **tree allreduce**: a binomial-tree reduce followed by a binomial-tree broadcast, each
+  ⌈log2 N⌉ steps of the whole message: ``2·⌈log2 N⌉·(α + S/β)`` (the same paper, §4; the
+  reduction's arithmetic is ignored). NCCL's pipelined double binary tree does better on
+  bandwidth; this is the textbook latency-optimal variant, good for small buckets at large N.
+- **two levels** (``Links`` with ``intra``): a node's g ranks reduce-scatter over the intra-node
+  link, the nodes allreduce their shards over the inter-node link (g shards side by side, sharing
+  the node's inter-node bandwidth β_inter), then the node all-gathers:
+  ``2(g−1)·α_i + 2(g−1)/g · S/β_i + inter(n nodes, S)`` with ``inter`` the ring or tree formula
+  over n nodes on α_e, β_e. One node is the intra ring alone; one rank per node the inter one.
+  Without ``intra`` every link is the inter-node one (a flat ring or tree over all N ranks).
+- **buckets**: gradients are reduced in buckets (DDP's ``bucket_cap_mb``, 25 MiB by default);
+  each bucket is its own allreduce, so each pays the latency terms.
+- **overlap**: bucket k is ready when the backward pass has produced its gradients; buckets
+  become ready in proportion to their bytes, evenly over the backward pass, and are reduced
+  one at a time in that order on a separate stream. What is left after backward ends is the
+  exposed communication; it is never less than the last bucket (nothing overlaps it).
+- **step**: ``t(N) = other + forward + backward + exposed communication``, where ``other`` (data
+  wait + optimizer) does not overlap and compute scales with the per-rank batch (linear in it:
+  strong scaling divides it by N, weak scaling keeps it).
+
+It breaks where its assumptions do: link contention with other jobs, stragglers (a step waits
+for the slowest rank), topology (oversubscribed fat trees, rails, NVLink domains), an optimizer or
+data wait that grows with N, per-rank batches too small to keep a GPU busy. See docs/scaling.md.
+Pure Python, no torch: it runs on the login node.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Iterable, Sequence
+
+from ..errors import ConfigError
+
+ALGORITHMS = ("ring", "tree")
+DEFAULT_BUCKET_BYTES = 25 * 1024 * 1024  # torch DDP bucket_cap_mb=25
+BACKWARD_FRACTION = 2 / 3                 # backward ≈ 2 × forward FLOPs, so 2/3 of forward+backward
+
+
+@dataclass(frozen=True)
+class Link:
+    """One level of the network: latency ``alpha_s`` (s) and bandwidth ``beta_bytes_per_s`` (bytes/s)."""
+
+    alpha_s: float
+    beta_bytes_per_s: float
+
+    def __post_init__(self):
+        if not (self.alpha_s >= 0 and math.isfinite(self.alpha_s)):
+            raise ConfigError(f"link latency alpha_s must be >= 0, got {self.alpha_s!r}", "links")
+        if not (self.beta_bytes_per_s > 0 and math.isfinite(self.beta_bytes_per_s)):
+            raise ConfigError(f"link bandwidth beta_bytes_per_s must be > 0, got {self.beta_bytes_per_s!r}", "links")
+
+
+@dataclass(frozen=True)
+class Links:
+    """The inter-node link, and optionally the intra-node one (then allreduces are two-level)."""
+
+    inter: Link
+    intra: Link | None = None
+
+    def to_dict(self) -> dict:
+        return {"inter": asdict(self.inter), "intra": asdict(self.intra) if self.intra else None}
+
+
+def ring_allreduce_s(size_bytes: float, ranks: int, link: Link) -> float:
+    """Ring allreduce of ``size_bytes`` over ``ranks``: 2(N−1)·α + 2(N−1)/N · S/β (0 for one rank)."""
+    n = _ranks(ranks)
+    if n == 1:
+        return 0.0
+    return 2 * (n - 1) * link.alpha_s + 2 * (n - 1) / n * size_bytes / link.beta_bytes_per_s
+
+
+def tree_allreduce_s(size_bytes: float, ranks: int, link: Link) -> float:
+    """Binomial-tree reduce + broadcast: 2·⌈log2 N⌉·(α + S/β) (0 for one rank)."""
+    n = _ranks(ranks)
+    if n == 1:
+        return 0.0
+    return 2 * math.ceil(math.log2(n)) * (link.alpha_s + size_bytes / link.beta_bytes_per_s)
+
+
+def allreduce_s(size_bytes: float, ranks: int, links: Links, ranks_per_node: int = 1,
+                algorithm: str = "ring") -> float:
+    """One allreduce of ``size_bytes`` over ``ranks`` placed ``ranks_per_node`` to a node.
+
+    With ``links.intra`` and several ranks per node: intra-node reduce-scatter, inter-node
+    ``algorithm`` over the nodes, intra-node all-gather. Without it: one flat ``algorithm`` over
+    every rank on the inter-node link.
+    """
+    flat = _algorithm(algorithm)
+    n, g = _ranks(ranks), max(1, min(int(ranks_per_node), _ranks(ranks)))
+    if links.intra is None or g == 1:
+        return flat(size_bytes, n, links.inter)
+    nodes = math.ceil(n / g)
+    intra = 2 * (g - 1) * links.intra.alpha_s + 2 * (g - 1) / g * size_bytes / links.intra.beta_bytes_per_s
+    return intra + flat(size_bytes, nodes, links.inter)
+
+
+def buckets_of(grad_bytes: float, bucket_bytes: float | Sequence[float] | None = None) -> list[float]:
+    """The gradient split into buckets: an explicit list is used as is; a cap splits evenly-full buckets
+    (the last one holds the rest), as DDP fills them."""
+    if isinstance(bucket_bytes, (list, tuple)):
+        sizes = [float(b) for b in bucket_bytes]
+        if not sizes or any(b <= 0 for b in sizes):
+            raise ConfigError(f"bucket sizes must be > 0, got {list(bucket_bytes)}", "bucket_bytes")
+        return sizes
+    if grad_bytes <= 0:
+        raise ConfigError(f"gradient bytes must be > 0, got {grad_bytes}", "grad_bytes")
+    cap = float(bucket_bytes or DEFAULT_BUCKET_BYTES)
+    if cap <= 0:
+        raise ConfigError(f"bucket_bytes must be > 0, got {bucket_bytes}", "bucket_bytes")
+    full = int(grad_bytes // cap)
+    rest = grad_bytes - full * cap
+    return [cap] * full + ([rest] if rest > 0 else [])
+
+
+def exposed_comm_s(bucket_times: Sequence[float], bucket_bytes: Sequence[float], backward_s: float,
+                   overlap: bool = True) -> float:
+    """Communication time left after the backward pass ends.
+
+    Bucket k is ready at ``backward_s × (bytes of buckets 0..k) / total bytes``; buckets are reduced
+    one after another, each starting when it is ready and the previous one is done. Without
+    overlap, every bucket waits for the end of backward (the sum of their times).
+    """
+    if not overlap:
+        return float(sum(bucket_times))
+    total = float(sum(bucket_bytes))
+    done, produced = 0.0, 0.0
+    for seconds, size in zip(bucket_times, bucket_bytes):
+        produced += size
+        ready = backward_s * produced / total if total else backward_s
+        done = max(done, ready) + seconds
+    return max(0.0, done - backward_s)
+
+
+@dataclass(frozen=True)
+class StepProfile:
+    """One rank's step with no communication (what N = 1 measures), at ``batch_per_rank`` images.
+
+    ``compute_s`` is forward+backward; ``other_s`` (data wait + optimizer) never overlaps
+    communication. ``backward_fraction`` of compute is the backward pass buckets overlap with.
+    """
+
+    compute_s: float
+    grad_bytes: float
+    batch_per_rank: float = 1.0
+    other_s: float = 0.0
+    bucket_bytes: float | tuple | None = None
+    backward_fraction: float = BACKWARD_FRACTION
+
+    @property
+    def step_s(self) -> float:
+        return self.compute_s + self.other_s
+
+
+@dataclass
+class Prediction:
+    ranks: int
+    ranks_per_node: int
+    nodes: int
+    batch_per_rank: float
+    step_s: float
+    compute_s: float
+    comm_s: float            # every bucket's allreduce, added up
+    exposed_comm_s: float    # what the step waits for after backward
+    images_per_second: float
+    speedup: float
+    efficiency: float
+    buckets: int
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def predict(profile: StepProfile, links: Links, ranks: Iterable[int], ranks_per_node: int = 1,
+            mode: str = "weak", algorithm: str = "ring", overlap: bool = True) -> list[Prediction]:
+    """Step time, throughput, speed-up and efficiency at each rank count.
+
+    ``mode`` weak: every rank keeps ``profile.batch_per_rank``; strong: the global batch
+    ``profile.batch_per_rank`` is split over N ranks (compute and ``other_s`` shrink with it).
+    Ranks fill nodes ``ranks_per_node`` at a time. Efficiency = throughput(N) / (N · throughput(1)).
+    """
+    if mode not in ("weak", "strong"):
+        raise ConfigError(f"mode must be weak or strong, got {mode!r}", "mode")
+    if not 0 <= profile.backward_fraction <= 1:
+        raise ConfigError(f"backward_fraction must be in [0, 1], got {profile.backward_fraction}", "backward_fraction")
+    buckets = buckets_of(profile.grad_bytes, profile.bucket_bytes)
+    base = profile.batch_per_rank / profile.step_s
+    out = []
+    for n in ranks:
+        n = _ranks(n)
+        g = max(1, min(int(ranks_per_node), n))
+        scale = 1.0 if mode == "weak" else 1.0 / n
+        compute = profile.compute_s * scale
+        other = profile.other_s * scale
+        times = [allreduce_s(b, n, links, g, algorithm) for b in buckets]
+        exposed = exposed_comm_s(times, buckets, compute * profile.backward_fraction, overlap) if n > 1 else 0.0
+        step = compute + other + exposed
+        batch = profile.batch_per_rank * scale
+        throughput = n * batch / step
+        out.append(Prediction(n, g, math.ceil(n / g), batch, step, compute, float(sum(times)), exposed, throughput,
+                              throughput / base, throughput / (n * base), len(buckets)))
+    return out
+
+
+def efficiency(throughput_n: float, ranks: int, throughput_1: float) -> float:
+    """Parallel efficiency: throughput(N) / (N · throughput(1))."""
+    return throughput_n / (_ranks(ranks) * throughput_1)
+
+
+def links_from_dict(data: dict, where: str = "links") -> Links:
+    """``{inter: {alpha_s, beta_bytes_per_s}, intra: {...}}`` (intra optional) -> Links."""
+    if not isinstance(data, dict) or "inter" not in data:
+        raise ConfigError("links need an 'inter' level: {inter: {alpha_s: .., beta_bytes_per_s: ..}, intra: {..}}",
+                          where)
+    unknown = sorted(set(data) - {"inter", "intra"})
+    if unknown:
+        raise ConfigError(f"unknown key '{unknown[0]}' in links", where, "valid keys here: inter, intra")
+
+    def level(key):
+        value = data.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, dict) or set(value) != {"alpha_s", "beta_bytes_per_s"}:
+            raise ConfigError(f"'links.{key}' must be {{alpha_s: SECONDS, beta_bytes_per_s: BYTES_PER_S}}, "
+                              f"got {value!r}", where)
+        try:
+            return Link(float(value["alpha_s"]), float(value["beta_bytes_per_s"]))
+        except (TypeError, ValueError):
+            raise ConfigError(f"'links.{key}' values must be numbers, got {value!r}", where) from None
+
+    return Links(inter=level("inter"), intra=level("intra"))
+
+
+def link_from_allreduce_json(data: dict, where: str) -> tuple[str, Link]:
+    """A ``hpcnn bench allreduce`` result -> ("intra" if it ran on one node else "inter", Link)."""
+    try:
+        link = Link(float(data["alpha_s"]), float(data["beta_bytes_per_s"]))
+    except (KeyError, TypeError, ValueError):
+        raise ConfigError("not a `hpcnn bench allreduce` result: needs numeric alpha_s and beta_bytes_per_s",
+                          where) from None
+    nodes = data.get("nodes")
+    one_node = isinstance(nodes, list) and len(nodes) == 1 and int(data.get("world_size", 2) or 2) > 1
+    return ("intra" if one_node else "inter"), link
+
+
+def _ranks(n) -> int:
+    if isinstance(n, bool) or int(n) != n or int(n) < 1:
+        raise ConfigError(f"a rank count must be a whole number >= 1, got {n!r}", "ranks")
+    return int(n)
+
+
+def _algorithm(name: str):
+    if name not in ALGORITHMS:
+        raise ConfigError(f"allreduce algorithm must be one of {', '.join(ALGORITHMS)}, got {name!r}", "algorithm")
+    return ring_allreduce_s if name == "ring" else tree_allreduce_s
+
+
+__all__ = ["ALGORITHMS", "BACKWARD_FRACTION", "DEFAULT_BUCKET_BYTES", "Link", "Links", "Prediction", "StepProfile",
+           "allreduce_s", "buckets_of", "efficiency", "exposed_comm_s", "link_from_allreduce_json", "links_from_dict",
+           "predict", "ring_allreduce_s", "tree_allreduce_s"]

@@ -1,0 +1,246 @@
+"""`hpcnn scale STUDY.yaml | collect | check | status | model`: scaling studies from the login node.
+
+``hpcnn scale STUDY.yaml`` pre-flights and submits the missing or failed points and returns;
+run again, it submits only what is still missing, and collects the report once every point is
+done. ``collect``/``check``/``status`` take the study directory (or the study file);
+``model`` prints the communication model's predictions without any study.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ACTIONS = ("run", "collect", "check", "status", "model")
+
+
+class _ActionOrStudy(argparse.ArgumentParser):
+    """`hpcnn scale STUDY.yaml` means `hpcnn scale run STUDY.yaml`."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        args = list(sys.argv[1:] if args is None else args)
+        first, i = None, 0
+        while i < len(args) and first is None:
+            if args[i] == "--profile":  # the one option that takes a value before the study
+                i += 2
+                continue
+            first = i if not args[i].startswith("-") else None
+            i += 1
+        if first is not None and args[first] not in ACTIONS and not {"-h", "--help"} & set(args[:first]):
+            args.insert(0, "run")  # options before the study belong to `run` too
+        return super().parse_known_args(args, namespace)
+
+
+def _print_json(data) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def _study_dir(ref: str) -> Path:
+    from .scale.study import load_study, study_dir
+
+    path = Path(ref)
+    return path if path.is_dir() else study_dir(load_study(path))
+
+
+def cmd_run(args) -> int:
+    from .scale import run_study
+    from .scale.report import format_table
+
+    run = run_study(args.study, profile=args.profile, dry_run=args.dry_run)
+    if args.dry_run:
+        if run.plan is None:
+            print(f"# dry run: nothing to submit ({_counts(run.states)})", file=sys.stderr)
+            return 0
+        for script in run.plan.scripts:
+            print(script.rstrip("\n"))
+        print(f"# dry run: pre-flight passed; would submit {len(run.submitted)} point(s) "
+              f"({', '.join(run.submitted)}) as {len(run.plan.arrays)} array(s)", file=sys.stderr)
+        return 0
+    if args.json:
+        _print_json({"study_dir": str(run.study_dir), "submitted": run.submitted, "array_ids": run.array_ids,
+                     "unit_dir": str(run.unit_dir) if run.unit_dir else None,
+                     "states": {k: s.status for k, s in run.states.items()}, "report": run.report})
+        return 0
+    if run.submitted:
+        print(f"submitted {len(run.submitted)} point(s) ({', '.join(run.submitted)}) as array job(s) "
+              f"{', '.join(run.array_ids)}")
+    if run.report is not None:
+        print(format_table(run.report))
+        print(f"every point is done; report in {run.study_dir}")
+    elif not run.submitted:
+        print(f"nothing to submit: {_counts(run.states)}")
+    _print_states(run.states, skip=set(run.submitted))
+    print(f"study directory: {run.study_dir}")
+    if run.report is None:
+        print(f"follow it:       hpcnn scale status {run.study_dir}   hpcnn scale collect {run.study_dir}")
+    return 0
+
+
+def _counts(states) -> str:
+    from collections import Counter
+
+    counts = Counter(s.status for s in states.values())
+    return ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+
+
+def _print_states(states, skip=()) -> None:
+    for key, s in states.items():
+        if key in skip or s.status == "done":
+            continue
+        job = f" (job {s.attempt['job_id']})" if s.attempt else ""
+        print(f"  {key}: {s.status}{job}" + (f": {s.reason}" if s.reason else ""))
+
+
+def cmd_status(args) -> int:
+    from .scale.state import point_states, require_state
+
+    sdir = _study_dir(args.study)
+    state = require_state(sdir)
+    states = point_states(state, state.get("order"))
+    if args.json:
+        _print_json({k: {"status": s.status, "job_id": s.attempt["job_id"] if s.attempt else None,
+                         "nodelist": s.nodelist, "reason": s.reason} for k, s in states.items()})
+        return 0
+    print(f"study {state.get('name')}: {_counts(states)}    {sdir}")
+    for key, s in states.items():
+        job = s.attempt["job_id"] if s.attempt else "-"
+        print(f"  {key:<8} {s.status:<8} job {job:<10} {s.nodelist or '-':<12} {s.reason}")
+    return 0
+
+
+def cmd_collect(args) -> int:
+    from .scale import collect
+    from .scale.report import format_table
+
+    sdir = _study_dir(args.study)
+    report = collect(sdir)
+    if args.json:
+        _print_json(report)
+    else:
+        print(format_table(report))
+        print(f"wrote points.json, points.csv, table.txt and plots in {sdir}")
+    return 0
+
+
+def cmd_check(args) -> int:
+    from .scale import check
+
+    results = check(_study_dir(args.study))
+    failed = [r for r in results if not r["ok"]]
+    if args.json:
+        _print_json({"ok": not failed, "checks": results})
+    elif not results:
+        print("no reference figures in the study: nothing to check")
+    else:
+        for r in results:
+            print(f"{'ok  ' if r['ok'] else 'FAIL'} {r['point']:<8} {r['figure']:<18} {r['why']}")
+        print(f"{len(failed)} of {len(results)} check(s) below the reference" if failed else "all checks passed")
+    return 1 if failed else 0
+
+
+def _floats(text: str, what: str) -> list[float]:
+    from .errors import ConfigError
+
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"{what} must be comma-separated numbers, got {text!r}", "command line") from None
+
+
+def model_links(args):
+    """Links from --alpha/--beta (and --intra-*) or `hpcnn bench allreduce` files (--links)."""
+    from .errors import ConfigError
+    from .scale import model
+    from .scale.study import read_allreduce
+
+    levels = {}
+    for path in args.links or []:
+        level, link = read_allreduce(Path(path), "--links")
+        levels[level] = link
+    if args.alpha is not None or args.beta is not None:
+        if args.alpha is None or args.beta is None:
+            raise ConfigError("--alpha and --beta go together", "command line")
+        levels["inter"] = model.Link(args.alpha, args.beta)
+    if args.intra_alpha is not None or args.intra_beta is not None:
+        if args.intra_alpha is None or args.intra_beta is None:
+            raise ConfigError("--intra-alpha and --intra-beta go together", "command line")
+        levels["intra"] = model.Link(args.intra_alpha, args.intra_beta)
+    if "inter" not in levels:
+        raise ConfigError("the model needs link parameters", "command line",
+                          "give --alpha SECONDS --beta BYTES_PER_S, or --links ALLREDUCE.json from "
+                          "`hpcnn bench allreduce` run over two nodes")
+    return model.Links(levels["inter"], levels.get("intra"))
+
+
+def cmd_model(args) -> int:
+    from .scale import model
+
+    links = model_links(args)
+    buckets = _floats(args.buckets, "--buckets") if args.buckets else args.bucket_bytes
+    profile = model.StepProfile(compute_s=args.step_time, grad_bytes=args.grad_bytes, batch_per_rank=args.batch,
+                                other_s=args.other_time, bucket_bytes=tuple(buckets) if isinstance(buckets, list)
+                                else buckets, backward_fraction=args.backward_fraction)
+    gpus = [int(x) for x in _floats(args.gpus, "--gpus")]
+    rows = model.predict(profile, links, gpus, args.gpus_per_node, args.mode, args.algorithm, not args.no_overlap)
+    if args.json:
+        _print_json({"links": links.to_dict(), "mode": args.mode, "algorithm": args.algorithm,
+                     "overlap": not args.no_overlap, "predictions": [r.to_dict() for r in rows]})
+        return 0
+    print(f"{args.algorithm} allreduce, {'with' if not args.no_overlap else 'without'} overlap, {args.mode} scaling, "
+          f"{rows[0].buckets if rows else 0} bucket(s), {args.gpus_per_node} rank(s) per node")
+    print(f"{'gpus':>6} {'nodes':>6} {'step ms':>9} {'comm ms':>9} {'exposed':>9} {'img/s':>11} {'speed-up':>9} "
+          f"{'eff':>6}")
+    for r in rows:
+        print(f"{r.ranks:>6} {r.nodes:>6} {1000 * r.step_s:>9.2f} {1000 * r.comm_s:>9.2f} "
+              f"{1000 * r.exposed_comm_s:>9.2f} {r.images_per_second:>11.1f} {r.speedup:>9.1f} {r.efficiency:>6.3f}")
+    return 0
+
+
+def register(subparsers) -> None:
+    """Add `hpcnn scale` to hpcnn's argparse subparsers."""
+    p = subparsers.add_parser("scale", help="scaling studies: submit, collect, check; the communication model",
+                              description="hpcnn scale STUDY.yaml submits the study's missing or failed points and "
+                                          "returns; `collect`, `check`, `status` read a study directory; `model` "
+                                          "predicts step time and efficiency from link parameters.")
+    p.__class__ = _ActionOrStudy
+    sub = p.add_subparsers(dest="scale_command", metavar="STUDY.yaml | ACTION", required=True,
+                           parser_class=argparse.ArgumentParser)
+
+    r = sub.add_parser("run", help="(default) pre-flight and submit missing or failed points; collect when all done")
+    r.add_argument("study", metavar="STUDY.yaml")
+    r.add_argument("--profile", help="site profile (default: the study's, else the config's slurm.profile)")
+    r.add_argument("--dry-run", action="store_true", help="pre-flight and print the scripts; submit nothing")
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(func=cmd_run)
+
+    for name, func, text in (("collect", cmd_collect, "write points.json/.csv, table.txt and plots; print the table"),
+                             ("check", cmd_check, "points below the study's reference figures (exit 1 if any)"),
+                             ("status", cmd_status, "every point's state (one Slurm query)")):
+        a = sub.add_parser(name, help=text)
+        a.add_argument("study", metavar="STUDY_DIR|STUDY.yaml")
+        a.add_argument("--json", action="store_true")
+        a.set_defaults(func=func)
+
+    m = sub.add_parser("model", help="predict step time, throughput and efficiency at many GPU counts",
+                       description="The α-β model of docs/scaling.md: ring or tree allreduce per bucket, "
+                                   "overlapped with backward except the last bucket.")
+    m.add_argument("--step-time", type=float, required=True, help="one rank's step without communication (s)")
+    m.add_argument("--grad-bytes", type=float, required=True, help="gradient size in bytes")
+    m.add_argument("--alpha", type=float, help="inter-node latency (s)")
+    m.add_argument("--beta", type=float, help="inter-node bandwidth (bytes/s)")
+    m.add_argument("--intra-alpha", type=float, help="intra-node latency (s); with --intra-beta: two-level allreduce")
+    m.add_argument("--intra-beta", type=float, help="intra-node bandwidth (bytes/s)")
+    m.add_argument("--links", nargs="+", metavar="ALLREDUCE.json", help="`hpcnn bench allreduce` results instead")
+    m.add_argument("--gpus", required=True, help="comma-separated GPU (rank) counts, e.g. 1,8,64,512,4096")
+    m.add_argument("--gpus-per-node", type=int, default=1, help="ranks per node (default 1)")
+    m.add_argument("--batch", type=float, default=1.0, help="images per rank at one rank (strong: the global batch)")
+    m.add_argument("--mode", choices=["weak", "strong"], default="weak")
+    m.add_argument("--algorithm", choices=["ring", "tree"], default="ring")
+    m.add_argument("--bucket-bytes", type=float, help="bucket cap in bytes (default 25 MiB, as DDP)")
+    m.add_argument("--buckets", help="explicit bucket sizes in bytes, comma-separated")
+    m.add_argument("--other-time", type=float, default=0.0, help="data wait + optimizer per step (s), not overlapped")
+    m.add_argument("--backward-fraction", type=float, default=2 / 3, help="share of --step-time that is backward")
+    m.add_argument("--no-overlap", action="store_true", help="communication starts after backward")
+    m.add_argument("--json", action="store_true")
+    m.set_defaults(func=cmd_model)

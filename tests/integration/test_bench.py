@@ -1,0 +1,109 @@
+"""hpcnn bench on real processes: one rank in-process, two gloo ranks under torchrun, the allreduce sweep.
+
+Bounded in steps; no timing asserts — only that the numbers are consistent with each other.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+
+import pytest
+
+from hpcnn.bench.run import bench_from_dict, bench_job
+from hpcnn.cli import main
+from hpcnn.config import load_job, to_dict
+from hpcnn.data.synthetic import write_image_folder
+from tests.helpers import PYTHON, REPO
+
+SMALL = ["data.image_size=16", "model.channels=[8,16]", "model.hidden=[32]", "train.batch_size=16",
+         "train.threads=1", "train.log_every=2"]
+KEYS = {"images_per_second", "step_time_s", "world_size", "nodes", "hosts_per_rank", "device", "batch_size_per_rank",
+        "global_batch_size", "precision", "gradient_bytes", "bucket_bytes", "gpu", "config_name", "hpcnn_version"}
+
+
+def check_consistent(r: dict, steps: int, windows: int) -> None:
+    assert KEYS <= r.keys()
+    ips = r["images_per_second"]
+    assert ips["min"] <= ips["median"] <= ips["max"] and ips["min"] > 0
+    assert len(r["window_seconds"]) == windows
+    for rate, seconds in zip(r["images_per_second_windows"], r["window_seconds"]):
+        assert rate * seconds == pytest.approx(r["global_batch_size"] * steps, rel=1e-9)
+    st = r["step_time_s"]
+    parts = st["split_data"] + st["compute"] + (st["comm"] or 0.0) + st["optimizer"]
+    # the four intervals are contiguous stamps of the same steps: they add up to the instrumented total
+    assert parts == pytest.approx(st["split_total"], rel=1e-9, abs=1e-9)
+    assert st["compute"] > 0 and st["optimizer"] > 0 and st["total"] > 0
+    assert st["total"] == pytest.approx(statistics.median(r["window_seconds"]) / steps, rel=1e-9)
+    assert r["global_batch_size"] == r["batch_size_per_rank"] * r["world_size"]
+    assert r["nodes"] == sorted(set(r["hosts_per_rank"])) and len(r["hosts_per_rank"]) == r["world_size"]
+    assert r["gpu"] is None and r["precision"] == "fp32"  # CPU here
+
+
+def test_bench_one_rank_synthetic_contract(tmp_path):
+    out = tmp_path / "b.json"
+    cfg = load_job(None, SMALL + ["name=tinybench"])
+    result = bench_from_dict(to_dict(cfg), out, warmup=1, steps=3, windows=3)
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    check_consistent(result, 3, 3)
+    assert result["config_name"] == "tinybench" and result["world_size"] == 1 and result["data"] == "synthetic"
+    assert result["step_time_s"]["comm"] == pytest.approx(0.0, abs=1e-3)  # one process: nothing to average
+    n_params = 8 * 3 * 9 + 8 + 16 * 8 * 9 + 16 + 2 * (8 + 16)  # convs, BatchNorms
+    assert result["gradient_bytes"] > 4 * n_params  # + the dense head, float32
+
+
+def test_bench_real_jpeg_folder_shows_data_wait(tmp_path):
+    write_image_folder(tmp_path / "img", 96, size=20, seed=1, fmt="jpg")
+    cfg = load_job(None, SMALL + ["data.source=folder", f"data.root={tmp_path / 'img'}"])
+    result = bench_job(cfg, None, data="real", warmup=1, steps=2, windows=2)
+    check_consistent(result, 2, 2)
+    assert result["data"] == "real" and result["decode"] == "cpu"  # auto on a CPU: PIL in the workers
+    assert result["step_time_s"]["data"] > 0 and result["num_classes"] == 8
+
+
+def test_bench_gpu_decode_without_gpu_is_a_clear_error(tmp_path, capsys):
+    code = main(["bench", *SMALL, "data.source=folder", f"data.root={tmp_path}", "data.decode=gpu", "--data", "real"])
+    err = capsys.readouterr().err
+    assert code == 2 and "data.decode is gpu but this job runs on the CPU" in err and "Traceback" not in err
+
+
+def torchrun(*args, timeout=240):
+    cmd = [PYTHON, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "hpcnn", *args]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+def test_bench_two_gloo_ranks(tmp_path):
+    out = tmp_path / "b2.json"
+    proc = torchrun("bench", *SMALL, "--warmup", "1", "--steps", "2", "--windows", "2", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads(out.read_text())
+    check_consistent(r, 2, 2)
+    assert r["world_size"] == 2 and r["backend"] == "gloo" and r["global_batch_size"] == 16
+    assert r["batch_size_per_rank"] == 8
+    assert r["step_time_s"]["comm"] > 0  # measured explicitly, bucket by bucket
+    assert r["bucket_bytes"] and sum(r["bucket_bytes"]) == r["gradient_bytes"]
+
+
+def test_allreduce_sweep_two_gloo_ranks(tmp_path):
+    out = tmp_path / "ar.json"
+    proc = torchrun("bench", "allreduce", "--sizes", "1K..64K", "--iters", "3", "--warmup", "1", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads(out.read_text())
+    assert [row["bytes"] for row in r["rows"]] == [1024 * 2**k for k in range(7)]
+    for row in r["rows"]:
+        assert row["algbw_bytes_per_s"] == pytest.approx(row["bytes"] / row["time_s"])
+        assert row["busbw_bytes_per_s"] == pytest.approx(row["algbw_bytes_per_s"])  # 2(N-1)/N = 1 for N = 2
+    assert r["alpha_s"] > 0 and r["beta_bytes_per_s"] > 0 and r["world_size"] == 2 and r["backend"] == "gloo"
+    assert "busbw(GB/s)" in proc.stdout and '"alpha_s"' in proc.stdout
+
+
+def test_allreduce_on_one_rank_says_how_to_launch(capsys):
+    assert main(["bench", "allreduce"]) == 2
+    err = capsys.readouterr().err
+    assert "at least 2 ranks" in err and "torchrun" in err
+
+
+def test_train_with_gpu_decode_on_cpu_fails_before_loading_data(tiny, tmp_path, capsys):
+    assert main(["train", *tiny, "data.source=folder", f"data.root={tmp_path / 'absent'}", "data.decode=gpu"]) == 2
+    err = capsys.readouterr().err
+    assert "data.decode is gpu but this job runs on the CPU" in err  # not "image folder not found": checked first

@@ -1,0 +1,118 @@
+"""hpcnn bench pieces that need no process group: sizes, the α-β fit, data.decode, the device decoder (CPU)."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from hpcnn.bench.allreduce import fit_alpha_beta
+from hpcnn.bench.timing import human_size, size_range, spread
+from hpcnn.config import load_job
+from hpcnn.data.gpu_decode import DeviceDecoder, EncodedImageSet, collate_encoded, resolve_decode
+from hpcnn.data.imagesets import FileImageSet
+from hpcnn.data.synthetic import write_image_folder
+from hpcnn.errors import ConfigError
+
+
+def test_size_ranges_double_like_nccl_tests():
+    assert size_range("1K..8K") == [1024, 2048, 4096, 8192]
+    assert size_range("64,1M") == [64, 2**20]
+    assert [human_size(s) for s in size_range("512K..2M")] == ["512K", "1M", "2M"]
+    with pytest.raises(ValueError):
+        size_range("8K..1K")
+    with pytest.raises(ValueError):
+        size_range("lots")
+
+
+def test_spread_is_median_min_max():
+    assert spread([3.0, 1.0, 2.0]) == {"median": 2.0, "min": 1.0, "max": 3.0}
+
+
+@pytest.mark.parametrize("n", [2, 4, 16])
+def test_alpha_beta_fit_recovers_the_ring_model(n):
+    alpha, beta = 5e-6, 20e9  # 5 us per message, 20 GB/s per link
+    sizes = [2**k for k in range(10, 29)]
+    times = [2 * (n - 1) * alpha + 2 * (n - 1) / n * s / beta for s in sizes]
+    a, b = fit_alpha_beta(sizes, times, n)
+    assert a == pytest.approx(alpha, rel=1e-6)
+    assert b == pytest.approx(beta, rel=1e-6)
+
+
+def test_alpha_beta_fit_stays_positive_on_noisy_latency():
+    sizes = [1024, 2048, 4096, 8192]
+    times = [1e-3, 0.5e-3, 0.8e-3, 1.1e-3]  # latency-bound noise: the line may cross zero
+    a, b = fit_alpha_beta(sizes, times, 2)
+    assert a > 0 and b > 0
+    with pytest.raises(ValueError):
+        fit_alpha_beta(sizes, times, 1)
+
+
+def test_decode_modes_resolve_and_fail_early():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
+    data = load_job(None, ["data.source=folder", "data.root=/nowhere"]).data
+    assert data.decode == "auto"
+    assert resolve_decode(data, cpu) == "cpu"  # auto without a GPU: the PIL path
+    assert resolve_decode(dataclasses.replace(data, decode="cpu"), cuda) == "cpu"
+    assert resolve_decode(data, cuda, ["a/x.jpg", "b/y.JPEG"]) == "gpu"
+    assert resolve_decode(data, cuda, ["a/x.jpg", "b/y.png"]) == "cpu"  # not all JPEG: stay on the CPU
+    with pytest.raises(ConfigError, match="no GPU visible") as err:
+        resolve_decode(dataclasses.replace(data, decode="gpu"), cpu)
+    assert err.value.where == "data.decode"
+    synthetic = load_job(None, ["data.decode=gpu"]).data
+    with pytest.raises(ConfigError, match="data.source is synthetic"):
+        resolve_decode(synthetic, cuda)
+    assert resolve_decode(dataclasses.replace(synthetic, decode="auto"), cuda) == "cpu"
+
+
+def test_decode_is_checked_at_load():
+    with pytest.raises(ConfigError, match="data.decode"):
+        load_job(None, ["data.decode=nvjpeg"])
+
+
+@pytest.fixture(scope="module")
+def jpegs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("jpegs")
+    write_image_folder(root, 24, size=40, seed=3, fmt="jpg")
+    paths = sorted(str(p) for p in root.rglob("*.jpg"))
+    return paths
+
+
+@pytest.mark.parametrize("crop", [None, 0.875])
+def test_device_decoder_matches_the_pil_path(jpegs, crop):
+    """The batched decoder (run here on the CPU) gives what the workers' PIL path gives, within a few levels."""
+    files = FileImageSet(jpegs, [i % 3 for i in range(len(jpegs))], size=32, channels=3, crop=crop)
+    items, labels = collate_encoded([EncodedImageSet(files)[i] for i in range(len(files))])
+    assert all(it[0].ndim == 1 for it in items)  # workers ship bytes, not pixels
+    x, y = DeviceDecoder(files, torch.device("cpu"))(items, labels)
+    assert x.dtype == torch.uint8 and tuple(x.shape) == (len(jpegs), 3, 32, 32)
+    assert torch.equal(y, files.labels)
+    pil = torch.stack([files[i][0] for i in range(len(files))])
+    diff = (x.float() - pil.float()).abs()
+    assert diff.mean() < 3.0, diff.mean()
+
+
+def test_device_decoder_drops_a_corrupt_file_and_keeps_labels_aligned(jpegs, tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not a jpeg at all")
+    paths = [jpegs[0], str(bad), jpegs[1]]
+    files = FileImageSet(paths, [0, 1, 2], size=32, channels=1)
+    items, labels = collate_encoded([EncodedImageSet(files)[i] for i in range(3)])
+    x, y = DeviceDecoder(files, torch.device("cpu"))(items, labels)
+    assert tuple(x.shape) == (2, 1, 32, 32) and y.tolist() == [0, 2]
+    strict = FileImageSet(paths, [0, 1, 2], size=32, channels=1, on_corrupt="fail")
+    with pytest.raises(Exception, match="bad.jpg|corrupt|unreadable"):
+        DeviceDecoder(strict, torch.device("cpu"))(*collate_encoded([EncodedImageSet(strict)[i] for i in range(3)]))
+
+
+def test_preflight_refuses_gpu_decoding_without_gpus():
+    from hpcnn.errors import ResourceError
+    from hpcnn.slurm.site.preflight import check_launch
+    from hpcnn.slurm.site.resources import Resources
+
+    cfg = load_job(None, ["data.decode=gpu"])
+    cpu_job = Resources(nodes=1, gpus_per_node=0, tasks_per_node=1, cpus_per_task=2, mem_gb=None, time_min=10,
+                        job_name="x")
+    with pytest.raises(ResourceError, match="data.decode is gpu"):
+        check_launch(cfg, cpu_job)
+    check_launch(cfg, dataclasses.replace(cpu_job, gpus_per_node=1))  # fine with a GPU

@@ -4,7 +4,7 @@
 
 Prints one JSON object. Trains a tiny run (digits, 1 epoch), writes ``--files`` small PNG files,
 then runs ``python -m hpcnn predict RUN LIST.txt --out X.csv`` in a fresh process per case,
-alternating small and large. Each process reports its own peak RSS (``ru_maxrss``, after the
+alternating small and large. Each process reports its own peak RSS (``VmHWM``, after the
 predict returns) and the largest peak among its waited-for children (the DataLoader workers,
 ``RUSAGE_CHILDREN``); the benchmark also samples /proc every 0.1 s to count the process tree and its
 summed RSS (shared pages counted once per process, so an upper bound). Medians over ``--repeat``;
@@ -36,7 +36,10 @@ try:
 except SystemExit as exit:
     code = exit.code or 0
 usage = resource.getrusage
-print("PEAK_RSS " + json.dumps({"self_kib": usage(resource.RUSAGE_SELF).ru_maxrss,
+# VmHWM, not ru_maxrss, for this process: Linux carries the parent's high-water mark into ru_maxrss
+# across fork + exec; VmHWM belongs to this address space alone
+hwm = int([line for line in open("/proc/self/status") if line.startswith("VmHWM:")][0].split()[1])
+print("PEAK_RSS " + json.dumps({"self_kib": hwm,
                                 "children_kib": usage(resource.RUSAGE_CHILDREN).ru_maxrss, "exit": code}))
 """
 

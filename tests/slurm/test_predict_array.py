@@ -10,7 +10,7 @@ import pytest
 from hpcnn.slurm.jobs.predict_array import PredictArray
 
 from tests.helpers import run_hpcnn
-from tests.slurm.support import JOB_TIMEOUT_S, POLL_MAX_S, hpcnn, sacct_rows, state_dir
+from tests.slurm.support import JOB_TIMEOUT_S, POLL_MAX_S, hpcnn, sacct_rows, state_dir, wait_until
 
 __all__ = ["state_dir"]
 
@@ -46,7 +46,7 @@ def test_three_shards_collect_to_the_one_rank_file_and_a_lost_shard_reruns_alone
     preds = PredictArray.from_dir(shards_dir)
     statuses = preds.wait(timeout_s=3 * JOB_TIMEOUT_S, poll_max_s=POLL_MAX_S)
     assert [s.state for s in statuses] == ["COMPLETED"] * 3, [s.reason for s in statuses]
-    assert sorted(r["JobID"] for r in sacct_rows(slurm_cluster, array_id)) == [f"{array_id}_{i}" for i in range(3)]
+    assert accounted(slurm_cluster, array_id, 3) == [f"{array_id}_{i}" for i in range(3)]
     assert "3 COMPLETED" in hpcnn("status", array_id).stdout  # the records registry knows the array
     ranked = json.loads(hpcnn("results", shards_dir, "--json").stdout)  # shards ranked by their images/s
     assert sorted(r["index"] for r in ranked) == [0, 1, 2] and all(r["value"] > 0 for r in ranked)
@@ -72,7 +72,7 @@ def test_three_shards_collect_to_the_one_rank_file_and_a_lost_shard_reruns_alone
     assert preds.tasks[1].job_id == f"{rerun}_0" and preds.tasks[0].job_id == f"{array_id}_0"
     statuses = preds.wait(timeout_s=2 * JOB_TIMEOUT_S, poll_max_s=POLL_MAX_S)
     assert all(s.succeeded for s in statuses), [s.reason for s in statuses]
-    assert [r["JobID"] for r in sacct_rows(slurm_cluster, rerun)] == [f"{rerun}_0"], "one task: shard 1 only"
+    assert accounted(slurm_cluster, rerun, 1) == [f"{rerun}_0"], "one task: shard 1 only"
     preds.collect()  # the Python handle merges the same way
     assert out.read_bytes() == one.read_bytes()
     assert {i: (shards_dir / f"shard-{i:05d}" / "rows.csv").stat().st_mtime_ns for i in (0, 2)} == kept
@@ -104,3 +104,13 @@ def test_preflight_fails_before_anything_is_queued(slurm_cluster, trained, tmp_p
     proc = hpcnn("predict", trained / "run", empty, "--out", out, "--profile", "local", "--shards", "2", check=False)
     assert proc.returncode == 2 and "no inputs to predict" in proc.stderr
     assert not (tmp_path / "p.csv.shards" / "sweep.json").exists()
+
+
+def accounted(cluster, array_id: str, expected: int) -> list[str]:
+    """The array's task ids in Slurm's accounting, written asynchronously by slurmdbd: polled until `expected`
+    rows of this session are there (-D: an older job with the same id must not hide this one's rows)."""
+    def ids():
+        rows = {r["JobID"] for r in sacct_rows(cluster, array_id, duplicates=True)}
+        return sorted(rows) if len(rows) >= expected else None
+
+    return wait_until(ids, 60, f"accounting rows of array {array_id}")

@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from emit import emit  # benchmarks/emit.py: the script's own folder is on sys.path
+
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = ["data.source=digits", "data.image_size=16", "data.channels=1", "model.channels=[8,16]", "train.epochs=1",
          "train.batch_size=64", "train.plots=false", "train.tensorboard=false", "train.threads=1",
@@ -155,11 +157,7 @@ def main() -> int:
               "generate_seconds": round(generate_s, 1), "cases": rows,
               "self_growth_mib": {str(w): growth(w) for w in (0, args.workers)},
               "command": "python benchmarks/bench_predict_memory.py " + " ".join(sys.argv[1:])}
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text + "\n")
+    emit(report, args.out)
     if not args.dir:
         import shutil
 

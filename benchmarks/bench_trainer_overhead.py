@@ -31,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from emit import emit  # benchmarks/emit.py: the script's own folder is on sys.path
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
@@ -220,11 +222,7 @@ def main() -> int:
             print(json.dumps(results[-1]), file=sys.stderr, flush=True)
     out = {"benchmark": "trainer_overhead", "torch": torch.__version__, "threads": torch.get_num_threads(),
            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cases": results}
-    text = json.dumps(out, indent=2)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text + "\n")
-    print(text)
+    emit(out, args.out)
     return 0
 
 

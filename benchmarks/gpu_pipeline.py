@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from emit import emit  # benchmarks/emit.py: the script's own folder is on sys.path
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
@@ -102,11 +104,7 @@ def main() -> int:
                "ratio_cpu_decode_vs_synthetic": runs["cpu"]["images_per_second"]["median"] / syn
                if syn and "cpu" in runs else None, "target": 0.9}
     out["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    text = json.dumps(out, indent=2)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text + "\n")
-    print(text)
+    emit(out, args.out)
     return 0
 
 

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from emit import emit  # benchmarks/emit.py: the script's own folder is on sys.path
+from procfs import process_tree, rss_kib
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = ["data.source=digits", "data.image_size=16", "data.channels=1", "model.channels=[8,16]", "train.epochs=1",
@@ -63,32 +64,6 @@ def write_files(folder: Path, n: int) -> list[str]:
     return paths
 
 
-def _tree(pid: int) -> list[int]:
-    """pid and its descendants, from /proc (Linux)."""
-    parents: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                ppid = int(open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            parents.setdefault(ppid, []).append(int(entry))
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo += parents.get(p, [])
-    return out
-
-
-def _rss_kib(pid: int) -> int:
-    try:
-        for line in open(f"/proc/{pid}/status"):
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 def measure(run: Path, listing: Path, out: Path, workers: int, env: dict) -> dict:
@@ -97,9 +72,9 @@ def measure(run: Path, listing: Path, out: Path, workers: int, env: dict) -> dic
     proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     tree_peak, most = 0, 0
     while proc.poll() is None:
-        pids = _tree(proc.pid)
+        pids = process_tree(proc.pid)
         most = max(most, len(pids) - 1)
-        tree_peak = max(tree_peak, sum(_rss_kib(p) for p in pids))
+        tree_peak = max(tree_peak, sum(rss_kib(p) for p in pids))
         time.sleep(0.1)
     stdout, stderr = proc.communicate(timeout=600)
     if proc.returncode != 0:

@@ -5,8 +5,11 @@
 #
 # Writes JSON (and pytest's junit XML) under $OUT: gpu_tests.xml, one <name>.json per benchmarks/gpu_*.py
 # (each called with --out), trainer_overhead*.json, allreduce.json, and gpu_all.json: every step's exit
-# code and seconds. Each step has its own timeout, a failing step does not stop the others, and the whole
-# run stops starting new steps after HPCNN_GPU_BUDGET_S seconds (default 480, i.e. ~8 minutes).
+# code and seconds. monitoring.json (benchmarks/gpu_monitoring.py) carries driver_query_cost, the NVML
+# driver's own time per sample that docs/monitoring.md lists as pending; it is written before the
+# training part, so a step timeout does not lose it. Each step has its own timeout, a failing step does
+# not stop the others, and the whole run stops starting new steps after HPCNN_GPU_BUDGET_S seconds
+# (default 480, i.e. ~8 minutes).
 # PYTHON defaults to .venv/bin/python when present, else python3; the repository goes on PYTHONPATH, so a
 # machine with torch but without an hpcnn install works.
 set -u

@@ -11,6 +11,9 @@ image) and the paths of one run's `hpcnn report` PNGs, copied next to ``--out``.
 Always: the sampler's own cost per sample (wall and thread-CPU time of one ``GpuSampler.write``:
 NVML queries + JSON + append), on the real NVML where there is a GPU, else on the stand-in
 (tests/support/fake_pynvml.py), which measures hpcnn's share without the driver's.
+With a driver also ``driver_query_cost``: the wall time of the four cheap queries alone
+(utilisation + memory + power + temperature through pynvml, median of 5 x 2000) — the driver's
+share that docs/monitoring.md quotes once a GPU run has recorded it.
 Without CUDA the training part prints ``{"skipped": ...}``.
 """
 from __future__ import annotations
@@ -60,9 +63,40 @@ def sampler_cost(samples: int = 2000) -> dict:
             walls.append((time.perf_counter() - w0) / n * 1e6)
             cpus.append((time.thread_time() - c0) / n * 1e6)
         sampler._file.close()
+    nvml.close()
     wall, cpu = statistics.median(walls), statistics.median(cpus)
     return {"nvml": source, "gpus_per_sample": len(nvml.gpus), "wall_us_per_sample": round(wall, 1),
             "cpu_us_per_sample": round(cpu, 1), "cpu_fraction_at_5s": cpu / 5e6}
+
+
+def driver_query_cost(calls: int = 2000) -> dict:
+    """Microseconds of utilisation + memory + power + temperature on the real driver (median of 5 repeats)."""
+    from hpcnn.monitor.nvml import load_nvml
+
+    lib = load_nvml()
+    if lib is None:
+        return {"skipped": "nvidia-ml-py is not installed"}
+    try:
+        lib.nvmlInit()
+    except Exception as err:
+        return {"skipped": f"no NVIDIA driver: {err}"}
+    try:
+        handle = lib.nvmlDeviceGetHandleByIndex(0)
+        sensor = lib.NVML_TEMPERATURE_GPU
+        walls = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            for _ in range(calls):
+                lib.nvmlDeviceGetUtilizationRates(handle)
+                lib.nvmlDeviceGetMemoryInfo(handle)
+                lib.nvmlDeviceGetPowerUsage(handle)
+                lib.nvmlDeviceGetTemperature(handle, sensor)
+            walls.append((time.perf_counter() - t0) / calls * 1e6)
+        name = lib.nvmlDeviceGetName(handle)
+    finally:
+        lib.nvmlShutdown()
+    return {"queries": ["utilization", "memory", "power", "temperature"], "gpu_name": str(name),
+            "wall_us_per_4_queries": round(statistics.median(walls), 2), "repeats_us": [round(w, 2) for w in walls]}
 
 
 def one_run(monitor: bool, interval: float, root: Path, index: int) -> dict:
@@ -127,8 +161,10 @@ def main() -> int:
     args = ap.parse_args()
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-    result = {"benchmark": "gpu_monitoring", "sampler_cost": sampler_cost(),
-              **training_overhead(args.rounds, args.interval, args.out)}
+    result = {"benchmark": "gpu_monitoring", "sampler_cost": sampler_cost(), "driver_query_cost": driver_query_cost()}
+    if args.out:  # the cheap figures survive a training part cut short by gpu_all.sh's step timeout
+        args.out.write_text(json.dumps({**result, "training": "not finished"}, indent=2) + "\n")
+    result.update(training_overhead(args.rounds, args.interval, args.out))
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:

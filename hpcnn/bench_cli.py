@@ -5,7 +5,7 @@ import json
 
 HELP = """examples:
   hpcnn bench                                          # the default job, synthetic batches, this device
-  hpcnn bench jobs/imagenet_resnet50.yaml --data real --out bench.json
+  hpcnn bench jobs/galaxies_folder.yaml --data real --out bench.json   # the config's own input pipeline
   torchrun --nproc_per_node=4 -m hpcnn bench jobs/x.yaml train.batch_size=1024
   torchrun --nproc_per_node=2 -m hpcnn bench allreduce --sizes 1K..64M --iters 20
 """

@@ -4,7 +4,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
+from .cli_parser import Parser, unrecognized
 from .errors import EXIT_INTERRUPTED, EXIT_PREEMPTED, HpcnnError
 
 EPILOG = """examples:
@@ -14,12 +16,14 @@ EPILOG = """examples:
   torchrun --nproc_per_node=2 -m hpcnn train jobs/default.yaml
   hpcnn config show jobs/default.yaml optim.lr=0.01
   hpcnn data generate --out galaxies/ --n 2000 --size 64
+  hpcnn data pack galaxies/ --out galaxies-shards/    # then data.source=shards data.root=galaxies-shards
 """
 
 
 def cmd_train(args) -> int:
     from .config import load_job, split_config_args
-    from .run import config_for_resume, run_job
+    from .rundir import config_for_resume
+    from .run import run_job
 
     path, overrides = split_config_args(args.items)
     if args.resume and args.resume != "auto":
@@ -67,9 +71,26 @@ def cmd_data_fetch(args) -> int:
     return 0
 
 
+def cmd_examples(args) -> int:
+    from .config import examples
+
+    if args.copy:
+        copied, kept = examples.copy_examples(args.copy)
+        print(f"copied {len(copied)} example job(s) to {args.copy}"
+              + (f"; kept {len(kept)} file(s) already there unchanged" if kept else ""))
+        print(f"try: hpcnn train {Path(args.copy) / 'default.yaml'}")
+        return 0
+    print(f"# example jobs shipped with hpcnn ({examples.examples_dir()}); copy them: hpcnn examples --copy jobs")
+    names = examples.list_examples()
+    width = max((len(n) for n in names), default=0)
+    for name in names:
+        print(f"jobs/{name.ljust(width)}  {examples.describe(name)}".rstrip())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hpcnn", description="Train CNNs from a laptop to N GPU nodes of a Slurm "
-                                "cluster.", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="hpcnn", description="Train CNNs from a laptop to N GPU nodes of a Slurm cluster.",
+               epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--debug", action="store_true", help="show full tracebacks")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -103,10 +124,23 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("name", help="CIFAR10, CIFAR100, MNIST, FashionMNIST, KMNIST, SVHN")
     f.add_argument("--root", required=True)
     f.set_defaults(func=cmd_data_fetch)
+    from .data_cli import register as register_data  # pack, inspect: torch only when packing
+
+    register_data(dsub)
+
+    ex = sub.add_parser("examples", help="list the example jobs shipped with hpcnn, or copy them (--copy DIR)",
+                        description="The example jobs of the README and docs. Outside the checkout, "
+                                    "`hpcnn train jobs/NAME.yaml` reads the shipped NAME.yaml when there is no such "
+                                    "file here.")
+    ex.add_argument("--copy", metavar="DIR", help="copy every example into DIR (files already there are kept)")
+    ex.set_defaults(func=cmd_examples)
 
     from .slurm.cli import register  # torch-free; a broken import here is a bug to see, not hide
 
     register(sub)
+    from .runs_cli import register as register_runs  # torch-free: hpcnn runs [rm]
+
+    register_runs(sub)
     from .weights_cli import register as register_weights  # torch-free at import
 
     register_weights(sub)
@@ -128,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .bench_cli import register as register_bench  # torch only when it runs
 
     register_bench(sub)
+    from .tune_cli import register as register_tune  # torch-free: hpcnn tune, hpcnn tune status
+
+    register_tune(sub)
     return p
 
 
@@ -139,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(args, "items") and all("=" in e and not e.startswith("-") for e in extra):
             args.items = list(args.items) + extra
         else:
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+            parser.error(unrecognized(parser, argv, extra))
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
@@ -153,6 +190,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as err:  # a write hpcnn.files did not make (plots, TensorBoard) ran out of space: one line too
+        from .files import storage_error_from
+
+        storage = storage_error_from(err)
+        if storage is None or args.debug:
+            raise
+        print(f"error: {storage}", file=sys.stderr)
+        return storage.exit_code
 
 
 if __name__ == "__main__":

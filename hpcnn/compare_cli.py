@@ -1,7 +1,7 @@
 """`hpcnn compare RUN_DIR... | SWEEP_DIR`: learning curves of several runs in one PNG and a table of their results.
 
 ``register(subparsers)`` adds the verb to the main parser (hpcnn/cli.py). Torch-free: it reads
-config.resolved.yaml, metrics.jsonl and summary.json. Errors are HpcnnErrors (one line, exit 2).
+each run directory's resolved config, metrics.jsonl and summary.json (``hpcnn.rundir``). Errors are HpcnnErrors (one line, exit 2).
 """
 from __future__ import annotations
 

@@ -82,3 +82,19 @@ class DistributedError(HpcnnError):
 
 class WeightsError(HpcnnError):
     """A pretrained-weights download failed or delivered other bytes than its name promises."""
+
+
+class StorageError(HpcnnError, OSError):
+    """A file could not be written: the file system is full or over quota, or the place is not writable.
+
+    Raised by ``hpcnn.files`` after the partial file is removed, so whatever was there before is intact.
+    Also an ``OSError`` (``errno``/``filename`` of the cause), so code that tolerates a failed optional
+    write with ``except OSError`` (a cache, a progress file) goes on tolerating it.
+    """
+
+    def __str__(self) -> str:
+        return self.format()
+
+
+class RunDirBusy(HpcnnError):
+    """Another job holds the run directory (``hpcnn.rundir_lock``): two writers would mix its files."""

@@ -5,6 +5,8 @@ when the command runs. Errors are HpcnnErrors, printed by the main CLI as one li
 """
 from __future__ import annotations
 
+from .rundir import CONFIG_FILE
+
 
 def cmd_explain(args) -> int:
     from .explain.report import explain_run
@@ -22,7 +24,7 @@ def register(subparsers) -> None:
     e = subparsers.add_parser("explain", help="Grad-CAM heatmaps of a trained run (what the network looks at)",
                               description="Draw Grad-CAM heatmaps over a run's images: a grid per class and the "
                               "most confident mistakes, as PNGs in RUN_DIR/explain/ (with explain.json).")
-    e.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (with config.resolved.yaml and checkpoints/)")
+    e.add_argument("run_dir", metavar="RUN_DIR", help=f"a run directory (with {CONFIG_FILE} and checkpoints/)")
     e.add_argument("--split", choices=["test", "val"], default="test", help="which split's images (default: test)")
     e.add_argument("--n", type=int, default=32, help="tiles per grid (default: 32)")
     e.add_argument("--layer", metavar="NAME",

@@ -17,8 +17,10 @@ from pathlib import Path
 
 import torch
 
+from . import rundir
 from .config import to_dict
 from .files import atomic_write_text
+from .results import is_final
 from .slurm.jobs.sweep import expand, load_sweep
 
 BATCH = 256
@@ -40,13 +42,11 @@ def config_key(cfg) -> str:
 def find_run(runs_dir, cfg) -> Path | None:
     """A finished run of ``cfg`` under ``runs_dir`` (any depth), matched by ``config_key``; None if there is none."""
     key = config_key(cfg)
-    for summary in sorted(Path(runs_dir).rglob("summary.json")):
-        resolved = summary.parent / "config.resolved.yaml"
-        if resolved.is_file() and json.loads(summary.read_text()).get("status") in ("completed", "early_stopped"):
-            from .run import config_for_resume
-
-            if config_key(config_for_resume(summary.parent)) == key:
-                return summary.parent
+    for summary_file in sorted(Path(runs_dir).rglob(rundir.SUMMARY_FILE)):
+        run_dir = summary_file.parent
+        if rundir.config_path(run_dir).is_file() and is_final(rundir.read_summary(run_dir)) \
+                and config_key(rundir.config_for_resume(run_dir)) == key:
+            return run_dir
     return None
 
 
@@ -60,8 +60,9 @@ def run_task(task, run_dir) -> dict:
     from .run import run_job
 
     run_dir = Path(run_dir)
-    if (run_dir / "summary.json").is_file() and find_run(run_dir, task.config) == run_dir:
-        return json.loads((run_dir / "summary.json").read_text())
+    summary = rundir.read_summary(run_dir)
+    if summary is not None and find_run(run_dir, task.config) == run_dir:
+        return summary
     return run_job(task.config, run_dir=run_dir, resume="auto").summary
 
 
@@ -69,10 +70,9 @@ def run_task(task, run_dir) -> dict:
 def split_accuracy(run_dir, split: str = "train", checkpoint: str = "best") -> float:
     """Accuracy of a run's checkpoint on one of its splits, images as in evaluation (no augmentation)."""
     from .explain.report import load_run_model
-    from .run import config_for_resume
     from .train.inputs import job_inputs
 
-    cfg = config_for_resume(run_dir)
+    cfg = rundir.config_for_resume(run_dir)
     splits, normalize = job_inputs(cfg, announce=False)
     model, _ = load_run_model(run_dir, cfg, splits.classes, checkpoint)
     data = getattr(splits, split)

@@ -1,4 +1,5 @@
-"""`hpcnn top JOB_ID`, `hpcnn gpus`, `hpcnn report RUN_DIR`: GPU views a user can act on.
+"""`hpcnn top JOB_ID`, `hpcnn gpus`, `hpcnn report RUN_DIR`, `hpcnn memory BENCH.json...`: GPU views
+a user can act on.
 
 `top` runs hpcnn's own one-shot sampler on the job's nodes through
 ``srun --jobid=JOB_ID --overlap`` (no ssh, no daemon), and takes the job's position from
@@ -146,6 +147,23 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_memory(args) -> int:
+    from .monitor.advice import limit
+    from .monitor.memory import memory_advice
+
+    target = args.target if args.target is not None else limit("MEMORY_TARGET_FRACTION")
+    result = memory_advice([Path(p) for p in args.bench], args.capacity_mib, target)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"peak memory = {result['fixed_mib']:,.0f} MiB + {result['per_image_mib']:,.1f} MiB per image "
+          f"(fit through batches {', '.join(map(str, result['batches']))}; {result['peak_memory_kind']})")
+    print(f"about {result['batch_that_fits']} images per GPU per forward pass (batch_size_per_rank / accumulate) "
+          f"fit in {target:.0%} of {result['capacity_mib']:,.0f} MiB; the rest is left for the CUDA context "
+          "and the allocator's slack, which PyTorch's peak does not count")
+    return 0
+
+
 def register(subparsers) -> None:
     t = subparsers.add_parser("top", help="live per-GPU table of a running Slurm job (from the login node)",
                               description="Sample the GPUs of a running job on its nodes (srun --jobid --overlap) "
@@ -169,6 +187,15 @@ def register(subparsers) -> None:
     r.add_argument("run_dir", metavar="RUN_DIR")
     r.add_argument("--out", metavar="DIR", help="where to write (default: RUN_DIR/gpu_report)")
     r.set_defaults(func=cmd_report)
+    m = subparsers.add_parser("memory", help="per-image GPU memory and the batch that fits, from bench results",
+                              description="Fit peak memory = fixed + per-image x batch through `hpcnn bench` results "
+                              "of one job at two or more batch sizes, and print the batch that fills the target "
+                              "share of the GPU's memory.")
+    m.add_argument("bench", nargs="+", metavar="BENCH.json", help="`hpcnn bench --out` files (two or more batches)")
+    m.add_argument("--capacity-mib", type=float, help="GPU memory (default: from the results' NVML samples)")
+    m.add_argument("--target", type=float, help="share of the GPU's memory to fill (default: 0.85)")
+    m.add_argument("--json", action="store_true", help="the fit as JSON")
+    m.set_defaults(func=cmd_memory)
 
 
-__all__ = ["cmd_gpus", "cmd_report", "cmd_top", "find_run_dir", "register"]
+__all__ = ["cmd_gpus", "cmd_memory", "cmd_report", "cmd_top", "find_run_dir", "register"]

@@ -20,6 +20,7 @@ def _options(args) -> dict:
 
 def _say_submitted(preds, as_json: bool) -> None:
     from .predict.manifest import read_spec
+    from .slurm.cli import recorded_site_and_cost
 
     spec = read_spec(preds.sweep_dir)
     ids = preds.record["submissions"][-1]["arrays"] if preds.submitted else []
@@ -32,6 +33,7 @@ def _say_submitted(preds, as_json: bool) -> None:
     else:
         print(f"submitted {len(preds.submitted)} of {spec['shards']} shard(s) ({spec['inputs']:,} inputs) as array "
               f"job(s) {', '.join(ids)}")
+        print(recorded_site_and_cost(preds.record, "--profile", only=preds.submitted))
     print(f"shards directory: {preds.sweep_dir}")
     print(f"follow it:        hpcnn status {ids[0] if ids else preds.sweep_dir}   "
           f"hpcnn results {preds.sweep_dir}")
@@ -82,18 +84,12 @@ def _resubmit(args) -> int:
 
 
 def _here(args) -> int:
-    import torch
-
-    from .dist import make_comm
-    from .env import detect_world
     from .predict import list_inputs, load_predictor, predict_files
     from .predict.outputs import check_output
-    from .train.logs import setup_logging
+    from .run import bootstrap
 
     check_output(args.out)
-    world = detect_world()
-    setup_logging(world.rank)
-    comm = make_comm(world, "auto", torch.device("cpu"), 3600.0)  # gloo: rank 0 waits for every part on disk
+    _, _, comm = bootstrap(timeout_s=3600.0)  # a CPU (gloo) group: rank 0 waits for every part on disk
     try:
         predictor = load_predictor(args.run_dir, args.checkpoint, args.device, args.precision, args.channels_last,
                                    args.compile)
@@ -108,7 +104,10 @@ def _here(args) -> int:
 
 def cmd_predict(args) -> int:
     from .errors import ConfigError
+    from .predict.outputs import check_output
 
+    if args.out:  # a place that cannot be written fails now, in one line, before any input is read
+        check_output(args.out)
     if args.collect:
         return _collect(args)
     if args.resubmit:

@@ -1,4 +1,4 @@
-"""The one entry every job executes, whoever launched it.
+"""The entry of a training job, whoever launched it (bench and predict jobs share its `bootstrap`).
 
 load config -> detect the World (env/) -> pick the device -> join the process group
 (dist/) -> run directory -> resume? -> fit (train/) -> summary. Under torchrun, srun,
@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
+import sys
 import threading
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import JobConfig, dump_yaml, from_dict, read_yaml
-from .errors import EXIT_PREEMPTED, CheckpointError, ConfigError, DistributedError, HpcnnError
-from .files import atomic_write_text, new_run_dir
+from .config import JobConfig, from_dict
+from .errors import EXIT_PREEMPTED, ConfigError, DistributedError, HpcnnError
+from .files import new_run_dir
+from .rundir import write_config
 
 log = logging.getLogger("hpcnn")
 
@@ -50,24 +54,31 @@ class StopFlag:
         log.warning("received %s: will checkpoint at the next step boundary and stop", self.signal_name)
 
 
-def config_for_resume(run_dir: Path, overrides=()) -> JobConfig:
-    """The config a run directory was started with, plus any overrides (e.g. more epochs)."""
-    from .config import apply_overrides
+def torch_cuda():
+    """torch's CUDA facts for env.check_gpus_usable; the reason CUDA failed comes from torch.cuda.init()."""
+    import torch
 
-    path = Path(run_dir) / "config.resolved.yaml"
-    if not path.is_file():
-        raise CheckpointError("not a run directory (no config.resolved.yaml)", str(run_dir),
-                              "pass the directory printed at the end of a run")
-    data = read_yaml(path)
-    if overrides:
-        data = apply_overrides(data, overrides)
-    return from_dict(data, str(path) + (" + command-line overrides" if overrides else ""))
+    from .env import TorchCuda
+
+    available = torch.cuda.is_available()
+    error = None
+    if torch.version.cuda and not available:
+        try:
+            torch.cuda.init()
+        except Exception as err:  # torch's own words: no driver, driver too old, ...
+            error = str(err)
+    return TorchCuda(torch.__version__, torch.version.cuda, available,
+                     torch.cuda.device_count() if available else 0, error)
 
 
 def pick_device(cfg: JobConfig, world):
     import torch
 
+    from .env import check_gpus_usable
+
     want = cfg.train.device
+    if want != "cpu":  # GPUs this job holds but torch cannot use: stop now, not train on the CPU
+        check_gpus_usable(os.environ, want, torch_cuda())
     has_cuda = torch.cuda.is_available()
     if want == "cuda" and not has_cuda:
         raise ConfigError("train.device is cuda but no GPU is visible", "train.device",
@@ -102,26 +113,26 @@ def _deterministic(cfg: JobConfig, device) -> None:
         torch.backends.cudnn.benchmark = True
 
 
-def run_job(cfg: JobConfig, run_dir: str | Path | None = None, resume: str | None = None,
-            world=None, callbacks=()) -> RunResult:
-    """Train ``cfg`` in this process; ``resume="auto"`` continues from the newest checkpoint in run_dir.
+def bootstrap(cfg: JobConfig | None = None, world=None, log_to_stderr: bool = False, timeout_s: float | None = None):
+    """The start of every job process (train, bench, predict): World -> logging -> device -> Comm.
 
-    ``callbacks``: extra ``hpcnn.train.events.Callback`` objects (every rank gets every event).
+    Returns (world, device, comm). Without ``cfg`` (predict's group of CPU processes): the CPU, backend auto.
+    ``log_to_stderr``: keep stdout for a result (``hpcnn bench | jq``).
     """
+    import torch
+
     from .dist import make_comm
-    from .env import job_info
+    from .env import detect_world
     from .train.logs import setup_logging
-    from .train.trainer import Trainer
 
-    if world is None:
-        from .env import detect_world
-
-        world = detect_world()
-    setup_logging(world.rank)
+    world = world or detect_world()
+    handlers = setup_logging(world.rank).handlers
+    for handler in handlers if log_to_stderr else ():
+        handler.setStream(sys.stderr)
+    if cfg is None:
+        return world, torch.device("cpu"), make_comm(world, "auto", torch.device("cpu"), timeout_s or 3600.0)
     device = pick_device(cfg, world)
     if device.type == "cuda":
-        import torch
-
         from .env import validate_against_request
 
         for warning in validate_against_request(world, gpus_visible=torch.cuda.device_count()):
@@ -129,21 +140,45 @@ def run_job(cfg: JobConfig, run_dir: str | Path | None = None, resume: str | Non
                 log.warning(warning)
     _set_threads(cfg, world, device)
     _deterministic(cfg, device)
+    return world, device, make_comm(world, cfg.dist.backend, device, timeout_s or cfg.dist.timeout_s)
+
+
+def run_job(cfg: JobConfig, run_dir: str | Path | None = None, resume: str | None = None,
+            world=None, callbacks=()) -> RunResult:
+    """Train ``cfg`` in this process; ``resume="auto"`` continues from the newest checkpoint in run_dir.
+
+    ``callbacks``: extra ``hpcnn.train.events.Callback`` objects (every rank gets every event).
+    """
+    from .data import jobscope as data_job
+    from .env import job_info
+    from .objectives import objective_for
+    from .rundir_lock import hold_run_dir
+    from .train.trainer import Trainer
+
+    if not resume:  # a bad model.weights fails before a run directory exists (a resumed run loads its checkpoint)
+        from .config.weights_names import weights_source
+
+        weights_source(cfg.model)
     stop = StopFlag()
     stop.install()
-    comm = make_comm(world, cfg.dist.backend, device, cfg.dist.timeout_s)
+    world, device, comm = bootstrap(cfg, world)
+    held = ExitStack()  # rank 0's lock of the run directory, released however the run ends
+    created = started = False
     try:
         if comm.is_main:
             log.info("hpcnn: %s; backend %s; device %s", world.describe(), comm.backend, device)
         run_dir = Path(run_dir) if run_dir else comm.broadcast_object(
             new_run_dir(cfg.train.runs_dir, cfg.name) if comm.is_main else None)
         if comm.is_main:
+            created = not run_dir.exists()
             run_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(run_dir / "config.resolved.yaml", dump_yaml(cfg))
+            held.enter_context(hold_run_dir(run_dir, job_info()))  # a second job here stops: RunDirBusy
+            write_config(run_dir, cfg)
         comm.barrier()
-        if cfg.ssl.method != "none":  # self-supervised pretraining: the same set-up, fit() and results
-            from .ssl.pretrain import Pretrainer as Trainer
-        trainer = Trainer(cfg, comm, run_dir, device, stop=stop, callbacks=callbacks, resume=resume, job=job_info())
+        with data_job.bound(comm, run_dir):  # set-up lists a folder on one rank, holds sets once per node
+            trainer = Trainer(cfg, comm, run_dir, device, stop=stop, callbacks=callbacks, resume=resume,
+                              job=job_info(), objective=objective_for(cfg))
+        started = True
         result = trainer.fit()
         comm.barrier()
     except HpcnnError as err:
@@ -159,6 +194,10 @@ def run_job(cfg: JobConfig, run_dir: str | Path | None = None, resume: str | Non
                                        "checkpoint is intact: resume with --resume") from err
             comm.fail(f"{type(err).__name__}: {err}")
         raise
+    finally:
+        held.close()
+        if created and not started:  # set-up failed (data, model): no run to resume, leave no empty directory
+            shutil.rmtree(run_dir, ignore_errors=True)
     comm.shutdown()
     if comm.is_main:
         log.info("run directory: %s", run_dir)
@@ -170,4 +209,4 @@ def run_from_dict(config: dict, run_dir: str | Path, resume: str = "auto") -> Ru
     return run_job(from_dict(config, "submitted config"), run_dir, resume)
 
 
-__all__ = ["EXIT_PREEMPTED", "HpcnnError", "RunResult", "StopFlag", "config_for_resume", "run_job"]
+__all__ = ["EXIT_PREEMPTED", "HpcnnError", "RunResult", "StopFlag", "run_job"]

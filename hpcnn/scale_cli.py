@@ -43,11 +43,20 @@ def _study_dir(ref: str) -> Path:
     return path if path.is_dir() else study_dir(load_study(path))
 
 
+def _study_profile(study) -> str | None:
+    from .scale.study import load_study
+
+    return load_study(study).profile if not Path(study).is_dir() else None
+
+
 def cmd_run(args) -> int:
     from .scale import run_study
     from .scale.report import format_table
+    from .slurm.cli import planned_site_and_cost, recorded_site_and_cost
+    from .slurm.jobs.handles import JobArray
 
     run = run_study(args.study, profile=args.profile, dry_run=args.dry_run)
+    named = {"named": _study_profile(args.study), "named_by": f"the study's profile ({args.study})"}
     if args.dry_run:
         if run.plan is None:
             print(f"# dry run: nothing to submit ({_counts(run.states)})", file=sys.stderr)
@@ -56,6 +65,7 @@ def cmd_run(args) -> int:
             print(script.rstrip("\n"))
         print(f"# dry run: pre-flight passed; would submit {len(run.submitted)} point(s) "
               f"({', '.join(run.submitted)}) as {len(run.plan.arrays)} array(s)", file=sys.stderr)
+        print(planned_site_and_cost(run.plan, args.profile, **named), file=sys.stderr)
         return 0
     if args.json:
         _print_json({"study_dir": str(run.study_dir), "submitted": run.submitted, "array_ids": run.array_ids,
@@ -65,6 +75,7 @@ def cmd_run(args) -> int:
     if run.submitted:
         print(f"submitted {len(run.submitted)} point(s) ({', '.join(run.submitted)}) as array job(s) "
               f"{', '.join(run.array_ids)}")
+        print(recorded_site_and_cost(JobArray.from_dir(run.unit_dir).record, args.profile, **named))
     if run.report is not None:
         print(format_table(run.report))
         print(f"every point is done; report in {run.study_dir}")
@@ -175,25 +186,32 @@ def model_links(args):
 
 def cmd_model(args) -> int:
     from .scale import model
+    from .scale.report import algorithm_mix
 
     links = model_links(args)
+    algorithm = model.algorithm_name(args.algorithm, "--algorithm")
     buckets = _floats(args.buckets, "--buckets") if args.buckets else args.bucket_bytes
-    profile = model.StepProfile(compute_s=args.step_time, grad_bytes=args.grad_bytes, batch_per_rank=args.batch,
-                                other_s=args.other_time, bucket_bytes=tuple(buckets) if isinstance(buckets, list)
-                                else buckets, backward_fraction=args.backward_fraction)
+    profile = model.StepProfile(compute_s=args.step_time, grad_bytes=args.grad_bytes,
+                                batch_per_rank=1.0 if args.batch is None else args.batch,
+                                optimizer_s=args.optimizer_time, data_s=args.data_time,
+                                bucket_bytes=tuple(buckets) if isinstance(buckets, list) else buckets,
+                                backward_fraction=args.backward_fraction)
     gpus = [int(x) for x in _floats(args.gpus, "--gpus")]
-    rows = model.predict(profile, links, gpus, args.gpus_per_node, args.mode, args.algorithm, not args.no_overlap)
+    rows = model.predict(profile, links, gpus, args.gpus_per_node, args.mode, algorithm, not args.no_overlap)
     if args.json:
-        _print_json({"links": links.to_dict(), "mode": args.mode, "algorithm": args.algorithm,
+        _print_json({"links": links.to_dict(), "mode": args.mode, "algorithm": algorithm,
                      "overlap": not args.no_overlap, "predictions": [r.to_dict() for r in rows]})
         return 0
-    print(f"{args.algorithm} allreduce, {'with' if not args.no_overlap else 'without'} overlap, {args.mode} scaling, "
+    print(f"{algorithm} allreduce, {'with' if not args.no_overlap else 'without'} overlap, {args.mode} scaling, "
           f"{rows[0].buckets if rows else 0} bucket(s), {args.gpus_per_node} rank(s) per node")
-    print(f"{'gpus':>6} {'nodes':>6} {'step ms':>9} {'comm ms':>9} {'exposed':>9} {'img/s':>11} {'speed-up':>9} "
-          f"{'eff':>6}")
+    per_image = args.batch is not None  # without --batch images are unknown: say steps/s, not img/s
+    rate = "img/s" if per_image else "steps/s"
+    print(f"{'gpus':>6} {'nodes':>6} {'step ms':>9} {'comm ms':>9} {'exposed':>9} {rate:>11} {'speed-up':>9} "
+          f"{'eff':>6}  allreduce")
     for r in rows:
         print(f"{r.ranks:>6} {r.nodes:>6} {1000 * r.step_s:>9.2f} {1000 * r.comm_s:>9.2f} "
-              f"{1000 * r.exposed_comm_s:>9.2f} {r.images_per_second:>11.1f} {r.speedup:>9.1f} {r.efficiency:>6.3f}")
+              f"{1000 * r.exposed_comm_s:>9.2f} {r.images_per_second if per_image else 1 / r.step_s:>11.1f} {r.speedup:>9.1f} {r.efficiency:>6.3f}  "
+              f"{algorithm_mix(r.algorithms)}")
     return 0
 
 
@@ -223,9 +241,11 @@ def register(subparsers) -> None:
         a.set_defaults(func=func)
 
     m = sub.add_parser("model", help="predict step time, throughput and efficiency at many GPU counts",
-                       description="The α-β model of docs/scaling.md: ring or tree allreduce per bucket, "
-                                   "overlapped with backward except the last bucket.")
-    m.add_argument("--step-time", type=float, required=True, help="one rank's step without communication (s)")
+                       description="The α-β model of docs/scaling.md: ring, recursive doubling, Rabenseifner or "
+                                   "binomial allreduce (or the fastest, auto) per bucket, overlapped with backward "
+                                   "except the last bucket.")
+    m.add_argument("--step-time", type=float, required=True, help="one rank's forward+backward at --batch (s); "
+                   "its data wait and optimizer step go in --data-time and --optimizer-time")
     m.add_argument("--grad-bytes", type=float, required=True, help="gradient size in bytes")
     m.add_argument("--alpha", type=float, help="inter-node latency (s)")
     m.add_argument("--beta", type=float, help="inter-node bandwidth (bytes/s)")
@@ -234,12 +254,19 @@ def register(subparsers) -> None:
     m.add_argument("--links", nargs="+", metavar="ALLREDUCE.json", help="`hpcnn bench allreduce` results instead")
     m.add_argument("--gpus", required=True, help="comma-separated GPU (rank) counts, e.g. 1,8,64,512,4096")
     m.add_argument("--gpus-per-node", type=int, default=1, help="ranks per node (default 1)")
-    m.add_argument("--batch", type=float, default=1.0, help="images per rank at one rank (strong: the global batch)")
+    m.add_argument("--batch", type=float, help="images per rank at one rank (strong: the global batch); "
+                                               "without it throughput is in steps/s")
     m.add_argument("--mode", choices=["weak", "strong"], default="weak")
-    m.add_argument("--algorithm", choices=["ring", "tree"], default="ring")
+    m.add_argument("--algorithm", default="ring",
+                   help="allreduce between nodes: ring (default) | recursive_doubling | rabenseifner | binomial | "
+                        "auto (the fastest per bucket); tree: the old name of binomial")
     m.add_argument("--bucket-bytes", type=float, help="bucket cap in bytes (default 25 MiB, as DDP)")
     m.add_argument("--buckets", help="explicit bucket sizes in bytes, comma-separated")
-    m.add_argument("--other-time", type=float, default=0.0, help="data wait + optimizer per step (s), not overlapped")
+    m.add_argument("--data-time", type=float, default=0.0,
+                   help="data wait per step at --batch (s): per-image work, shrinks with the per-rank batch")
+    m.add_argument("--optimizer-time", "--other-time", type=float, default=0.0,
+                   help="optimizer step and other per-step constants (s): the same on every rank whatever its "
+                        "batch (--other-time: the old name)")
     m.add_argument("--backward-fraction", type=float, default=2 / 3, help="share of --step-time that is backward")
     m.add_argument("--no-overlap", action="store_true", help="communication starts after backward")
     m.add_argument("--json", action="store_true")

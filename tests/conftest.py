@@ -7,6 +7,9 @@ import pytest
 
 from tests.helpers import TINY
 
+# The test suite's site default, as a user sets theirs (hpcnn never falls back to the test cluster by itself);
+# subprocesses inherit it. Tests of the profile choice itself override it with monkeypatch.
+os.environ["HPCNN_PROFILE"] = "local"
 
 # Set once per process by torch itself or by our own documented process-wide defaults.
 SET_BY_LIBRARIES = {"PYTEST_CURRENT_TEST", "SLURM_CONF", "CUBLAS_WORKSPACE_CONFIG", "TORCH_NCCL_ASYNC_ERROR_HANDLING",

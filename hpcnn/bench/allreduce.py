@@ -12,9 +12,11 @@ assumes the ring model the scaling model (``hpcnn scale model``) uses:
 
 a straight line t = a + b·S fitted by least squares on relative error (every size counts, not
 only the largest), so α = a / (2(N−1)) (seconds, per-message latency of one link) and
-β = 2(N−1)/N / b (bytes/s, link bandwidth). A negative intercept (noise on a fast link) falls
-back to the smallest size's time as the latency term. JSON keys ``alpha_s`` and
-``beta_bytes_per_s`` are what ``hpcnn scale`` reads.
+β = 2(N−1)/N / b (bytes/s, link bandwidth). Two fallbacks keep both positive: no positive slope
+(every size latency-bound, or one size only) takes b from the largest message, b = t/S there (all
+of its time counted as transfer: a lower bound on β), with the intercept that fits best for that b;
+an intercept ≤ 0 (noise on a fast link) takes the smallest message's time as the latency term.
+JSON keys ``alpha_s`` and ``beta_bytes_per_s`` are what ``hpcnn scale`` reads.
 """
 from __future__ import annotations
 
@@ -48,11 +50,12 @@ def fit_alpha_beta(sizes: list[int], seconds: list[float], world_size: int) -> t
     sxx = sum(wi * (s - mx) ** 2 for wi, s in zip(w, sizes))
     sxy = sum(wi * (s - mx) * (t - my) for wi, s, t in zip(w, sizes, seconds))
     b = sxy / sxx if sxx > 0 else 0.0
-    if b <= 0:  # no bandwidth term visible: use the largest message
-        b = max(seconds[i] / sizes[i] for i in range(len(sizes)))
-    a = my - b * mx
-    if a <= 0:
-        a = min(seconds)
+    if b <= 0:  # no bandwidth term visible: the largest message's time per byte (a lower bound on β)
+        largest = max(range(len(sizes)), key=lambda i: sizes[i])
+        b = seconds[largest] / sizes[largest]
+    a = my - b * mx  # the weighted least-squares intercept for this slope
+    if a <= 0:  # the line crosses zero (noise on a fast link): the smallest message's time is the latency term
+        a = seconds[min(range(len(sizes)), key=lambda i: sizes[i])]
     n = world_size
     return a / (2 * (n - 1)), (2 * (n - 1) / n) / b
 

@@ -16,7 +16,6 @@ import platform
 import resource
 import socket
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -46,23 +45,14 @@ def bench_from_dict(config: dict, out: str | os.PathLike, data: str = "synthetic
 def bench_job(cfg, out: str | os.PathLike | None = None, data: str = "synthetic", warmup: int = 5,
               steps: int = 20, windows: int = 3, world=None) -> dict | None:
     """Detect the world, join the process group, measure; rank 0 returns (and writes) the result."""
-    from ..dist import make_comm
-    from ..env import detect_world
-    from ..run import _deterministic, _set_threads, pick_device
-    from ..train.logs import setup_logging
+    from ..run import bootstrap
 
     if data not in DATA_MODES:
         raise ConfigError(f"unknown bench data mode {data!r}", "--data", "use synthetic or real")
     if warmup < 0 or steps < 1 or windows < 1:
         raise ConfigError("need warmup >= 0, steps >= 1 and windows >= 1", "hpcnn bench",
                           f"got warmup={warmup} steps={steps} windows={windows}")
-    world = world or detect_world()
-    for handler in setup_logging(world.rank).handlers:  # stdout carries only the JSON (`hpcnn bench | jq`)
-        handler.setStream(sys.stderr)
-    device = pick_device(cfg, world)
-    _set_threads(cfg, world, device)
-    _deterministic(cfg, device)
-    comm = make_comm(world, cfg.dist.backend, device, cfg.dist.timeout_s)
+    world, device, comm = bootstrap(cfg, world, log_to_stderr=True)  # stdout carries only the JSON
     try:
         result = _measure(cfg, comm, device, world, data, warmup, steps, windows)
         if comm.is_main:
@@ -98,7 +88,7 @@ def _pipeline(cfg, comm, device, work_batch: int):
 
 
 def _measure(cfg, comm, device, world, data, warmup, steps, windows) -> dict:
-    from ..train.trainer import batch_sizes
+    from ..train.setup import batch_sizes
 
     _, local_batch = batch_sizes(cfg, comm.world_size)
     normalize, decode = None, None
@@ -188,7 +178,8 @@ def _gpu_block(summaries: list) -> dict | None:
 
 
 class _Telemetry:
-    """NVML samples of this rank's GPU during warm-up and windows (hpcnn.monitor); nothing on CPU."""
+    """NVML samples of this rank's GPU during warm-up and windows (hpcnn.monitor); nothing on CPU.
+    Stopping the sampler closes its NVML reader (event sets freed, nvmlShutdown)."""
 
     def __init__(self, device, comm, interval_s: float = 0.5):
         self.device, self.comm, self.interval_s = device, comm, interval_s
@@ -198,11 +189,13 @@ class _Telemetry:
     def __enter__(self):
         if self.device.type == "cuda":
             from ..monitor import GpuSampler
+            from ..train.callbacks import cuda_uuid
 
             self.tmp = tempfile.TemporaryDirectory(prefix="hpcnn-bench-gpu-")
             (Path(self.tmp.name) / "gpu").mkdir()
+            # by UUID, as the trainer does: CUDA's device numbers need not be NVML's
             self.sampler = GpuSampler(Path(self.tmp.name) / "gpu" / "rank0.jsonl", self.interval_s,
-                                      cuda_ordinal=self.device.index or 0)
+                                      cuda_ordinal=self.device.index or 0, uuid=cuda_uuid(self.device))
             if not self.sampler.start():
                 self.sampler = None
         return self

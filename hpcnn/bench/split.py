@@ -13,6 +13,7 @@ four contiguous, device-synchronised intervals:
 
 The four sum to the instrumented step's wall time by construction. The timed windows run the
 unmodified step; the difference between the two totals is roughly what DDP's overlap hides.
+One rank sends nothing: its ``comm`` is exactly 0 (no interval is timed).
 Horovod averages inside ``optimizer.step``: there ``comm`` is null and included in ``optimizer``.
 """
 from __future__ import annotations
@@ -22,9 +23,8 @@ import statistics
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 
-from ..train.loop import _autocast, _prepare, optimizer_step
+from ..train.loop import chunk_loss, optimizer_step, prepare
 from .timing import Stamps
 
 
@@ -60,25 +60,23 @@ def instrumented_steps(work, source, steps: int, bucket_bytes: list[int]) -> dic
         stamps.mark()
         x, y = next(source)
         stamps.mark()
-        x = _prepare(x, ctx, 0, step)
+        x = prepare(x, ctx, 0, step)
         y = y.to(ctx.device, non_blocking=ctx.non_blocking)
         n = y.shape[0]
         chunks = max(1, min(ctx.accumulate, n))
         for xc, yc in zip(x.chunk(chunks), y.chunk(chunks)):
-            with (ctx.comm.no_sync(model) if explicit else contextlib.nullcontext()), _autocast(ctx):
-                loss = F.cross_entropy(model(xc), yc, label_smoothing=ctx.label_smoothing)
-                if chunks > 1:
-                    loss = loss * (yc.shape[0] / n)
-                penalty = getattr(ctx, "penalty", None)  # the same objective as train_epoch
-                objective = loss + penalty() / chunks if penalty is not None else loss
-                (ctx.scaler.scale(objective) if ctx.scaler else objective).backward()
+            with ctx.comm.no_sync(model) if explicit else contextlib.nullcontext():
+                chunk_loss(model, xc, yc, n, chunks, ctx)  # the loop's own micro-batch step
         stamps.mark()
         if explicit:
             _allreduce_in_buckets(work.raw_model, bucket_bytes, ctx.comm.world_size)
-        stamps.mark()
+            stamps.mark()
         optimizer_step(optimizer, model, ctx.comm, ctx.scaler, ctx.clip_grad_norm)
         stamps.mark()
-        parts.append(stamps.intervals())
+        intervals = stamps.intervals()
+        if not explicit:  # nothing sent between backward and the optimizer (one rank; Horovod sends inside it)
+            intervals.insert(2, 0.0)
+        parts.append(intervals)
     data, compute, comm, opt = (statistics.fmean(p[i] for p in parts) for i in range(4))
     return {"data": data, "compute": compute, "comm": comm if explicit or ctx.comm.world_size == 1 else None,
             "optimizer": opt, "split_total": statistics.fmean(sum(p) for p in parts), "split_steps": steps}

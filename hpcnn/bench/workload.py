@@ -1,8 +1,9 @@
-"""The training step a benchmark times, set up exactly as the Trainer sets it up for its first phase.
+"""The training step a benchmark times, set up by the Trainer's own functions for its first phase.
 
-Same model (random weights: speed does not depend on them), memory format, DDP/Horovod wrap,
-``torch.compile``, parameter groups, optimizer and ``StepContext``, so ``train.loop.train_epoch``
-runs the step a real job runs. What differs is only where batches come from:
+``hpcnn.train.setup`` builds the model (random weights: speed does not depend on them), memory
+format, DDP/Horovod wrap, ``torch.compile``, parameter groups, optimizer and ``StepContext`` for the
+config's objective (supervised or SimCLR), so ``train.loop.train_epoch`` runs the step a real job runs.
+What differs is only where batches come from:
 
 * ``synthetic``: one uint8 batch generated on the device, fed every step (no input pipeline);
 * ``real``: the config's own pipeline (data source, DataLoader workers, GPU decoding when
@@ -10,20 +11,16 @@ runs the step a real job runs. What differs is only where batches come from:
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from ..config.phases import resolve_phases
-from ..data.augment import BatchAugment, Normalize
-from ..models.registry import build_model
-from ..train.freeze import frozen_batchnorm, param_groups, select
+from ..data.augment import Normalize
+from ..train.freeze import frozen_batchnorm, select
 from ..train.loop import StepContext
-from ..train.optim import build_optimizer
-from ..train.schedule import scaled_lr
-from ..train.trainer import batch_sizes
+from ..train.setup import batch_sizes, new_model, phase_step, step_context
 
 
 @dataclass
@@ -56,39 +53,21 @@ def count_classes(data_cfg) -> int:
 
 def build_workload(cfg, comm, device: torch.device, num_classes: int, normalize: Normalize | None = None,
                    steps_per_window: int = 20) -> Workload:
-    """Model, optimizer and step context for the config's first phase on this rank."""
+    """Model, optimizer and step context for the config's first phase on this rank, by the Trainer's set-up."""
+    from ..objectives import objective_for
+
+    objective = objective_for(cfg)
     phase = resolve_phases(cfg)[0]
     global_batch, local_batch = batch_sizes(cfg, comm.world_size)
-    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-    model, _ = build_model(dataclasses.replace(cfg.model, weights=None), num_classes, cfg.data.channels,
-                           cfg.data.image_size)
-    model = model.to(device)
-    t = cfg.train
-    if t.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model, _ = new_model(cfg, objective, device, num_classes, load_weights=False)  # speed needs no weights
     select(model, phase)
-    frozen_bn = frozen_batchnorm(model, phase)
-    wrapped = comm.wrap_model(model, device, cfg.dist.sync_batchnorm, cfg.dist.find_unused_parameters)
-    model = getattr(wrapped, "module", wrapped)
-    train_model = torch.compile(wrapped) if t.compile else wrapped
-    optimizer = comm.wrap_optimizer(build_optimizer(param_groups(model, phase, phase.optim.weight_decay),
-                                                    phase.optim), model, accumulate=t.accumulate)
-    amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.amp) if device.type == "cuda" else None
-    scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
     c = cfg.data.channels
     normalize = (normalize or Normalize(torch.full((c,), 0.5), torch.full((c,), 0.25))).to(device)
-    ctx = StepContext(device=device, normalize=normalize, augment=BatchAugment(cfg.data.augment, cfg.seed),
-                      comm=comm, amp_dtype=amp, scaler=scaler, channels_last=t.channels_last,
-                      accumulate=t.accumulate, clip_grad_norm=phase.optim.clip_grad_norm,
-                      label_smoothing=t.label_smoothing, peak_lr=scaled_lr(phase.optim.lr, global_batch, phase.schedule),
-                      total_steps=steps_per_window * max(1, phase.epochs), steps_per_epoch=steps_per_window,
-                      schedule_cfg=phase.schedule, global_batch=global_batch, log_every=t.log_every,
-                      non_blocking=device.type == "cuda", frozen_bn=frozen_bn)
-    if hasattr(phase.optim, "l1"):  # the L1/L2 weight penalty the loop adds to the loss
-        from ..train.penalties import weight_penalty
-
-        ctx = dataclasses.replace(ctx, penalty=weight_penalty(model, phase.optim.l1, phase.optim.l2))
-    return Workload(model, wrapped, train_model, optimizer, ctx, global_batch, local_batch, num_classes)
+    ctx = step_context(cfg, comm, device, objective, normalize, steps_per_window, global_batch,
+                       cfg.data.pin_memory and device.type == "cuda")
+    step = phase_step(cfg, comm, device, objective, model, phase, ctx, frozen_batchnorm(model, phase))
+    return Workload(step.raw_model, step.wrapped, step.train_model, step.optimizer, step.ctx, global_batch,
+                    local_batch, num_classes)
 
 
 class Batches:

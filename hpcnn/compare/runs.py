@@ -1,6 +1,6 @@
 """The runs to compare, from run directories and sweep directories, with what each has on disk.
 
-A run directory has ``config.resolved.yaml`` (written when training starts), ``metrics.jsonl``
+A run directory (``hpcnn.rundir``) has its resolved config (written when training starts), ``metrics.jsonl``
 (one line per epoch) and, once it ended, ``summary.json``. A sweep directory (``sweep.json``)
 stands for its task directories; a task that has not started, is still running or failed is
 listed with its state (from Slurm when ``sacct`` answers, else from the disk), never fatal.
@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import results
+from .. import results, rundir
 from ..errors import HpcnnError
+from ..rundir import CONFIG_FILE, METRICS_FILE
 
-CONFIG_FILE = "config.resolved.yaml"
-METRICS_FILE = "metrics.jsonl"
 SWEEP_FILE = "sweep.json"
-RUN_MARKERS = (CONFIG_FILE, METRICS_FILE, results.SUMMARY_FILE, "job.json")
+SEARCH_FILE = "search.json"  # hpcnn.tune.spec.RECORD (compare sits below tune: the name, not the import)
+RUN_MARKERS = (CONFIG_FILE, METRICS_FILE, rundir.SUMMARY_FILE, rundir.JOB_FILE)
 
 
 @dataclass
@@ -42,19 +42,6 @@ class Run:
     @property
     def has_metrics(self) -> bool:
         return bool(self.history)
-
-
-def _read_config(run_dir: Path) -> dict | None:
-    path = run_dir / CONFIG_FILE
-    if not path.is_file():
-        return None
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise HpcnnError(f"{CONFIG_FILE} cannot be read: {err}".splitlines()[0], str(path)) from None
-    return data if isinstance(data, dict) else None
 
 
 def read_history(run_dir: Path) -> list[dict]:
@@ -83,8 +70,8 @@ def _disk_state(summary: dict | None, history: list[dict], config: dict | None) 
 
 
 def load_run(run_dir: Path, slurm_state: str | None = None, reason: str = "", fallback_label: str = "") -> Run:
-    summary = results.read_summary(run_dir)
-    config, history = _read_config(run_dir), read_history(run_dir)
+    summary = rundir.read_summary(run_dir)
+    config, history = rundir.config_data(run_dir), read_history(run_dir)
     state = _disk_state(summary, history, config)
     if slurm_state and not results.is_final(summary) and slurm_state not in ("COMPLETED", "UNKNOWN"):
         state = slurm_state  # PENDING, RUNNING, FAILED, TIMEOUT, ...: the scheduler knows better than the disk
@@ -126,6 +113,8 @@ def expand(path: str | Path) -> list[Run]:
         raise HpcnnError("no such directory", str(path), "pass run directories or a sweep directory")
     if (path / SWEEP_FILE).is_file():
         return sweep_runs(path)
+    if (path / SEARCH_FILE).is_file():  # an `hpcnn tune` search: its trials' run directories (pruned ones say so)
+        return [load_run(d) for d in sorted((path / "trials").glob("trial-*")) if d.is_dir()]
     if any((path / marker).is_file() for marker in RUN_MARKERS):
         return [load_run(path)]
     raise HpcnnError(f"not a run or sweep directory (no {CONFIG_FILE}, {METRICS_FILE} or {SWEEP_FILE})", str(path),

@@ -13,7 +13,7 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from ..errors import ConfigError
-from . import strict
+from . import examples, strict
 from .schema import CHECKS, JobConfig
 from .walltime import walltime_minutes
 
@@ -30,31 +30,57 @@ def get(cfg: JobConfig, dotted: str) -> Any:
     return obj
 
 
-def validate(cfg: JobConfig, where: str = "config") -> JobConfig:
-    """Range and choice checks that types alone cannot express."""
+def validate(cfg: JobConfig, where: str = "config", problems: list | None = None) -> JobConfig:
+    """Range and choice checks that types alone cannot express.
+
+    With a ``problems`` list every failed check is appended to it; without, the first raises.
+    """
     for key, (ok, message) in CHECKS.items():
         value = get(cfg, key)
         if not ok(value):
-            raise ConfigError(f"'{key}' {message}, got {value!r}", where)
+            strict.report(ConfigError(f"'{key}' {message}, got {value!r}", where), problems)
+    for check in (_check_walltime, _check_data, _check_model, _check_phases):
+        try:
+            check(cfg, where)
+        except ConfigError as err:
+            strict.report(err, problems)
+    return cfg
+
+
+def _check_walltime(cfg: JobConfig, where: str) -> None:
     walltime_minutes(cfg.slurm.time, "slurm.time", where)  # raises ConfigError naming the key
+
+
+def _check_data(cfg: JobConfig, where: str) -> None:
     if cfg.data.source in ("folder", "torchvision", "hdf5") and not cfg.data.root:
         raise ConfigError(f"'data.root' is required when data.source is {cfg.data.source}", where)
     if cfg.data.source == "torchvision" and not cfg.data.name:
         raise ConfigError("'data.name' is required when data.source is torchvision (e.g. CIFAR10)", where)
+
+
+def _check_model(cfg: JobConfig, where: str) -> None:
     from .model_names import check_model_name
-    from .phases import resolve_phases
 
     check_model_name(cfg.model.name, where)
+
+
+def _check_phases(cfg: JobConfig, where: str) -> None:
+    from .phases import resolve_phases
+
     resolve_phases(cfg, where)
     if cfg.ssl.method != "none" and (cfg.phases or cfg.train.accumulate > 1):
         raise ConfigError(f"ssl.method {cfg.ssl.method} trains the backbone in one stage without gradient accumulation",
                           where, "remove phases / train.accumulate here; fine-tune afterwards in a job with "
                                  "model.weights: <this run directory>")
-    return cfg
 
 
 def from_dict(data: Mapping[str, Any] | None, where: str = "<dict>") -> JobConfig:
-    return validate(strict.build(JobConfig, data, where, ConfigError, noun="config key"), where)
+    """A validated JobConfig; every unknown key, wrong type and failed check is reported in one error."""
+    problems: list = []
+    cfg = strict.build(JobConfig, data, where, ConfigError, noun="config key", problems=problems)
+    validate(cfg, where, problems)
+    strict.raise_problems(problems, ConfigError, where)
+    return cfg
 
 
 def to_dict(cfg: JobConfig) -> dict[str, Any]:
@@ -67,36 +93,75 @@ def parse_override(text: str) -> tuple[str, Any]:
     if not sep or not key.strip():
         raise ConfigError(f"override {text!r} is not of the form key.sub=value", "command line")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = strict.load_yaml(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
     plain = raw.strip()[:1] not in ("'", '"', "[", "{")
     if plain and "#" in raw and (value is None or (isinstance(value, str) and value != raw.strip())):
         value = raw  # YAML would drop ' #...' as a comment: keep a path like '/a #b' whole
-    # YAML 1.1 reads 1e-3 as a string; numbers written that way are meant as floats.
-    if isinstance(value, str):
-        try:
-            value = float(value) if re.fullmatch(r"[-+]?\d*\.?\d+[eE][-+]?\d+", value) else value
-        except ValueError:
-            pass
     return key.strip(), value
 
 
+_KEY_PART = re.compile(r"^([^\[\]]+)((?:\[\d+\])*)$")
+
+
 def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
-    """Set dotted keys in a plain dict (before validation, so errors name the key)."""
+    """Set dotted keys in a plain dict (before validation, so errors name the key).
+
+    A list item is addressed by its index, ``phases[0].epochs=1``; the index one past the end adds an item.
+    """
     for text in overrides:
         key, value = parse_override(text)
-        node = data
-        parts = key.split(".")
-        for part in parts[:-1]:
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            if not isinstance(child, dict):
-                raise ConfigError(f"cannot set '{key}': '{part}' is not a section", "command line")
-            node = child
-        node[parts[-1]] = value
+        node: Any = data
+        steps = _key_steps(key)
+        for step, next_step in zip(steps, steps[1:]):
+            node = _child(node, step, {} if isinstance(next_step, str) else [], key)
+        _set(node, steps[-1], value, key)
     return data
+
+
+def _key_steps(key: str) -> list:
+    """``phases[0].optim.lr`` -> ["phases", 0, "optim", "lr"]."""
+    steps: list = []
+    for part in key.split("."):
+        match = _KEY_PART.match(part)
+        if not match:
+            raise ConfigError(f"cannot set '{key}': '{part}' is not a key name or name[index]", "command line")
+        steps.append(match.group(1))
+        steps += [int(i) for i in re.findall(r"\d+", match.group(2))]
+    return steps
+
+
+def _child(node: Any, step: str | int, empty: Any, key: str) -> Any:
+    """The dict or list at ``node[step]``, created empty where missing."""
+    if isinstance(step, int):
+        _set(node, step, empty, key, keep=True)
+    elif not isinstance(node, dict):
+        raise ConfigError(f"cannot set '{key}': '{step}' is inside a list; index it first, e.g. [0]", "command line")
+    elif node.get(step) is None:
+        node[step] = empty
+    child = node[step]
+    if not isinstance(child, type(empty)):
+        raise ConfigError(f"cannot set '{key}': '{step}' is not a {'list' if isinstance(empty, list) else 'section'}",
+                          "command line")
+    return child
+
+
+def _set(node: Any, step: str | int, value: Any, key: str, keep: bool = False) -> None:
+    """``node[step] = value``; a list takes an index up to one past its end (appending). ``keep``: only if new."""
+    if isinstance(step, str):
+        if not isinstance(node, dict):
+            raise ConfigError(f"cannot set '{key}': '{step}' is inside a list; index it first", "command line")
+        node[step] = value
+    elif not isinstance(node, list):
+        raise ConfigError(f"cannot set '{key}': [{step}] indexes something that is not a list", "command line")
+    elif step > len(node):
+        raise ConfigError(f"cannot set '{key}': index {step} is past the end of a list of {len(node)}",
+                          "command line", f"the next item is [{len(node)}]")
+    elif step == len(node):
+        node.append(value)
+    elif not keep:
+        node[step] = value
 
 
 def split_config_args(items: Iterable[str]) -> tuple[str | None, list[str]]:
@@ -110,9 +175,10 @@ def split_config_args(items: Iterable[str]) -> tuple[str | None, list[str]]:
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
+    """A job file; a missing ``jobs/NAME.yaml`` that names a shipped example is read from the package."""
+    path = examples.resolve(path)
     if not path.is_file():
-        raise ConfigError(f"config file not found: {path}", None, "check the path; example configs are in jobs/")
+        raise ConfigError(f"config file not found: {path}", None, f"check the path; {examples.MISSING_HINT}")
     return strict.read_mapping(path, ConfigError, "job config")
 
 

@@ -14,7 +14,9 @@ HEADER = """# Job config reference
 
 Generated from `hpcnn/config/schema.py` by `python -m hpcnn.config.reference > docs/config.md`
 (a test fails when this file is out of date). Every key is optional; unknown keys are errors.
-Override any key on the command line as `section.key=value` (YAML syntax for the value).
+Override any key on the command line as `section.key=value` (YAML syntax for the value); a list item by its
+index, `phases[0].epochs=1` (one past the end adds an item). Numbers are read as YAML 1.2 reads them, in files
+and overrides alike: `1e-3`, `5e+2` and `.5` are numbers. Every mistake of a file is reported at once, one per line.
 
 """
 

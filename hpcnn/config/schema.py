@@ -34,8 +34,12 @@ class MarkerConfig:
 
 @dataclass
 class DataConfig:
-    source: str = doc("synthetic", "synthetic | folder | digits | torchvision | hdf5")
-    root: Optional[str] = doc(None, "data directory (folder, torchvision root, hdf5 file)")
+    source: str = doc("synthetic", "synthetic | folder | digits | torchvision | hdf5 | shards (a pack written by "
+                                   "`hpcnn data pack`)")
+    root: Optional[str] = doc(None, "data directory (folder, torchvision root, hdf5 file, shard pack)")
+    stage: str = doc("none", "none | auto | PATH: copy the shard pack or HDF5 file to node-local storage before "
+                             "training, once per node (auto: the profile's local_scratch, else $SLURM_TMPDIR, "
+                             "else $TMPDIR); a requeued job on the same node reuses the copy")
     name: Optional[str] = doc(None, "torchvision data set name (CIFAR10, MNIST, FashionMNIST, ...)")
     image_size: int = doc(64, "images are resized/generated to this square size")
     channels: int = doc(3, "input channels the model sees (1 = grayscale, 3 = RGB)")
@@ -47,6 +51,13 @@ class DataConfig:
     split_seed: int = doc(1234, "seed of the train/val/test split (independent of the training seed)")
     normalize: bool = doc(True, "standardise inputs with per-channel mean/std of the training split")
     on_corrupt: str = doc("skip", "skip | fail: what a corrupt or unreadable image file does")
+    verify: str = doc("header", "folder: header | full | none: how rank 0 checks each image file before training "
+                                "(header: open it and check its structure; full: decode it; none: trust the "
+                                "listing); verdicts are cached by size and mtime, so the next job re-checks only "
+                                "changed files")
+    shared_memory: bool = doc(True, "in-memory sources (synthetic, digits, torchvision, hdf5): hold the resized "
+                                    "uint8 images once per node in /dev/shm, mapped by every rank of the node; "
+                                    "false = one private copy per rank")
     num_workers: int = doc(0, "DataLoader worker processes (0 = load in the training process)")
     pin_memory: bool = doc(True, "pin host memory when training on a GPU")
     decode: str = doc("auto", "auto | cpu | gpu: where training JPEGs are decoded (gpu: nvJPEG on the training GPU, batched; auto: gpu when training on a GPU from a folder of JPEGs, else cpu)")
@@ -158,7 +169,8 @@ class DistConfig:
 
 @dataclass
 class SlurmConfig:
-    profile: str = doc("local", "site profile name (slurm_templates/profiles/NAME.yaml) or path")
+    profile: Optional[str] = doc(None, "site profile name (slurm_templates/profiles/NAME.yaml) or path; null = your "
+                                       "default ($HPCNN_PROFILE, else `profile:` in ~/.config/hpcnn/config.yaml)")
     nodes: int = doc(1, "nodes to allocate")
     gpus_per_node: int = doc(0, "GPUs per node (0 = CPU job)")
     tasks_per_node: Optional[int] = doc(None, "tasks per node; default one per GPU, or 1")
@@ -247,7 +259,7 @@ class JobConfig:
                                         "lasts the sum of their epochs and train.epochs is not used")
 
 
-DATA_SOURCES = ("synthetic", "folder", "digits", "torchvision", "hdf5")
+DATA_SOURCES = ("synthetic", "folder", "digits", "torchvision", "hdf5", "shards")
 
 # dotted key -> (predicate, message). The loader applies these after types are checked.
 CHECKS: dict[str, tuple] = {
@@ -260,8 +272,10 @@ CHECKS: dict[str, tuple] = {
     "data.val_fraction": (lambda v: 0 < v < 1, "must be strictly between 0 and 1"),
     "data.test_fraction": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
     "data.on_corrupt": (lambda v: v in ("skip", "fail"), "must be skip or fail"),
+    "data.verify": (lambda v: v in ("header", "full", "none"), "must be header, full or none"),
     "data.num_workers": (lambda v: v >= 0, "must be >= 0"),
     "data.decode": (lambda v: v in ("auto", "cpu", "gpu"), "must be auto, cpu or gpu"),
+    "data.stage": (lambda v: bool(v.strip()), "must be none, auto or a directory path"),
     "data.augment.rotation": (lambda v: 0 <= v <= 180, "must be between 0 and 180 degrees"),
     "data.augment.random_resized_crop": (lambda v: v is None or 0 < v <= 1, "must be in (0, 1] or null"),
     "data.augment.color_jitter": (lambda v: 0 <= v <= 1, "must be between 0 and 1"),

@@ -5,12 +5,17 @@ valid name; a wrong type names the key and the value. Fields whose type is a dat
 are nested sections (a missing one gets its defaults); ``List[SomeDataclass]`` is a list
 of sections (``phases[1].epochs``). The error class is the caller's (ConfigError,
 ProfileError). Also the one field helper (``doc``) every schema uses. Stdlib + PyYAML only.
+
+Every YAML hpcnn reads goes through ``load_yaml`` (floats as YAML 1.2 reads them: ``1e-3``).
+With a ``problems`` list, ``build`` collects every error instead of stopping at the first, so a
+file with four mistakes is fixed in one round (``raise_problems`` reports them, one line each).
 """
 from __future__ import annotations
 
 import dataclasses
 import difflib
 import functools
+import re
 import typing
 from pathlib import Path
 from typing import Any, Mapping
@@ -84,39 +89,71 @@ def check_type(value: Any, typ: Any, key: str, where: str | None, error: type[Hp
 
 
 def build(cls, data: Mapping[str, Any] | None, where: str | None, error: type[HpcnnError] = ConfigError,
-          prefix: str = "", noun: str = "key"):
+          prefix: str = "", noun: str = "key", problems: list | None = None):
     """``cls(**data)`` with every key and type checked, sections built recursively.
 
     A key left out takes the dataclass default (a section: its own defaults); a field without
-    a default is required.
+    a default is required. With a ``problems`` list, every error found is appended to it (the
+    key keeps its default) instead of raising the first, so one run can report them all;
+    the result is None when a required key is missing.
     """
     data = {} if data is None else data
     if not isinstance(data, Mapping):
-        raise error(f"'{prefix.rstrip('.') or 'file'}' must be a mapping of keys, got {data!r}", where)
+        report(error(f"'{prefix.rstrip('.') or 'file'}' must be a mapping of keys, got {data!r}", where), problems)
+        data = {}
     types = field_types(cls)
     kwargs = {}
     for key, value in data.items():
         dotted = f"{prefix}{key}"
         if key not in types:
-            raise error(f"unknown {noun} '{dotted}'", where,
-                        suggest(str(key), types, prefix) or f"valid keys here: {', '.join(types)}")
-        typ = types[key]
-        if (sub := section_type(typ)) is not None:
-            kwargs[key] = build(sub, value, where, error, dotted + ".", noun)
-        elif (item := list_section_type(typ)) is not None:
-            if not isinstance(value, list):
-                raise error(f"'{dotted}' must be a list of mappings, got {value!r}", where)
-            kwargs[key] = [build(item, v, where, error, f"{dotted}[{i}].", noun) for i, v in enumerate(value)]
-        else:
-            kwargs[key] = check_type(value, typ, dotted, where, error)
+            report(error(f"unknown {noun} '{dotted}'", where,
+                          suggest(str(key), types, prefix) or f"valid keys here: {', '.join(types)}"), problems)
+            continue
+        try:
+            kwargs[key] = _build_value(types[key], value, dotted, where, error, noun, problems)
+        except HpcnnError as err:
+            report(err, problems)
     for name, sub in sections(cls).items():
         if name not in kwargs:
             kwargs[name] = build(sub, None, where, error, f"{prefix}{name}.", noun)
     missing = [f.name for f in dataclasses.fields(cls) if f.name not in kwargs
                and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     if missing:
-        raise error(f"missing required key '{prefix}{missing[0]}'", where)
+        return report(error(f"missing required key '{prefix}{missing[0]}'", where), problems)
     return cls(**kwargs)
+
+
+def _build_value(typ: Any, value: Any, dotted: str, where: str | None, error: type[HpcnnError], noun: str,
+                 problems: list | None) -> Any:
+    if (sub := section_type(typ)) is not None:
+        return build(sub, value, where, error, dotted + ".", noun, problems)
+    if (item := list_section_type(typ)) is not None:
+        if not isinstance(value, list):
+            raise error(f"'{dotted}' must be a list of mappings, got {value!r}", where)
+        built = [build(item, v, where, error, f"{dotted}[{i}].", noun, problems) for i, v in enumerate(value)]
+        return [b for b in built if b is not None]
+    return check_type(value, typ, dotted, where, error)
+
+
+def report(err: HpcnnError, problems: list | None, result: Any = None) -> Any:
+    """Raise ``err``, or with a ``problems`` list collect it and go on with ``result``."""
+    if problems is None:
+        raise err
+    problems.append(err)
+    return result
+
+
+def raise_problems(problems: list, error: type[HpcnnError], where: str | None) -> None:
+    """Nothing for no problems; one: that error as it is; several: one error listing each on its own line."""
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        lines = [f"{p.what}{f' ({p.where})' if p.where and p.where != where else ''}"
+                 f"{f' — hint: {p.hint}' if p.hint else ''}" for p in problems]
+        combined = error(f"{len(problems)} errors in {where or 'the config'}; fix them all, then rerun:\n  "
+                         + "\n  ".join(lines))
+        combined.problems = list(problems)
+        raise combined
 
 
 def defaults(cls):
@@ -124,11 +161,31 @@ def defaults(cls):
     return build(cls, None, f"defaults of {cls.__name__}")
 
 
+class YamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading floats as YAML 1.2 does.
+
+    YAML 1.1 (PyYAML) reads ``1e-3``, ``5e+2`` and ``-.5`` as strings; everybody means numbers.
+    A subclass, so PyYAML's global resolvers stay as they are for other code.
+    """
+
+
+YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$
+                   |^[-+]?\.[0-9][0-9_]*$""", re.X),
+    list("-+0123456789."))
+
+
+def load_yaml(text: str) -> Any:
+    """YAML text -> Python objects: the one YAML reader for job files, profiles, sweeps, studies and overrides."""
+    return yaml.load(text, Loader=YamlLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
 def read_mapping(path: str | Path, error: type[HpcnnError] = ConfigError, what: str = "config") -> dict:
     """A YAML file that must hold a mapping; a missing file, bad YAML (file:line) or a list are errors."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_yaml(path.read_text())
     except FileNotFoundError:
         raise error(f"{what} file not found: {path}", None, "check the path") from None
     except OSError as err:
@@ -145,13 +202,21 @@ def read_mapping(path: str | Path, error: type[HpcnnError] = ConfigError, what: 
 
 
 def load_named(cls, path: str | Path, error: type[HpcnnError], what: str):
-    """A named YAML file (profile, sweep) as ``cls``: ``name`` defaults to the file's stem, ``source`` is the path."""
-    path = Path(path)
+    """A named YAML file (profile, sweep) as ``cls``: ``name`` defaults to the file's stem, ``source`` is the path.
+
+    A missing path that names a shipped example (``jobs/sweep_lr.yaml``) reads the example.
+    """
+    from . import examples
+
+    path = examples.resolve(path, what)
     data = read_mapping(path, error, what)
     data.setdefault("name", path.stem)
     if "source" in data:
         raise error("unknown key 'source' (set by the loader)", str(path))
-    return build(cls, {**data, "source": str(path)}, str(path), error)
+    problems: list = []
+    built = build(cls, {**data, "source": str(path)}, str(path), error, problems=problems)
+    raise_problems(problems, error, str(path))
+    return built
 
 
 def field_docs(cls) -> list[tuple[str, Any, str]]:
@@ -165,4 +230,4 @@ def field_docs(cls) -> list[tuple[str, Any, str]]:
 
 
 __all__ = ["build", "check_type", "defaults", "doc", "field_docs", "field_types", "list_section_type", "load_named",
-           "read_mapping", "section_type", "sections", "suggest"]
+           "load_yaml", "raise_problems", "read_mapping", "report", "section_type", "sections", "suggest"]

@@ -58,6 +58,45 @@ def to_device(params: dict[str, torch.Tensor], device: torch.device) -> dict[str
     return {k: packed[i].bool() if params[k].dtype == torch.bool else packed[i] for i, k in enumerate(keys)}
 
 
+def model_input(images: torch.Tensor, normalize, device, channels_last: bool = False, non_blocking: bool = False,
+                augment=None) -> torch.Tensor:
+    """The one conversion of a uint8 (B,C,H,W) batch into what a model takes: on the device, floats in [0,1],
+    ``augment``-ed (a callable on such floats, or None), standardised, channels_last if asked."""
+    x = images.to(device, non_blocking=non_blocking).float().div_(255.0)
+    if augment is not None:
+        x = augment(x)
+    x = normalize(x)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def affine_warp(x: torch.Tensor, angle: torch.Tensor, sx: torch.Tensor, sy: torch.Tensor, tx: torch.Tensor,
+                ty: torch.Tensor) -> torch.Tensor:
+    """Rotation by ``angle``, scale (sx, sy; negative flips) and shift (tx, ty) per image, as one bilinear warp
+    (output coordinates -> input coordinates, reflection at the borders): random-resized-crop and its kin."""
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    theta = torch.stack([torch.stack([cos * sx, -sin * sy, tx], -1),
+                         torch.stack([sin * sx, cos * sy, ty], -1)], 1).to(x.dtype)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+def color_jitter(x: torch.Tensor, bright: torch.Tensor, contrast: torch.Tensor, sat: torch.Tensor):
+    """Brightness, contrast and (3-channel images) saturation factors per image, unclamped.
+
+    Returns (jittered images, the grey image the saturation mixed with, or None for other channel counts).
+    """
+    col = lambda t: t.to(x.dtype).view(-1, 1, 1, 1)  # noqa: E731
+    x = x * col(bright)
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = (x - mean) * col(contrast) + mean
+    if x.shape[1] != 3:
+        return x, None
+    gray = 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
+    return (x - gray) * col(sat) + gray, gray
+
+
 class BatchAugment:
     """Flips, rotation, random-resized-crop (one affine warp) and colour jitter."""
 
@@ -98,18 +137,7 @@ class BatchAugment:
         if c.vflip:
             x = torch.where(view(p["vflip"]), x.flip(-2), x)
         if c.rotation or c.random_resized_crop:
-            cos, sin = torch.cos(p["angle"]), torch.sin(p["angle"])
-            theta = torch.stack([
-                torch.stack([cos * p["sx"], -sin * p["sy"], p["tx"]], -1),
-                torch.stack([sin * p["sx"], cos * p["sy"], p["ty"]], -1)], 1).to(x.dtype)
-            grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-            x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+            x = affine_warp(x, p["angle"], p["sx"], p["sy"], p["tx"], p["ty"])
         if c.color_jitter:
-            x = x * view(p["bright"])
-            mean = x.mean(dim=(1, 2, 3), keepdim=True)
-            x = (x - mean) * view(p["contrast"]) + mean
-            if x.shape[1] == 3:
-                gray = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
-                x = (x - gray) * view(p["sat"]) + gray
-            x = x.clamp(0, 1)
+            x = color_jitter(x, p["bright"], p["contrast"], p["sat"])[0].clamp(0, 1)
         return x

@@ -7,7 +7,6 @@ the same code path serves in-memory tensors and folders of JPEGs.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Sequence
 
@@ -58,41 +57,104 @@ def resize_uint8(x: torch.Tensor, size: int, crop: float | None = None) -> torch
     return y[..., top:bottom, left:right].round().clamp(0, 255).to(torch.uint8).contiguous()
 
 
-class TensorImageSet:
-    """Images held in memory as one uint8 tensor; batched fetch via ``__getitems__``."""
+CHUNK_BYTES = 16 << 20  # float working memory of one resize chunk (its copies add a few times this)
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor):
+
+def _empty(shape) -> torch.Tensor:
+    return torch.empty(shape, dtype=torch.uint8)
+
+
+def _chunks(src, step: int):
+    """(lo, uint8 block) pairs; an h5py data set is read into one reused buffer (no allocation per block)."""
+    n = len(src)
+    if not hasattr(src, "read_direct"):
+        for lo in range(0, n, step):
+            yield lo, np.ascontiguousarray(src[lo:lo + step])
+        return
+    buf = np.empty((min(step, n), *src.shape[1:]), dtype=src.dtype)
+    for lo in range(0, n, step):
+        m = min(step, n - lo)
+        src.read_direct(buf, np.s_[lo:lo + m], np.s_[0:m])
+        yield lo, buf[:m]
+
+
+def images_to_uint8(src, size: int, channels: int, crop: float | None = None, alloc=_empty) -> torch.Tensor:
+    """(N,H,W[,C]) uint8 images (a numpy array or an h5py data set) -> (N,C,size,size) uint8.
+
+    A chunk at a time, written straight into ``alloc(shape)`` (private memory, or a node's shared
+    file): peak memory is the result plus a few chunks, never a float copy of the whole set.
+    """
+    n = len(src)
+    pixels = int(np.prod(src.shape[1:])) if n else 1
+    out = None
+    for lo, block in _chunks(src, max(1, CHUNK_BYTES // (4 * pixels))):
+        x = torch.from_numpy(block)
+        x = (x.unsqueeze(-1) if x.ndim == 3 else x).permute(0, 3, 1, 2)
+        if crop is not None or tuple(x.shape[-2:]) != (size, size):
+            x = resize_uint8(x.contiguous(), size, crop)
+        y = to_channels(x, channels)
+        if out is None:
+            out = alloc((n, *y.shape[1:]))
+        out[lo:lo + len(y)] = y
+    return out if out is not None else alloc((0, channels, size, size))
+
+
+class TensorImageSet:
+    """Images held in memory as one uint8 tensor; batched fetch via ``__getitems__``.
+
+    A subset is a view (``index`` into the shared tensor), not a copy: the train/val/test splits of
+    one in-memory source share its single tensor, which may be one mapping for a whole node.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, index: torch.Tensor | None = None):
         if images.dtype != torch.uint8 or images.ndim != 4:
             raise DatasetError(f"expected uint8 (N,C,H,W) images, got {images.dtype} {tuple(images.shape)}")
-        self.images = images.contiguous()
+        self.base = images if images.is_contiguous() else images.contiguous()
+        self.index = index
         self.labels = labels.to(torch.int64)
 
     @classmethod
-    def from_numpy_hwc(cls, images: np.ndarray, labels, size: int, channels: int,
-                       crop: float | None = None) -> "TensorImageSet":
-        x = torch.from_numpy(np.ascontiguousarray(images))
-        if x.ndim == 3:
-            x = x.unsqueeze(-1)
-        x = x.permute(0, 3, 1, 2).contiguous()
-        x = to_channels(resize_uint8(x, size, crop), channels)
+    def from_numpy_hwc(cls, images, labels, size: int, channels: int,
+                       crop: float | None = None, alloc=_empty) -> "TensorImageSet":
+        x = images_to_uint8(images, size, channels, crop, alloc)
         return cls(x, torch.as_tensor(np.asarray(labels), dtype=torch.int64))
+
+    @property
+    def images(self) -> torch.Tensor:
+        """All images of this set (N,C,H,W); for a view, a private copy of its rows."""
+        return self.base if self.index is None else self.base[self.index]
+
+    def materialize(self) -> "TensorImageSet":
+        """A set owning a private copy of its images (for painting into them, e.g. ``data.marker``)."""
+        return TensorImageSet(self.images.clone() if self.index is None else self.images, self.labels)
+
+    def _rows(self, idx) -> torch.Tensor:
+        index = torch.as_tensor(idx, dtype=torch.int64)
+        return index if self.index is None else self.index[index]
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, i: int):
-        return self.images[i], int(self.labels[i])
+        return self.base[int(self._rows(i))], int(self.labels[i])
 
     def __getitems__(self, idx: Sequence[int]):
-        index = torch.as_tensor(idx, dtype=torch.int64)
-        return self.images[index], self.labels[index]
+        return self.base[self._rows(idx)], self.labels[torch.as_tensor(idx, dtype=torch.int64)]
 
     def subset(self, idx) -> "TensorImageSet":
         index = torch.as_tensor(idx, dtype=torch.int64)
-        return TensorImageSet(self.images[index], self.labels[index])
+        return TensorImageSet(self.base, self.labels[index], self._rows(index))
 
-    def stats_sample(self, limit: int = 2000) -> torch.Tensor:
-        return self.images[:limit]
+    STATS_LIMIT = 2000
+
+    def stats_sample(self, limit: int = STATS_LIMIT) -> torch.Tensor:
+        return self.base[self._rows(range(min(limit, len(self))))]
+
+    def stats_chunks(self, limit: int = STATS_LIMIT, chunk: int = 128):
+        """The same sample a chunk of images at a time (never one copy of it all)."""
+        rows = self._rows(range(min(limit, len(self))))
+        for lo in range(0, len(rows), chunk):
+            yield self.base[rows[lo:lo + chunk]]
 
 
 class FileImageSet:
@@ -149,27 +211,6 @@ def collate(batch):
     if not items:
         return torch.empty(0, dtype=torch.uint8), torch.empty(0, dtype=torch.int64)
     return torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items], dtype=torch.int64)
-
-
-def verify_files(paths: Sequence[str], on_corrupt: str) -> tuple[list[int], list[str]]:
-    """Cheap header check of every file before training starts: keep indices, skipped paths."""
-    from PIL import Image
-
-    keep, skipped = [], []
-    for i, p in enumerate(paths):
-        try:
-            if os.path.islink(p) and not os.path.exists(p):
-                raise FileNotFoundError(f"dangling symlink to {os.readlink(p)}")
-            with Image.open(p) as im:
-                im.verify()
-            keep.append(i)
-        except Exception as err:
-            if on_corrupt == "fail":
-                raise DatasetError(f"corrupt or unreadable image: {err}", str(p),
-                                   "remove the file, or set data.on_corrupt: skip") from None
-            log.warning("skipping unreadable image %s (%s)", p, err)
-            skipped.append(str(p))
-    return keep, skipped
 
 
 def check_root(root: str | None, what: str) -> Path:

@@ -5,6 +5,7 @@ fails with the exact ``hpcnn data fetch`` command to run on a login node with in
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,9 +13,12 @@ import numpy as np
 import torch
 
 from ..errors import DatasetError
-from .imagesets import FileImageSet, TensorImageSet, check_root, verify_files
+from .imagesets import FileImageSet, TensorImageSet, check_root, images_to_uint8
+from .jobscope import current
+from .listing import IMAGE_SUFFIXES, job_manifest  # noqa: F401 - IMAGE_SUFFIXES: public here too
+from .node_memory import content_tag, node_shared
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+log = logging.getLogger("hpcnn.data")
 TORCHVISION_SETS = {"CIFAR10", "CIFAR100", "MNIST", "FashionMNIST", "KMNIST", "SVHN"}
 
 
@@ -42,40 +46,42 @@ def split_indices(labels: np.ndarray, val_fraction: float, test_fraction: float,
     return sorted(train), sorted(val), sorted(test)
 
 
+def _in_memory(cfg, part: str, build):
+    """``build(alloc) -> (uint8 images, meta)``, held once per node unless ``data.shared_memory`` is off."""
+    if not cfg.shared_memory:
+        return build(lambda shape: torch.empty(shape, dtype=torch.uint8))
+    tag = content_tag(part, cfg.source, cfg.root, cfg.name, cfg.image_size, cfg.channels, cfg.center_crop,
+                      cfg.n_train, cfg.n_val, cfg.n_test, cfg.split_seed)
+    return node_shared(current(), tag, build)
+
+
 def _synthetic(cfg) -> Splits:
     from . import synthetic
 
     def make(n, split):
-        images, labels = synthetic.generate(n, size=cfg.image_size, seed=cfg.split_seed, split=split)
-        return TensorImageSet.from_numpy_hwc(images, labels, cfg.image_size, cfg.channels, crop=cfg.center_crop)
+        def build(alloc):
+            images, labels = synthetic.generate(n, size=cfg.image_size, seed=cfg.split_seed, split=split)
+            return images_to_uint8(images, cfg.image_size, cfg.channels, cfg.center_crop, alloc), labels
+
+        images, labels = _in_memory(cfg, split, build)
+        return TensorImageSet(images, torch.as_tensor(np.asarray(labels), dtype=torch.int64))
 
     test = make(cfg.n_test, "test") if cfg.n_test > 0 else None
     return Splits(make(cfg.n_train, "train"), make(cfg.n_val, "val"), test, list(synthetic.CLASSES))
 
 
 def _digits(cfg) -> Splits:
-    from sklearn.datasets import load_digits
+    def build(alloc):
+        from sklearn.datasets import load_digits
 
-    d = load_digits()
-    images = np.clip(d.images * (255.0 / 16.0), 0, 255).astype(np.uint8)
-    full = TensorImageSet.from_numpy_hwc(images, d.target, cfg.image_size, cfg.channels, crop=cfg.center_crop)
-    tr, va, te = split_indices(d.target, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
+        d = load_digits()
+        images = np.clip(d.images * (255.0 / 16.0), 0, 255).astype(np.uint8)
+        return images_to_uint8(images, cfg.image_size, cfg.channels, cfg.center_crop, alloc), d.target
+
+    images, target = _in_memory(cfg, "digits", build)
+    full = TensorImageSet(images, torch.as_tensor(target, dtype=torch.int64))
+    tr, va, te = split_indices(target, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
     return Splits(full.subset(tr), full.subset(va), full.subset(te) if te else None, [str(i) for i in range(10)])
-
-
-def _scan_folder(root: Path) -> tuple[list[str], list[int], list[str]]:
-    """Class folders under ``root`` and their image files, labelled by folder.
-
-    A dangling symlink is listed like a file, so ``verify_files`` skips (or fails on) it by name.
-    """
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    paths, labels = [], []
-    for label, name in enumerate(classes):
-        for f in sorted((root / name).rglob("*")):
-            if f.suffix.lower() in IMAGE_SUFFIXES and (f.is_file() or (f.is_symlink() and not f.exists())):
-                paths.append(str(f))
-                labels.append(label)
-    return paths, labels, classes
 
 
 def _require_classes(folder: Path, classes: list[str], labels: list[int]) -> None:
@@ -99,44 +105,71 @@ def _require_images_per_class(folder: Path, classes: list[str], labels: list[int
                                "remove the folder, or add images to it")
 
 
+def _usable(files: list, on_corrupt: str) -> tuple[list[int], list[str]]:
+    """Indices of the files the manifest found readable, and the paths of the others (or fail on the first)."""
+    keep, skipped = [], []
+    for i, (path, _, _, _, verdict) in enumerate(files):
+        if not verdict:
+            keep.append(i)
+            continue
+        if on_corrupt == "fail":
+            raise DatasetError(f"corrupt or unreadable image: {verdict}", str(path),
+                               "remove the file, or set data.on_corrupt: skip")
+        log.warning("skipping unreadable image %s (%s)", path, verdict)
+        skipped.append(str(path))
+    return keep, skipped
+
+
+def _file_set(cfg, files: list, keep: list[int]) -> FileImageSet:
+    return FileImageSet([files[i][0] for i in keep], [files[i][3] for i in keep], cfg.image_size, cfg.channels,
+                        cfg.on_corrupt, cfg.center_crop)
+
+
+def _folder_splits(cfg, root: Path, listed: dict) -> Splits:
+    """root/{train,val[,test]}/<class>/: the splits as given."""
+    sets, skipped, classes = {}, [], None
+    for split, entry in listed.items():
+        d, names, files = Path(entry["folder"]), entry["classes"], entry["files"]
+        labels = [f[3] for f in files]
+        if classes is None:
+            _require_classes(d, names, labels)
+            classes = names
+        elif names != classes:
+            missing, extra = sorted(set(classes) - set(names)), sorted(set(names) - set(classes))
+            raise DatasetError(f"class folders of {d} differ from those of {root / 'train'} (missing: "
+                               f"{', '.join(missing) or '-'}; extra: {', '.join(extra) or '-'})", "data.root",
+                               "every split needs the same class folders (an empty one is fine in val/test)")
+        keep, bad = _usable(files, cfg.on_corrupt)
+        if split == "train":  # val/test may lack a class (few images); training cannot
+            _require_images_per_class(d, classes, labels, keep)
+        skipped += bad
+        sets[split] = _file_set(cfg, files, keep)
+    return Splits(sets["train"], sets["val"], sets.get("test"), classes, skipped)
+
+
 def _folder(cfg) -> Splits:
-    """Keras flow_from_directory layout: root/<class>/*.png, or root/{train,val[,test]}/<class>/."""
+    """Keras flow_from_directory layout: root/<class>/*.png, or root/{train,val[,test]}/<class>/.
+
+    Listed and verified once per job (``listing.job_manifest``), reusing the verdicts of earlier jobs.
+    """
     root = check_root(cfg.root, "image folder")
     if not root.is_dir():
         raise DatasetError(f"image folder is not a directory: {root}", "data.root")
-    sets, skipped, classes = {}, [], None
-    split_dirs = {s: root / s for s in ("train", "val", "test") if (root / s).is_dir()}
-    if "train" in split_dirs and "val" in split_dirs:
-        for split, d in split_dirs.items():
-            paths, labels, names = _scan_folder(d)
-            if classes is None:
-                _require_classes(d, names, labels)
-                classes = names
-            elif names != classes:
-                missing, extra = sorted(set(classes) - set(names)), sorted(set(names) - set(classes))
-                raise DatasetError(f"class folders of {d} differ from those of {root / 'train'} (missing: "
-                                   f"{', '.join(missing) or '-'}; extra: {', '.join(extra) or '-'})", "data.root",
-                                   "every split needs the same class folders (an empty one is fine in val/test)")
-            keep, bad = verify_files(paths, cfg.on_corrupt)
-            if split == "train":  # val/test may lack a class (few images); training cannot
-                _require_images_per_class(d, classes, labels, keep)
-            skipped += bad
-            sets[split] = FileImageSet([paths[i] for i in keep], [labels[i] for i in keep], cfg.image_size,
-                                       cfg.channels, cfg.on_corrupt, cfg.center_crop)
-    else:
-        paths, labels, classes = _scan_folder(root)
-        if classes and set(classes) <= set(split_dirs):
-            raise DatasetError(f"{root} holds only split folders ({', '.join(classes)}) but not both train/ and val/",
-                               "data.root", "add the missing split folder, or put the class folders directly under "
-                               "data.root to have them split automatically")
-        _require_classes(root, classes, labels)
-        keep, skipped = verify_files(paths, cfg.on_corrupt)
-        _require_images_per_class(root, classes, labels, keep)
-        full = FileImageSet([paths[i] for i in keep], [labels[i] for i in keep], cfg.image_size, cfg.channels,
-                            cfg.on_corrupt, cfg.center_crop)
-        tr, va, te = split_indices(full.labels.numpy(), cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
-        sets = {"train": full.subset(tr), "val": full.subset(va), "test": full.subset(te) if te else None}
-    return Splits(sets["train"], sets["val"], sets.get("test"), classes, skipped)
+    listed = job_manifest(root, cfg.verify)["splits"]
+    if "" not in listed:
+        return _folder_splits(cfg, root, listed)
+    classes, files = listed[""]["classes"], listed[""]["files"]
+    labels = [f[3] for f in files]
+    if classes and set(classes) <= {"train", "val", "test"}:
+        raise DatasetError(f"{root} holds only split folders ({', '.join(classes)}) but not both train/ and val/",
+                           "data.root", "add the missing split folder, or put the class folders directly under "
+                           "data.root to have them split automatically")
+    _require_classes(root, classes, labels)
+    keep, skipped = _usable(files, cfg.on_corrupt)
+    _require_images_per_class(root, classes, labels, keep)
+    full = _file_set(cfg, files, keep)
+    tr, va, te = split_indices(full.labels.numpy(), cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
+    return Splits(full.subset(tr), full.subset(va), full.subset(te) if te else None, classes, skipped)
 
 
 def _torchvision(cfg) -> Splits:
@@ -147,17 +180,15 @@ def _torchvision(cfg) -> Splits:
         raise DatasetError(f"unsupported torchvision data set {name!r}", "data.name",
                            f"one of {', '.join(sorted(TORCHVISION_SETS))}")
     root = Path(cfg.root).expanduser()
-    try:
-        if name == "SVHN":
-            train_ds = tvd.SVHN(str(root), split="train", download=False)
-            test_ds = tvd.SVHN(str(root), split="test", download=False)
-        else:
-            cls = getattr(tvd, name)
-            train_ds = cls(str(root), train=True, download=False)
-            test_ds = cls(str(root), train=False, download=False)
-    except RuntimeError as err:
-        raise DatasetError(f"data set {name} not found under {root} ({err})", "data.root",
-                           f"run `hpcnn data fetch {name} --root {root}` on a machine with internet") from None
+
+    def load(train: bool):
+        try:
+            if name == "SVHN":
+                return tvd.SVHN(str(root), split="train" if train else "test", download=False)
+            return getattr(tvd, name)(str(root), train=train, download=False)
+        except RuntimeError as err:
+            raise DatasetError(f"data set {name} not found under {root} ({err})", "data.root",
+                               f"run `hpcnn data fetch {name} --root {root}` on a machine with internet") from None
 
     def arrays(ds):
         x = np.asarray(ds.data)
@@ -166,39 +197,63 @@ def _torchvision(cfg) -> Splits:
         y = np.asarray(getattr(ds, "targets", getattr(ds, "labels", None)))
         return x, y
 
-    x, y = arrays(train_ds)
-    full = TensorImageSet.from_numpy_hwc(x, y, cfg.image_size, cfg.channels, crop=cfg.center_crop)
+    def part(train: bool):
+        def build(alloc):  # on one rank per node: the others never read the files
+            ds = load(train)
+            x, y = arrays(ds)
+            classes = [str(c) for c in getattr(ds, "classes", range(int(y.max()) + 1))]
+            return images_to_uint8(x, cfg.image_size, cfg.channels, cfg.center_crop, alloc), (y, classes)
+
+        return build
+
+    images, (y, classes) = _in_memory(cfg, "train", part(True))
+    full = TensorImageSet(images, torch.as_tensor(y, dtype=torch.int64))
     tr, va, _ = split_indices(y, cfg.val_fraction, 0.0, cfg.split_seed)
-    xt, yt = arrays(test_ds)
-    classes = [str(c) for c in getattr(train_ds, "classes", range(int(y.max()) + 1))]
-    return Splits(full.subset(tr), full.subset(va), TensorImageSet.from_numpy_hwc(xt, yt, cfg.image_size,
-                                                                                   cfg.channels, cfg.center_crop), classes)
+    test_images, (yt, _) = _in_memory(cfg, "test", part(False))
+    return Splits(full.subset(tr), full.subset(va), TensorImageSet(test_images, torch.as_tensor(yt, dtype=torch.int64)),
+                  classes)
 
 
 def _hdf5(cfg) -> Splits:
-    """Galaxy10-style HDF5: datasets ``images`` (N,H,W[,C]) uint8 and ``ans`` (or ``labels``)."""
+    """Galaxy10-style HDF5: datasets ``images`` (N,H,W[,C]) uint8 and ``ans`` (or ``labels``).
+
+    Read and resized a chunk at a time, straight into the node's shared uint8 tensor.
+    """
     path = check_root(cfg.root, "HDF5 file")
     try:
         import h5py
     except ImportError:
         raise DatasetError("reading HDF5 needs h5py", "data.source: hdf5", "pip install 'hpcnn[hdf5]'") from None
-    try:
-        with h5py.File(path, "r") as f:
-            key = "ans" if "ans" in f else "labels"
-            if "images" not in f or key not in f:
-                raise DatasetError(f"HDF5 file lacks 'images' and 'ans'/'labels' data sets (has {list(f)})",
-                                   str(path))
-            images, labels = np.asarray(f["images"]), np.asarray(f[key]).astype(np.int64)
-    except OSError as err:
-        raise DatasetError(f"cannot read HDF5 file: {err}", str(path)) from None
-    full = TensorImageSet.from_numpy_hwc(images, labels, cfg.image_size, cfg.channels, crop=cfg.center_crop)
+
+    def build(alloc):
+        try:
+            with h5py.File(path, "r") as f:
+                key = "ans" if "ans" in f else "labels"
+                if "images" not in f or key not in f:
+                    raise DatasetError(f"HDF5 file lacks 'images' and 'ans'/'labels' data sets (has {list(f)})",
+                                       str(path))
+                labels = np.asarray(f[key]).astype(np.int64)
+                return images_to_uint8(f["images"], cfg.image_size, cfg.channels, cfg.center_crop, alloc), labels
+        except OSError as err:
+            raise DatasetError(f"cannot read HDF5 file: {err}", str(path)) from None
+
+    st = path.stat()
+    images, labels = _in_memory(cfg, f"hdf5:{st.st_size}:{st.st_mtime_ns}", build)
+    full = TensorImageSet(images, torch.as_tensor(labels, dtype=torch.int64))
     tr, va, te = split_indices(labels, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
     classes = [str(i) for i in range(int(labels.max()) + 1)]
     return Splits(full.subset(tr), full.subset(va), full.subset(te) if te else None, classes)
 
 
+def _shards(cfg) -> Splits:
+    """WebDataset-layout tar shards written by ``hpcnn data pack`` (hpcnn/data/shards.py)."""
+    from .shards import load_shard_sets
+
+    return Splits(*load_shard_sets(cfg))
+
+
 LOADERS = {"synthetic": _synthetic, "digits": _digits, "folder": _folder, "torchvision": _torchvision,
-           "hdf5": _hdf5}
+           "hdf5": _hdf5, "shards": _shards}
 
 
 def _labels(dataset) -> np.ndarray:
@@ -237,13 +292,25 @@ def limit_per_class(dataset, limit: int, seed: int):
     return dataset.subset(sorted(keep))
 
 
+def _private_copies(splits: Splits) -> Splits:
+    for split in ("train", "val", "test"):
+        dataset = getattr(splits, split)
+        if isinstance(dataset, TensorImageSet):
+            setattr(splits, split, dataset.materialize())
+    return splits
+
+
 def load_splits(data_cfg) -> Splits:
+    from .staging import staged
+
+    data_cfg = staged(data_cfg)  # data.stage: the node-local copy's root (one copy per node)
     splits = LOADERS[data_cfg.source](data_cfg)
     if data_cfg.classes:
         splits = select_classes(splits, list(data_cfg.classes))
     if data_cfg.marker.enabled:
         from .marker import add_markers
 
+        splits = _private_copies(splits)  # painting must not write into a node's shared tensor
         splits = add_markers(splits, data_cfg.marker, data_cfg.split_seed)
     if data_cfg.max_per_class:
         splits.train = limit_per_class(splits.train, data_cfg.max_per_class, data_cfg.split_seed)

@@ -5,6 +5,14 @@ dScore/dA with a tensor hook; each channel is weighted by its mean gradient, and
 ``relu(sum_k w_k A_k)`` is upsampled to the input size and scaled to [0, 1] per image.
 The default target layer is the last backbone block that contains a convolution
 (``models.parts.backbone_blocks``): the last spatial map before global pooling.
+
+A is the block's *rectified* map. Grad-CAM assumes A >= 0: on a map with negative values a negative
+weight times a negative activation lights up places without evidence. hpcnn names a conv + BatchNorm
+block by its BatchNorm, and every hpcnn model applies ``ReLU(inplace=True)`` to that output, so an
+activation module (ReLU, LeakyReLU, GELU, ...) applied directly to the captured map is followed, in place
+or not: A and dScore/dA are read after it. For an in-place activation the gradient hook is registered
+after the in-place write (a hook registered before it would see the gradient of the value before it),
+and A is copied then (the same tensor may be written in place again later, e.g. ``out += identity``).
 """
 from __future__ import annotations
 
@@ -49,6 +57,53 @@ def target_layer(model: nn.Module, name: str | None = None) -> tuple[str, nn.Mod
     return name, modules[name]
 
 
+# activations whose output (on the captured map) is the map Grad-CAM reads: elementwise, shape-keeping
+ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
+               nn.Hardswish, nn.Hardtanh)
+
+
+class _MapCapture:
+    """The map Grad-CAM reads and its gradient: the target's output, moved onto the output of any
+    activation module applied directly to it (same tensor, unchanged since captured)."""
+
+    def __init__(self):
+        self.tensor = self.act = self.grad = None
+        self.version = -1
+        self._hook = None
+        self._following = None
+
+    def take(self, tensor: torch.Tensor) -> None:
+        if self._hook is not None:
+            self._hook.remove()  # the gradient of an earlier value of the map is not the one wanted
+        self.tensor, self.version = tensor, tensor._version
+        self.act = tensor.detach().clone()  # the values now: a later in-place write may change them
+        self._hook = tensor.register_hook(self._keep_grad)
+
+    def _keep_grad(self, grad: torch.Tensor) -> None:
+        self.grad = grad
+
+    def target_hook(self, _module, _inputs, output) -> None:
+        self.take(output[0] if isinstance(output, (tuple, list)) else output)
+
+    def before_activation(self, module, inputs) -> None:
+        fresh = inputs and inputs[0] is self.tensor and inputs[0]._version == self.version
+        self._following = module if fresh else None
+
+    def after_activation(self, module, _inputs, output) -> None:
+        if self._following is module and isinstance(output, torch.Tensor) and output.shape == self.tensor.shape:
+            self.take(output)
+        self._following = None
+
+
+def _hooks(model: nn.Module, module: nn.Module, capture: _MapCapture) -> list:
+    handles = [module.register_forward_hook(capture.target_hook)]
+    for m in model.modules():
+        if isinstance(m, ACTIVATIONS) and m is not module:
+            handles += [m.register_forward_pre_hook(capture.before_activation),
+                        m.register_forward_hook(capture.after_activation)]
+    return handles
+
+
 def gradcam(model: nn.Module, images: torch.Tensor, targets: torch.Tensor | None = None,
             layer: str | None = None) -> tuple[torch.Tensor, torch.Tensor, str]:
     """Heatmaps (B,H,W) in [0,1] for normalised ``images`` (B,C,H,W), the logits, and the layer's name.
@@ -57,19 +112,10 @@ def gradcam(model: nn.Module, images: torch.Tensor, targets: torch.Tensor | None
     eval mode for the call and restored afterwards; parameter gradients are left untouched.
     """
     name, module = target_layer(model, layer)
-    captured: dict = {}
-
-    def keep_grad(grad):
-        captured["grad"] = grad
-
-    def forward_hook(_module, _inputs, output):
-        out = output[0] if isinstance(output, (tuple, list)) else output
-        captured["act"] = out.detach().clone()  # the values now: an in-place ReLU may overwrite ``out`` next
-        out.register_hook(keep_grad)
-
+    capture = _MapCapture()
     was_training = model.training
     model.eval()
-    handle = module.register_forward_hook(forward_hook)
+    handles = _hooks(model, module, capture)
     try:
         with torch.enable_grad():
             x = images.detach().requires_grad_(True)  # a graph through the activations even for frozen weights
@@ -79,9 +125,12 @@ def gradcam(model: nn.Module, images: torch.Tensor, targets: torch.Tensor | None
             score = logits.gather(1, targets.view(-1, 1).to(logits.device)).sum()
             torch.autograd.grad(score, x, retain_graph=False)  # fires the hook; no .grad on parameters
     finally:
-        handle.remove()
+        for handle in handles:
+            handle.remove()
+        if capture._hook is not None:
+            capture._hook.remove()
         model.train(was_training)
-    act, grad = captured["act"], captured["grad"].detach()
+    act, grad = capture.act, capture.grad.detach()
     if act.ndim != 4:
         raise ConfigError(f"layer {name!r} outputs shape {tuple(act.shape)}, not a (B,C,H,W) map", "--layer",
                           "choose a convolutional block")
@@ -92,4 +141,4 @@ def gradcam(model: nn.Module, images: torch.Tensor, targets: torch.Tensor | None
     return (cam / peak).clamp_(0, 1), logits.detach(), name
 
 
-__all__ = ["conv_blocks", "gradcam", "target_layer"]
+__all__ = ["ACTIVATIONS", "conv_blocks", "gradcam", "target_layer"]

@@ -15,8 +15,8 @@ import torch
 
 from ..errors import CheckpointError, ConfigError, DatasetError
 from ..files import atomic_write_text
+from ..rundir import CHECKPOINT_CHOICES, checkpoint, checkpoints_dir, config_for_resume
 from ..models.registry import build_model
-from ..run import config_for_resume
 from ..train.checkpoint import load_file
 from ..train.inputs import job_inputs
 from .gradcam import gradcam, target_layer
@@ -27,12 +27,10 @@ BATCH = 128
 
 def checkpoint_path(run_dir: Path, which: str = "best") -> Path:
     """``best``: checkpoints/best.pt, else model_final.pt; ``final``: model_final.pt."""
-    folder = Path(run_dir) / "checkpoints"
-    names = ["best.pt", "model_final.pt"] if which == "best" else ["model_final.pt"]
-    for name in names:
-        if (folder / name).is_file():
-            return folder / name
-    raise CheckpointError(f"no {' or '.join(names)} in the run", str(folder),
+    found = checkpoint(run_dir, which)
+    if found is not None:
+        return found
+    raise CheckpointError(f"no {' or '.join(CHECKPOINT_CHOICES[which])} in the run", str(checkpoints_dir(run_dir)),
                           "explain a run that finished at least one epoch" +
                           ("; or use --checkpoint best" if which == "final" else ""))
 
@@ -145,14 +143,27 @@ def _show(image: torch.Tensor):
     return (img[0], "gray") if img.shape[0] == 1 else (img[:3].transpose(1, 2, 0), None)
 
 
-def tile_grid(pictures: list, tiles: list[dict], classes: list, path: Path, title: str) -> None:
-    """One PNG: each tile the image, the heatmap over it, 'true / pred (p)' above (red when wrong)."""
+TITLE_CHARS = 16  # a class name longer than this is shortened in a tile's title (explain.json keeps it whole)
+
+
+def _short(name: str, width: int = TITLE_CHARS) -> str:
+    name = str(name)
+    return name if len(name) <= width else name[:width - 1] + "…"
+
+
+def tile_title(true: str, pred: str, prob: float) -> str:
+    """Two short lines, so neighbouring tiles' titles never run into each other: 'true X' / 'pred Y (p)'."""
+    return f"true {_short(true)}\npred {_short(pred)} ({prob:.2f})"
+
+
+def tile_figure(pictures: list, tiles: list[dict], classes: list, title: str):
+    """The matplotlib figure of ``tile_grid``: each tile the image, the heatmap over it, its two-line title."""
     from ..train.plots import _pyplot
 
     plt = _pyplot()
     cols = min(8, max(1, len(pictures)))
     rows = max(1, -(-len(pictures) // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols, 2.1 * rows + 0.5), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols, 2.3 * rows + 0.6), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, (image, heat), tile in zip(axes.flat, pictures, tiles):
@@ -160,14 +171,22 @@ def tile_grid(pictures: list, tiles: list[dict], classes: list, path: Path, titl
         ax.imshow(img, cmap=cmap, vmin=0, vmax=255)
         ax.imshow(heat.numpy(), cmap="jet", alpha=0.45, vmin=0, vmax=1)
         wrong = tile["true"] != tile["pred"]
-        ax.set_title(f"{classes[tile['true']]} / {classes[tile['pred']]} ({tile['prob']:.2f})", fontsize=8,
-                     color="red" if wrong else "black")
+        ax.set_title(tile_title(classes[tile["true"]], classes[tile["pred"]], tile["prob"]), fontsize=7,
+                     color="red" if wrong else "black", linespacing=1.1)
     if not pictures:
         axes[0, 0].text(0.5, 0.5, "none", ha="center", va="center", fontsize=12)
-    fig.suptitle(title + "   [true / predicted (probability)]", fontsize=9)
+    fig.suptitle(title + "   [true / predicted (probability); red: wrong]", fontsize=9)
     fig.tight_layout()
+    return fig
+
+
+def tile_grid(pictures: list, tiles: list[dict], classes: list, path: Path, title: str) -> None:
+    """One PNG of ``tile_figure``."""
+    from ..train.plots import _pyplot
+
+    fig = tile_figure(pictures, tiles, classes, title)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _pyplot().close(fig)
 
 
-__all__ = ["checkpoint_path", "explain_run", "load_run_model", "pick_tiles"]
+__all__ = ["checkpoint_path", "explain_run", "load_run_model", "pick_tiles", "tile_figure", "tile_grid", "tile_title"]

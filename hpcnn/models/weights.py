@@ -138,11 +138,10 @@ def builder_kwargs(name: str, weights: str | None) -> dict:
 
 def _trained_classes(weights_file: Path) -> list | None:
     """The class names an hpcnn run was trained on (its summary.json), or None for other files."""
-    from ..results import read_summary
+    from ..rundir import read_summary, run_of_checkpoint
 
-    if weights_file.parent.name != "checkpoints":
-        return None
-    return (read_summary(weights_file.parent.parent) or {}).get("classes")
+    run_dir = run_of_checkpoint(weights_file)
+    return (read_summary(run_dir) or {}).get("classes") if run_dir is not None else None
 
 
 def initial_weights(model, model_cfg, classes: list | None = None) -> dict | None:

@@ -10,7 +10,7 @@ THRESHOLDS: dict[str, tuple[float, str]] = {
     "INPUT_BOUND_DATA_WAIT": (0.20, "... while rank 0 waited at least this share of step time for batches"),
     "UNDERUSED_UTIL_PERCENT": (50, "mean training utilisation below this without data wait: too little work per GPU"),
     "MEMORY_HEADROOM_FRACTION": (0.40, "peak memory below this share of capacity on every GPU: the batch can grow"),
-    "MEMORY_TARGET_FRACTION": (0.85, "the growth factor aims at this share of capacity"),
+    "MEMORY_TARGET_FRACTION": (0.85, "the growth factor (a lower bound) and `hpcnn memory` aim at this share"),
     "THROTTLE_REPORT_FRACTION": (0.05, "thermal / hw slowdown / power-brake throttling for this share of training"),
     "POWER_CAP_FRACTION": (0.50, "held at the power cap for this share of training"),
     "STRAGGLER_CLOCK_RATIO": (0.90, "a GPU's mean SM clock in training below this times the others' median"),
@@ -55,8 +55,9 @@ def advise(s: dict, data_wait_fraction: float | None = None, num_workers: int | 
     if fractions and len(fractions) == len(gpus) and max(fractions) < limit("MEMORY_HEADROOM_FRACTION"):
         factor = limit("MEMORY_TARGET_FRACTION") / max(fractions)
         fullest = max(gpus, key=lambda g: g["mem_max_mib"] / g["mem_total_mib"])
-        add("memory_headroom", f"the batch can grow: up to about x{factor:.1f} train.batch_size fits in memory "
-            "(an upper bound: weights and optimizer state do not grow with the batch); scale the learning rate "
+        add("memory_headroom", f"the batch can grow: at least x{factor:.1f} train.batch_size fits in memory "
+            "(a lower bound: weights and optimizer state do not grow with the batch, so more fits; `hpcnn memory` "
+            "on `hpcnn bench` results at two batch sizes estimates how much); scale the learning rate "
             "with it (schedule.scale_lr: linear)",
             f"peak memory {fullest['mem_max_mib']:.0f} of {fullest['mem_total_mib']:.0f} MiB "
             f"({_pct(max(fractions))}) on the fullest GPU")

@@ -12,6 +12,7 @@ FIELDS: dict[str, str] = {
     "rank": "training rank that sampled it (absent in `hpcnn top`/`gpus` snapshots)",
     "gpu": "NVML device index on the node",
     "name": "GPU model",
+    "mig": "the MIG instance (UUID) the job was given, when it was one; the other fields are then its whole GPU's",
     "util_percent": "SM utilisation: share of the last sample period a kernel was running",
     "mem_util_percent": "memory-controller utilisation (share of time device memory was read or written)",
     "mem_used_mib": "device memory in use (all processes)",
@@ -36,7 +37,12 @@ FIELDS: dict[str, str] = {
     "step": "global optimizer step the trainer had reached",
 }
 
-# NVML clock-event (throttle) reason bits -> words. Same bits in the old ...ThrottleReason... names.
+# NVML clock-event (throttle) reason bits -> words: nvml.h's nvmlClocksEventReason* (0x1..0x100; the
+# same bits under the older nvmlClocksThrottleReason* names). 0x200 and 0x400 were not found in the
+# nvml.h versions issue 18 checked; nvidia-ml-py names them (pynvml.py of 13.615.71:
+# nvmlClocksThrottleReasonBoardLimit = 0x200, nvmlClocksThrottleReasonReliability = 0x400, both in
+# nvmlClocksThrottleReasonAll, not among the ...EventReason... names). tests/unit/test_monitor.py checks
+# every bit here against the installed pynvml.
 THROTTLE_REASONS: dict[int, str] = {
     0x001: "idle",
     0x002: "app clocks",

@@ -2,8 +2,10 @@
 
 ``open_nvml()`` returns None where there is no NVIDIA driver (CPU machines, CI). A field that
 a GPU or driver does not support is absent from the row, and after its first "not supported"
-it is not asked again. Only the job's own GPUs are opened: the UUID / CUDA ordinal a rank
-trains on, else the allocation in ``CUDA_VISIBLE_DEVICES`` (set by Slurm for every step).
+it is not asked again. Only the job's own GPUs are opened: the GPU whose UUID torch reports for
+a rank, else the GPUs in ``CUDA_VISIBLE_DEVICES`` resolved the way CUDA reads it (identity.py).
+Every ``open_nvml`` that returns an ``Nvml`` holds one NVML initialisation (NVML counts them);
+``Nvml.close()`` frees the XID event sets and gives it back with ``nvmlShutdown``.
 
 Testing hook: ``HPCNN_NVML_MODULE=tests.support.fake_pynvml`` makes hpcnn import that module
 instead of ``pynvml`` (nvidia-ml-py). Tests use it because no GPU exists on CI; everything
@@ -18,6 +20,7 @@ import socket
 import time
 
 from .fields import throttle_words
+from .identity import Match, by_uuid, inventory, resolve
 
 log = logging.getLogger("hpcnn.monitor")
 NVML_MODULE_ENV = "HPCNN_NVML_MODULE"
@@ -40,21 +43,11 @@ def load_nvml():
         return None
 
 
-def allocated_gpus(env=None) -> list[str]:
-    """The GPUs this process may use, from CUDA_VISIBLE_DEVICES (indices or UUIDs); [] = not restricted.
-
-    Slurm exports its GPU allocation there for every step (also an ``srun --overlap`` step), so
-    this is "the job's GPUs on this node" without reading Slurm's own variables (env/ owns those).
-    """
-    value = (os.environ if env is None else env).get("CUDA_VISIBLE_DEVICES") or ""
-    return [item.strip() for item in value.split(",") if item.strip()]
-
-
 class Gpu:
     """One device: its handle and the facts that never change, opened once."""
 
-    def __init__(self, lib, index: int, handle):
-        self.lib, self.index, self.handle = lib, index, handle
+    def __init__(self, lib, index: int, handle, mig: str | None = None):
+        self.lib, self.index, self.handle, self.mig = lib, index, handle, mig
         self.off: set[str] = set()          # fields this GPU does not support
         self.name = self.ask("name", lib.nvmlDeviceGetName, handle)
         if isinstance(self.name, bytes):
@@ -79,11 +72,21 @@ class Gpu:
             return None
         try:
             events = lib.nvmlEventSetCreate()
+        except Exception:
+            return None
+        try:
             lib.nvmlDeviceRegisterEvents(self.handle, getattr(lib, "nvmlEventTypeXidCriticalError", _XID_EVENTS),
                                          events)
             return events
         except Exception:  # not supported, or no permission (non-root on some drivers)
+            _free(lib, events)
             return None
+
+    def close(self) -> None:
+        """Free the XID event set (NVML keeps it until nvmlEventSetFree)."""
+        events, self.events = self.events, None
+        if events is not None:
+            _free(self.lib, events)
 
     def xids(self, limit: int = 16) -> list[int]:
         """XID codes that arrived since the last call (non-blocking)."""
@@ -104,10 +107,10 @@ class Gpu:
         values = self.ask("nvlink", lib.nvmlDeviceGetFieldValues, self.handle, ids)
         if values is None:
             return None
-        if any(getattr(v, "nvmlReturn", 0) != 0 for v in values):
+        if any(v.nvmlReturn != 0 for v in values):
             self.off.add("nvlink")
             return None
-        tx, rx = (int(v.value.ullVal) for v in values)  # KiB since the driver loaded
+        tx, rx = (_field_value(v) for v in values)  # KiB since the driver loaded
         prev, self._links_prev = self._links_prev, (now, tx, rx)
         if prev is None or now <= prev[0]:
             return None
@@ -119,6 +122,8 @@ class Gpu:
         row: dict = {"time": round(now, 3), "host": host, "gpu": self.index}
         if self.name:
             row["name"] = self.name
+        if self.mig:
+            row["mig"] = self.mig
         util = ask("util", lib.nvmlDeviceGetUtilizationRates, h)
         if util is not None:
             row["util_percent"] = float(util.gpu)
@@ -159,6 +164,22 @@ class Gpu:
         return row
 
 
+# nvmlValueType_t -> the member of the nvmlValue_t union that holds it (nvml.h; pynvml's NVML_VALUE_TYPE_*)
+_VALUE_MEMBERS = {0: "dVal", 1: "uiVal", 2: "ulVal", 3: "ullVal", 4: "sllVal", 5: "siVal", 6: "usVal"}
+
+
+def _field_value(v) -> int:
+    """A c_nvmlFieldValue_t's value, read from the union member its valueType names."""
+    return int(getattr(v.value, _VALUE_MEMBERS.get(int(v.valueType), "ullVal")))
+
+
+def _free(lib, events) -> None:
+    try:
+        lib.nvmlEventSetFree(events)
+    except Exception as err:
+        log.debug("nvmlEventSetFree failed: %s", err)
+
+
 def _put(row: dict, key: str, value, scale: float = 1.0) -> None:
     if value is not None:
         row[key] = round(float(value) * scale, 2)
@@ -170,6 +191,22 @@ class Nvml:
     def __init__(self, lib, gpus: list[Gpu]):
         self.lib, self.gpus = lib, gpus
         self.host = socket.gethostname()
+        self.closed = False
+
+    def __enter__(self) -> "Nvml":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Free the event sets and give back this reader's NVML initialisation; a second call does nothing."""
+        if self.closed:
+            return
+        self.closed = True
+        for gpu in self.gpus:
+            gpu.close()
+        _shutdown(self.lib)
 
     @property
     def indices(self) -> list[int]:
@@ -180,23 +217,39 @@ class Nvml:
         return [gpu.sample(now, self.host) for gpu in self.gpus]
 
 
-def _open_one(lib, item: str, count: int):
-    """(index, handle) for '3' or 'GPU-<uuid>', None when it is not on this node."""
-    if item.isdigit():
-        return (int(item), lib.nvmlDeviceGetHandleByIndex(int(item))) if int(item) < count else None
+def _shutdown(lib) -> None:
     try:
-        handle = lib.nvmlDeviceGetHandleByUUID(item)
-        return lib.nvmlDeviceGetIndex(handle), handle
-    except Exception:
-        return None
+        lib.nvmlShutdown()
+    except Exception as err:
+        log.debug("nvmlShutdown failed: %s", err)
+
+
+def _close_all(lib, gpus: list[Gpu]) -> None:
+    for gpu in gpus:
+        gpu.close()
+    _shutdown(lib)
+
+
+def _wanted(lib, cuda_ordinal: int | None, uuid: str | None) -> list[Match]:
+    """The GPUs to open: torch's UUID, else the ordinal-th visible GPU, else every visible GPU."""
+    devices = inventory(lib)
+    if uuid:
+        match = by_uuid(lib, uuid, devices)
+        if match is not None:
+            return [match]
+        log.debug("GPU %s is unknown to NVML here: falling back to CUDA_VISIBLE_DEVICES", uuid)
+    visible = resolve(lib, devices)
+    if cuda_ordinal is not None:
+        return visible[cuda_ordinal:cuda_ordinal + 1]
+    return visible
 
 
 def open_nvml(lib=None, cuda_ordinal: int | None = None, uuid: str | None = None,
               announce: bool = False) -> Nvml | None:
-    """NVML for this process's GPUs, or None without a driver.
+    """NVML for this process's GPUs, or None without a driver; close() the result when done.
 
-    ``uuid`` (the torch device's) or ``cuda_ordinal`` (an index into the allocated GPUs) narrow it
-    to the one GPU a rank trains on; otherwise every GPU allocated to the job on this node.
+    ``uuid`` (the torch device's) or ``cuda_ordinal`` (CUDA's index among the visible GPUs) narrow
+    it to the one GPU a rank trains on; otherwise every GPU allocated to the job on this node.
     ``announce``: log the one line that says monitoring is off (rank 0 does).
     """
     lib = lib if lib is not None else load_nvml()
@@ -206,25 +259,22 @@ def open_nvml(lib=None, cuda_ordinal: int | None = None, uuid: str | None = None
         return None
     try:
         lib.nvmlInit()
-        count = lib.nvmlDeviceGetCount()
     except Exception as err:  # NVMLError_LibraryNotFound / _DriverNotLoaded on machines without a driver
         say("GPU monitoring off: no NVIDIA driver (%s)", err)
         return None
+    gpus: list[Gpu] = []
     try:
-        wanted = [uuid] if uuid else allocated_gpus() or [str(i) for i in range(count)]
-        if cuda_ordinal is not None and not uuid:
-            wanted = wanted[cuda_ordinal:cuda_ordinal + 1] or wanted[:1]
-        opened = [o for o in (_open_one(lib, item, count) for item in wanted) if o is not None]
-        if not opened and uuid and cuda_ordinal is not None:  # UUID unknown to this NVML: fall back to the ordinal
-            return open_nvml(lib, cuda_ordinal, None, announce)
-        gpus = [Gpu(lib, index, handle) for index, handle in opened]
+        for match in _wanted(lib, cuda_ordinal, uuid):
+            gpus.append(Gpu(lib, match.device.index, match.device.handle, match.mig))
     except Exception as err:
         say("GPU monitoring off: NVML could not open the GPUs (%s)", err)
+        _close_all(lib, gpus)
         return None
     if not gpus:
         say("GPU monitoring off: no GPU of this job is visible to NVML")
+        _close_all(lib, gpus)
         return None
     return Nvml(lib, gpus)
 
 
-__all__ = ["Gpu", "NVML_MODULE_ENV", "Nvml", "allocated_gpus", "load_nvml", "nvml_module_name", "open_nvml"]
+__all__ = ["Gpu", "NVML_MODULE_ENV", "Nvml", "load_nvml", "nvml_module_name", "open_nvml"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..errors import HpcnnError
 from ..files import atomic_write, atomic_write_text
-from ..results import read_summary
+from ..rundir import read_summary
 from .series import epoch_data_wait, read_metrics, read_series
 from .summary import summarize, summary_lines
 

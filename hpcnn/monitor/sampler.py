@@ -5,7 +5,9 @@ thread reads it when it samples. Moving it rebinds one dict, so neither side loc
 training loop pays nothing but an attribute assignment. Sampling every ``interval_s`` with
 cached handles costs the sampler thread well under a millisecond per GPU (plus NVML's own 20 ms
 PCIe window, spent in C with the GIL released). Whatever goes wrong in the sampler is logged
-once and sampling goes on; it never raises into training.
+once and sampling goes on; it never raises into training. A sampler that opened NVML itself
+closes it when it stops (event sets freed, nvmlShutdown); one handed an ``Nvml`` leaves that to
+its owner.
 """
 from __future__ import annotations
 
@@ -45,6 +47,7 @@ class GpuSampler:
         self.samples = 0
         self.failures = 0
         self._file = None
+        self._owns_nvml = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -60,12 +63,14 @@ class GpuSampler:
         try:
             if self.nvml is None:
                 self.nvml = open_nvml(cuda_ordinal=self.cuda_ordinal, uuid=self.uuid, announce=self.announce)
+                self._owns_nvml = self.nvml is not None
             if self.nvml is None:
                 return False
             self.out.parent.mkdir(parents=True, exist_ok=True)
             self._file = self.out.open("a")
         except Exception as err:  # monitoring must never fail the job
             log.warning("GPU monitoring off: %s", err)
+            self._release()
             self.nvml = None
             return False
         self.write()  # one sample at once: short jobs still get a reading
@@ -82,6 +87,14 @@ class GpuSampler:
         if self._file is not None:
             self._file.close()
             self._file = None
+        self._release()
+
+    def _release(self) -> None:
+        """Close the NVML reader this sampler opened (never one it was handed)."""
+        if self._owns_nvml and self.nvml is not None:
+            self.nvml.close()
+            self.nvml = None
+        self._owns_nvml = False
 
     def write(self) -> None:
         """Take one sample of every GPU and append it; failures are counted and logged once."""

@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 
 from ..files import atomic_write_json
+from ..rundir import METRICS_FILE, PROGRESS_FILE
 
 SERIES_GLOB = "gpu/rank*.jsonl"
-PROGRESS_FILE = "progress.json"
 
 
 def series_files(run_dir: Path) -> list[Path]:
@@ -68,7 +68,7 @@ def epoch_data_wait(records: list[dict]) -> dict[int, float]:
 def read_metrics(run_dir: Path) -> list[dict]:
     """The run's metrics.jsonl records (one per epoch), [] when there is none."""
     try:
-        lines = (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
+        lines = (Path(run_dir) / METRICS_FILE).read_text().splitlines()
     except OSError:
         return []
     out = []

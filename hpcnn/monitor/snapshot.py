@@ -16,7 +16,10 @@ from .nvml import open_nvml
 def snapshot() -> list[dict]:
     """One row per GPU allocated to this job on this node (all GPUs outside a job); [] without NVML."""
     nvml = open_nvml()
-    return nvml.sample() if nvml is not None else []
+    if nvml is None:
+        return []
+    with nvml:  # frees the event sets and shuts NVML down again
+        return nvml.sample()
 
 
 def main() -> int:

@@ -8,7 +8,6 @@ what comes out (the class names, in logit order). Loading needs plain PyTorch on
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch

@@ -2,8 +2,9 @@
 Galaxy10-style HDF5 files, lazily.
 
 Inputs are yielded one entry at a time in a stable order (arguments in order; a folder's files
-sorted), so a million paths cost a million strings, never decoded images. Every regular file
-of a folder is listed — a file that is not an image becomes a row with an error, not a silent gap.
+sorted), so a million paths cost a million strings, never decoded images. Every file of a folder is
+listed — one that is not an image, or not a regular file (a named pipe would block the reader
+forever), becomes a row with an error, not a silent gap and not a hang.
 An HDF5 file given as an argument (``.h5``/``.hdf5``, an ``images`` data set N,H,W[,C] uint8)
 yields one entry per image, ``file.h5[17]``: the row id is the index. Torch-free.
 """
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 from ..errors import DatasetError
+from ..files import out_of_space_error, storage_cause
+from ..regular_files import walk_files
 
 LIST_SUFFIXES = (".txt", ".lst")
 HDF5_SUFFIXES = (".h5", ".hdf5")
@@ -51,11 +54,10 @@ def hdf5_count(path: str | Path) -> int:
 
 
 def _folder(root: Path) -> Iterator[str]:
-    for directory, subdirs, names in os.walk(root):
-        subdirs.sort()
-        for name in sorted(names):
-            if not name.startswith("."):
-                yield str(Path(directory) / name)
+    """Every non-hidden entry that is not a folder: a FIFO or a socket too, so it becomes an error row
+    (the predictor checks each entry is a regular file before opening it), not a silent gap."""
+    for path, _regular in walk_files(root):
+        yield path
 
 
 def _listed(path: Path) -> Iterator[str]:
@@ -115,9 +117,14 @@ class EntryList(Sequence):
                     data = str(entry).encode("utf-8", "surrogateescape")
                     f.write(data)
                     offsets.append(offsets[-1] + len(data))
-        except BaseException:
+        except BaseException as err:
+            written = os.path.getsize(name)
             os.unlink(name)
-            raise
+            cause = storage_cause(err)
+            if cause is None:
+                raise
+            raise out_of_space_error(cause, name, None, written, what="the list of inputs",
+                                     kept="no prediction was written; set TMPDIR to a larger place") from None
         listed = cls(name, offsets)
         creator = os.getpid()
         listed._finalizer = weakref.finalize(listed, _remove_in, creator, name)

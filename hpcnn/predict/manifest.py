@@ -20,22 +20,21 @@ from typing import IO, Iterable, Iterator
 
 from ..errors import CheckpointError, ConfigError, HpcnnError
 from ..files import atomic_write, atomic_write_json
+from ..rundir import CHECKPOINT_CHOICES, checkpoint, checkpoints_dir
 from . import outputs
 
 SPEC_FILE = "predict.json"
 MANIFEST_FILE = "manifest.jsonl"
 ROWS_FILE = "rows.csv"
 SHARDS_SUFFIX = ".shards"
-CHECKPOINTS = {"best": ("best.pt", "model_final.pt"), "final": ("model_final.pt",)}
 
 
 def checkpoint_path(run_dir: str | Path, which: str = "best") -> Path:
     """The checkpoint a prediction reads; a clear error when the run has none."""
-    run_dir = Path(run_dir)
-    for name in CHECKPOINTS[which]:
-        if (run_dir / "checkpoints" / name).is_file():
-            return run_dir / "checkpoints" / name
-    raise CheckpointError(f"no {' or '.join(CHECKPOINTS[which])} in {run_dir / 'checkpoints'}", str(run_dir),
+    found = checkpoint(run_dir, which)
+    if found is not None:
+        return found
+    raise CheckpointError(f"no {' or '.join(CHECKPOINT_CHOICES[which])} in {checkpoints_dir(run_dir)}", str(run_dir),
                           "pass the directory of a finished run (hpcnn train prints it at the end)")
 
 
@@ -148,6 +147,6 @@ def manifest_digest(directory: Path, name: str = MANIFEST_FILE) -> str:
     return h.hexdigest()
 
 
-__all__ = ["CHECKPOINTS", "MANIFEST_FILE", "SPEC_FILE", "bounds", "check_shards", "checkpoint_path", "collect",
+__all__ = ["MANIFEST_FILE", "SPEC_FILE", "bounds", "check_shards", "checkpoint_path", "collect",
            "done_shards", "manifest_digest", "missing_shards", "read_manifest", "read_spec", "rows_file",
            "same_prediction", "shard_dir", "shards_dir_for", "write_manifest", "write_spec"]

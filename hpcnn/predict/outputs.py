@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import IO, Iterable, Sequence
 
 from ..errors import ConfigError
-from ..files import atomic_write
+from ..files import atomic_write, check_writable
 
 PARQUET_SUFFIX = ".parquet"
 ROW_GROUP = 65536
@@ -35,7 +35,8 @@ def is_parquet(out: str | Path) -> bool:
 
 
 def check_output(out: str | Path) -> None:
-    """Fail before any work when the output format cannot be written here."""
+    """Fail before any work when the output cannot be written: its place (created and probed), its format."""
+    check_writable(out, "--out")
     if is_parquet(out):
         try:
             import pyarrow  # noqa: F401

@@ -28,13 +28,16 @@ from typing import IO, Iterator, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..data.augment import Normalize
+from ..data.augment import Normalize, model_input
 from ..data.imagesets import FileImageSet, resize_uint8, to_channels
 from ..errors import CheckpointError, ConfigError
 from ..files import atomic_write
 from ..models.registry import build_model
+from ..regular_files import require_regular
 from ..train import checkpoint as ckpt
 from . import outputs
+from .labelled import LabelTally
+from .labelled import describe as describe_labelled
 from .listing import HDF5_DATASET, EntryList, hdf5_row
 from .manifest import checkpoint_path
 
@@ -64,9 +67,7 @@ class Predictor:
     @torch.no_grad()
     def probabilities(self, images: torch.Tensor, normalize: Normalize | None = None) -> torch.Tensor:
         """uint8 (B,C,H,W) images -> float32 class probabilities, on the predictor's device."""
-        x = (normalize or self.normalize())(images.to(self.device, non_blocking=True).float().div_(255.0))
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = model_input(images, normalize or self.normalize(), self.device, self.channels_last, non_blocking=True)
         with self.autocast():
             logits = self.model(x)
         return torch.softmax(logits.float(), dim=1)
@@ -93,8 +94,7 @@ def pick_device(device: str | torch.device = "auto") -> torch.device:
 
 def load_predictor(run_dir: str | Path, checkpoint: str = "best", device: str | torch.device = "cpu",
                    precision: str = "fp32", channels_last: bool = False, compile: bool = False) -> Predictor:
-    from ..results import read_summary
-    from ..run import config_for_resume
+    from ..rundir import config_for_resume, read_summary
 
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}", "--precision")
@@ -148,6 +148,7 @@ class _Inputs(Dataset):
 
     def _file(self, i: int):
         try:
+            require_regular(self.entries[i])  # a FIFO would block the open forever: an error row instead
             return self.images.load(i), i, ""
         except Exception as err:  # PIL raises many types: corrupt, truncated, not an image, gone
             return self.blank, i, _error_text(err)
@@ -269,22 +270,25 @@ def predict_rows(p: Predictor, entries: Sequence[str], topk: int = 3, batch: int
 
 
 def write_rows(p: Predictor, entries: Sequence[str], f: IO[bytes], topk: int, batch: int, workers: int,
-               progress: Progress | None = None, with_header: bool = True) -> int:
+               progress: Progress | None = None, with_header: bool = True, tally: LabelTally | None = None) -> int:
     """Predict ``entries`` into an open binary file as CSV; returns how many rows had errors."""
     writer = outputs.CsvRows(f, min(topk, len(p.classes)), with_header)
     errors = 0
     for rows in predict_rows(p, entries, topk, batch, workers, progress):
         writer.write(rows)
         errors += sum(1 for r in rows if r[-1])
+        if tally is not None:
+            tally.add(rows)
     writer.close()
     return errors
 
 
 def predict_csv(p: Predictor, entries: Sequence[str], out: str | Path, topk: int = 3, batch: int = 256,
-                workers: int = 0, progress: Progress | None = None) -> int:
+                workers: int = 0, progress: Progress | None = None, tally: LabelTally | None = None) -> int:
     """One CSV file, atomically: a reader sees all of it or nothing. Returns the error count."""
     errors = []
-    atomic_write(out, lambda f: errors.append(write_rows(p, entries, f, topk, batch, workers, progress)))
+    atomic_write(out, lambda f: errors.append(write_rows(p, entries, f, topk, batch, workers, progress,
+                                                         tally=tally)))
     return errors[0]
 
 
@@ -307,12 +311,16 @@ def predict_files(predictor: Predictor, paths, out: str | Path, topk: int = 3, b
     t0 = time.perf_counter()
     direct = comm.world_size == 1 and not outputs.is_parquet(out)
     target = out if direct else _part(out, comm.rank, comm.world_size)
+    tally = LabelTally(predictor.classes)  # inputs in folders named after classes: accuracy too
     try:
-        errors = predict_csv(predictor, paths[lo:hi], target, topk, batch, workers, bar)
+        errors = predict_csv(predictor, paths[lo:hi], target, topk, batch, workers, bar, tally)
     finally:
         bar.close()
     seconds = time.perf_counter() - t0
-    errors = sum(comm.all_gather_object(errors))  # also waits for every rank's part to be on disk
+    gathered = comm.all_gather_object((errors, tally.state()))  # also waits for every rank's part to be on disk
+    errors = sum(g[0] for g in gathered)
+    tally = LabelTally(predictor.classes)
+    tally.merge(g[1] for g in gathered)
     if not direct and comm.is_main:
         parts = [_part(out, r, comm.world_size) for r in range(comm.world_size)]
         outputs.merge(parts, out, k)
@@ -321,10 +329,13 @@ def predict_files(predictor: Predictor, paths, out: str | Path, topk: int = 3, b
     result = {"inputs": len(paths), "errors": errors, "seconds": seconds,
               "images_per_second": len(paths) / max(seconds, 1e-9), "out": str(out),
               "checkpoint": str(predictor.source), "device": str(predictor.device), "precision": predictor.precision,
-              "channels_last": predictor.channels_last, "compiled": predictor.compiled, "host": socket.gethostname()}
+              "channels_last": predictor.channels_last, "compiled": predictor.compiled, "host": socket.gethostname(),
+              "labelled": tally.summary()}
     if comm.is_main:
         log.info("predicted %d inputs (%d unreadable) in %.1f s: %.0f img/s -> %s", len(paths), errors, seconds,
                  result["images_per_second"], out)
+        if result["labelled"]:
+            log.info("%s", describe_labelled(result["labelled"]))
     return result
 
 

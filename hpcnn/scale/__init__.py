@@ -17,7 +17,8 @@ from pathlib import Path
 
 from .check import check, check_report
 from .collect import collect, read_report
-from .model import Link, Links, StepProfile, allreduce_s, predict, ring_allreduce_s, tree_allreduce_s
+from .model import (Link, Links, StepProfile, allreduce_s, binomial_allreduce_s, predict, rabenseifner_allreduce_s,
+                    recursive_doubling_allreduce_s, ring_allreduce_s, tree_allreduce_s)
 from .runner import StudyRun, run_study
 from .state import point_states, require_state
 from .study import StudySpec, load_study, study_dir, study_from_dict
@@ -53,6 +54,6 @@ class Study:
         return check(self.directory)
 
 
-__all__ = ["Link", "Links", "StepProfile", "Study", "StudyRun", "StudySpec", "allreduce_s", "check", "check_report",
-           "collect", "load_study", "predict", "read_report", "ring_allreduce_s", "run_study", "study_from_dict",
-           "tree_allreduce_s"]
+__all__ = ["Link", "Links", "StepProfile", "Study", "StudyRun", "StudySpec", "allreduce_s", "binomial_allreduce_s",
+           "check", "check_report", "collect", "load_study", "predict", "rabenseifner_allreduce_s", "read_report",
+           "recursive_doubling_allreduce_s", "ring_allreduce_s", "run_study", "study_from_dict", "tree_allreduce_s"]

@@ -53,21 +53,22 @@ def resolve_links(spec: StudySpec, profile_name: str | None) -> tuple[model.Link
 def step_profile(base: dict, spec: StudySpec, records: list[dict] = ()) -> model.StepProfile | None:
     """The model's starting point: the 1-rank point's step (no communication) and gradient size.
 
-    One rank has no DDP buckets: their sizes come from a measured multi-rank point when there is
-    one (DDP's real bucket sizes), else the default 25 MiB cap splits the gradient.
+    Forward+backward (``compute``) and the data wait (``data``) are per-image work; the optimizer
+    step, and whatever else the measured step holds beyond those three, is a per-step constant
+    (the model's one-rank step is then the measured one). One rank has no DDP buckets: their sizes
+    come from a measured multi-rank point when there is one (DDP's real bucket sizes), else the
+    default 25 MiB cap splits the gradient.
     """
     step = base.get("step_time_s") or {}
     if base["ranks"] != 1 or not base.get("gradient_bytes") or not step.get("compute"):
         return None
-    # data wait + optimizer, and whatever else the measured step holds beyond forward+backward: the model's
-    # one-rank step is then the measured one
-    other = max(float(step.get("data") or 0) + float(step.get("optimizer") or 0),
-                float(step.get("total") or 0) - float(step["compute"]))
+    compute, data = float(step["compute"]), float(step.get("data") or 0)
+    optimizer = max(float(step.get("optimizer") or 0), float(step.get("total") or 0) - compute - data)
     buckets = base.get("bucket_bytes") or next((r["bucket_bytes"] for r in records if r.get("bucket_bytes")), None)
-    return model.StepProfile(compute_s=float(step["compute"]), grad_bytes=float(base["gradient_bytes"]),
+    return model.StepProfile(compute_s=compute, grad_bytes=float(base["gradient_bytes"]),
                              batch_per_rank=float(base["global_batch"] if spec.mode == "strong"
                                                   else base["batch_per_rank"]),
-                             other_s=other,
+                             data_s=data, optimizer_s=optimizer,
                              bucket_bytes=tuple(buckets) if isinstance(buckets, list) else buckets or None,
                              backward_fraction=spec.model.backward_fraction)
 

@@ -1,30 +1,42 @@
 """An α-β model of data-parallel training: what a step costs on N ranks, from one rank's step and the links.
 
 Every message of S bytes over a link costs ``α + S/β`` (latency α in seconds, bandwidth β in
-bytes/s; Hockney's model). From that:
+bytes/s; Hockney's model). The allreduce variants (Thakur, Rabenseifner & Gropp 2005,
+"Optimization of collective communication operations in MPICH", §4; reduction arithmetic ignored):
 
-- **ring allreduce** over N ranks (reduce-scatter then all-gather, each N−1 steps of S/N bytes):
-  ``2(N−1)·α + 2(N−1)/N · S/β`` (Thakur, Rabenseifner & Gropp 2005, "Optimization of collective
-  communication operations in MPICH", §4; Patarasuk & Yuan 2009 for its bandwidth optimality).
-- **tree allreduce**: a binomial-tree reduce followed by a binomial-tree broadcast, each
-  ⌈log2 N⌉ steps of the whole message: ``2·⌈log2 N⌉·(α + S/β)`` (the same paper, §4; the
-  reduction's arithmetic is ignored). NCCL's pipelined double binary tree does better on
-  bandwidth; this is the textbook latency-optimal variant, good for small buckets at large N.
+- **ring** (reduce-scatter then all-gather, each N−1 steps of S/N bytes; NCCL's ring):
+  ``2(N−1)·α + 2(N−1)/N · S/β`` (Patarasuk & Yuan 2009 for its bandwidth optimality).
+- **recursive_doubling** (the short-message algorithm: log2 N exchanges of the whole message):
+  ``log2 N · (α + S/β)``.
+- **rabenseifner** (the long-message algorithm: reduce-scatter by recursive halving, all-gather by
+  recursive doubling): ``2·log2 N · α + 2(N−1)/N · S/β``.
+- **binomial** (a binomial-tree reduce to one rank, then a binomial-tree broadcast; neither
+  latency- nor bandwidth-optimal, what a naive MPI_Reduce + MPI_Bcast costs):
+  ``2·⌈log2 N⌉ · (α + S/β)``. ``tree`` is its old name, still accepted.
+- **auto**: per bucket, the fastest of the four — what a tuned library's size thresholds
+  approximate (MPICH: recursive doubling up to 2 KiB, Rabenseifner above); an optimistic selector.
+
+For N not a power of two, recursive doubling and Rabenseifner run on p' = 2^⌊log2 N⌋ ranks: the
+r = N − p' extra ranks first hand their whole vector to a partner and get the result back at the
+end, two more messages of S: ``+ 2(α + S/β)`` with p' in place of N above (MPICH and Open MPI do this).
+NCCL's pipelined double binary tree is not modelled.
+
 - **two levels** (``Links`` with ``intra``): a node's g ranks reduce-scatter over the intra-node
   link, the nodes allreduce their shards over the inter-node link (g shards side by side, sharing
   the node's inter-node bandwidth β_inter), then the node all-gathers:
-  ``2(g−1)·α_i + 2(g−1)/g · S/β_i + inter(n nodes, S)`` with ``inter`` the ring or tree formula
-  over n nodes on α_e, β_e. One node is the intra ring alone; one rank per node the inter one.
-  Without ``intra`` every link is the inter-node one (a flat ring or tree over all N ranks).
+  ``2(g−1)·α_i + 2(g−1)/g · S/β_i + inter(n nodes, S)`` with ``inter`` the chosen variant over n
+  nodes on α_e, β_e. One node is the intra ring alone; one rank per node the inter one.
+  Without ``intra`` every link is the inter-node one (a flat allreduce over all N ranks).
 - **buckets**: gradients are reduced in buckets (DDP's ``bucket_cap_mb``, 25 MiB by default);
   each bucket is its own allreduce, so each pays the latency terms.
 - **overlap**: bucket k is ready when the backward pass has produced its gradients; buckets
   become ready in proportion to their bytes, evenly over the backward pass, and are reduced
   one at a time in that order on a separate stream. What is left after backward ends is the
   exposed communication; it is never less than the last bucket (nothing overlaps it).
-- **step**: ``t(N) = other + forward + backward + exposed communication``, where ``other`` (data
-  wait + optimizer) does not overlap and compute scales with the per-rank batch (linear in it:
-  strong scaling divides it by N, weak scaling keeps it).
+- **step**: ``t(N) = data + optimizer + forward + backward + exposed communication``. Data wait
+  and forward+backward are per-image work, linear in the per-rank batch (strong scaling divides
+  them by N, weak scaling keeps them); the optimizer step (and any per-step constant) is the same
+  on every rank whatever its batch, in both modes. Neither data nor optimizer overlaps communication.
 
 It breaks where its assumptions do: link contention with other jobs, stragglers (a step waits
 for the slowest rank), topology (oversubscribed fat trees, rails, NVLink domains), an optimizer or
@@ -34,12 +46,15 @@ Pure Python, no torch: it runs on the login node.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Iterable, Sequence
 
 from ..errors import ConfigError
 
-ALGORITHMS = ("ring", "tree")
+VARIANTS = ("ring", "recursive_doubling", "rabenseifner", "binomial")
+ALGORITHMS = VARIANTS + ("auto",)   # auto: per bucket, the fastest variant
+OLD_NAMES = {"tree": "binomial"}     # study files and scripts written before the variants were named
 DEFAULT_BUCKET_BYTES = 25 * 1024 * 1024  # torch DDP bucket_cap_mb=25
 BACKWARD_FRACTION = 2 / 3                 # backward ≈ 2 × forward FLOPs, so 2/3 of forward+backward
 
@@ -56,6 +71,10 @@ class Link:
             raise ConfigError(f"link latency alpha_s must be >= 0, got {self.alpha_s!r}", "links")
         if not (self.beta_bytes_per_s > 0 and math.isfinite(self.beta_bytes_per_s)):
             raise ConfigError(f"link bandwidth beta_bytes_per_s must be > 0, got {self.beta_bytes_per_s!r}", "links")
+
+    def message_s(self, size_bytes: float) -> float:
+        """One message of ``size_bytes``: α + S/β."""
+        return self.alpha_s + size_bytes / self.beta_bytes_per_s
 
 
 @dataclass(frozen=True)
@@ -77,12 +96,73 @@ def ring_allreduce_s(size_bytes: float, ranks: int, link: Link) -> float:
     return 2 * (n - 1) * link.alpha_s + 2 * (n - 1) / n * size_bytes / link.beta_bytes_per_s
 
 
-def tree_allreduce_s(size_bytes: float, ranks: int, link: Link) -> float:
-    """Binomial-tree reduce + broadcast: 2·⌈log2 N⌉·(α + S/β) (0 for one rank)."""
+def _power_of_two_below(n: int) -> int:
+    """p' = 2^⌊log2 n⌋, the ranks recursive doubling and halving run on."""
+    return 1 << (n.bit_length() - 1)
+
+
+def _fold_s(size_bytes: float, n: int, link: Link) -> float:
+    """The extra ranks of a non-power-of-two N: send the vector to a partner, get the result back."""
+    return 0.0 if n == _power_of_two_below(n) else 2 * link.message_s(size_bytes)
+
+
+def recursive_doubling_allreduce_s(size_bytes: float, ranks: int, link: Link) -> float:
+    """Recursive doubling: log2 N · (α + S/β) for N a power of two, else on p' = 2^⌊log2 N⌋ plus the fold."""
     n = _ranks(ranks)
     if n == 1:
         return 0.0
-    return 2 * math.ceil(math.log2(n)) * (link.alpha_s + size_bytes / link.beta_bytes_per_s)
+    p = _power_of_two_below(n)
+    return math.log2(p) * link.message_s(size_bytes) + _fold_s(size_bytes, n, link)
+
+
+def rabenseifner_allreduce_s(size_bytes: float, ranks: int, link: Link) -> float:
+    """Reduce-scatter (recursive halving) + all-gather (recursive doubling): 2·log2 N·α + 2(N−1)/N · S/β
+    for N a power of two, else on p' = 2^⌊log2 N⌋ plus the fold."""
+    n = _ranks(ranks)
+    if n == 1:
+        return 0.0
+    p = _power_of_two_below(n)
+    return (2 * math.log2(p) * link.alpha_s + 2 * (p - 1) / p * size_bytes / link.beta_bytes_per_s
+            + _fold_s(size_bytes, n, link))
+
+
+def binomial_allreduce_s(size_bytes: float, ranks: int, link: Link) -> float:
+    """Binomial-tree reduce, then binomial-tree broadcast: 2·⌈log2 N⌉·(α + S/β) (0 for one rank)."""
+    n = _ranks(ranks)
+    if n == 1:
+        return 0.0
+    return 2 * math.ceil(math.log2(n)) * link.message_s(size_bytes)
+
+
+tree_allreduce_s = binomial_allreduce_s  # the old name of the binomial variant
+_FLAT = {"ring": ring_allreduce_s, "recursive_doubling": recursive_doubling_allreduce_s,
+         "rabenseifner": rabenseifner_allreduce_s, "binomial": binomial_allreduce_s}
+
+
+def algorithm_name(name: str, where: str = "algorithm") -> str:
+    """The variant's name (``tree`` -> ``binomial``, its old name), or a ConfigError listing the valid ones."""
+    name = OLD_NAMES.get(name, name) if isinstance(name, str) else name
+    if name not in ALGORITHMS:
+        raise ConfigError(f"allreduce algorithm must be one of {', '.join(ALGORITHMS)}, got {name!r}", where,
+                          "auto takes the fastest variant per bucket; tree is the old name of binomial")
+    return name
+
+
+def allreduce_choice(size_bytes: float, ranks: int, links: Links, ranks_per_node: int = 1,
+                     algorithm: str = "ring") -> tuple[float, str | None]:
+    """(seconds, variant used between nodes) of one allreduce; the variant is None when one node or rank
+    holds every rank (no inter-node allreduce, nothing to choose). See ``allreduce_s``."""
+    algorithm = algorithm_name(algorithm)
+    n, g = _ranks(ranks), max(1, min(int(ranks_per_node), _ranks(ranks)))
+    intra, members, link = 0.0, n, links.inter
+    if links.intra is not None and g > 1:
+        intra = 2 * (g - 1) * links.intra.alpha_s + 2 * (g - 1) / g * size_bytes / links.intra.beta_bytes_per_s
+        members = math.ceil(n / g)
+    if members == 1:
+        return intra, None
+    names = VARIANTS if algorithm == "auto" else (algorithm,)
+    seconds, name = min((_FLAT[v](size_bytes, members, link), v) for v in names)
+    return intra + seconds, name
 
 
 def allreduce_s(size_bytes: float, ranks: int, links: Links, ranks_per_node: int = 1,
@@ -91,15 +171,9 @@ def allreduce_s(size_bytes: float, ranks: int, links: Links, ranks_per_node: int
 
     With ``links.intra`` and several ranks per node: intra-node reduce-scatter, inter-node
     ``algorithm`` over the nodes, intra-node all-gather. Without it: one flat ``algorithm`` over
-    every rank on the inter-node link.
+    every rank on the inter-node link. ``auto``: the fastest variant for this size.
     """
-    flat = _algorithm(algorithm)
-    n, g = _ranks(ranks), max(1, min(int(ranks_per_node), _ranks(ranks)))
-    if links.intra is None or g == 1:
-        return flat(size_bytes, n, links.inter)
-    nodes = math.ceil(n / g)
-    intra = 2 * (g - 1) * links.intra.alpha_s + 2 * (g - 1) / g * size_bytes / links.intra.beta_bytes_per_s
-    return intra + flat(size_bytes, nodes, links.inter)
+    return allreduce_choice(size_bytes, ranks, links, ranks_per_node, algorithm)[0]
 
 
 def buckets_of(grad_bytes: float, bucket_bytes: float | Sequence[float] | None = None) -> list[float]:
@@ -143,20 +217,23 @@ def exposed_comm_s(bucket_times: Sequence[float], bucket_bytes: Sequence[float],
 class StepProfile:
     """One rank's step with no communication (what N = 1 measures), at ``batch_per_rank`` images.
 
-    ``compute_s`` is forward+backward; ``other_s`` (data wait + optimizer) never overlaps
-    communication. ``backward_fraction`` of compute is the backward pass buckets overlap with.
+    ``compute_s`` is forward+backward and ``data_s`` the data wait: per-image work, linear in the
+    batch. ``optimizer_s`` is the optimizer step and any other per-step constant: every rank runs
+    the whole optimizer step whatever its batch. Neither data nor optimizer overlaps communication;
+    ``backward_fraction`` of compute is the backward pass buckets overlap with.
     """
 
     compute_s: float
     grad_bytes: float
     batch_per_rank: float = 1.0
-    other_s: float = 0.0
+    optimizer_s: float = 0.0
     bucket_bytes: float | tuple | None = None
     backward_fraction: float = BACKWARD_FRACTION
+    data_s: float = 0.0
 
     @property
     def step_s(self) -> float:
-        return self.compute_s + self.other_s
+        return self.compute_s + self.data_s + self.optimizer_s
 
 
 @dataclass
@@ -173,6 +250,10 @@ class Prediction:
     speedup: float
     efficiency: float
     buckets: int
+    data_s: float = 0.0      # data wait at this per-rank batch
+    optimizer_s: float = 0.0  # per-step constant, the same at every N
+    algorithms: dict = field(default_factory=dict)           # variant used between nodes -> buckets
+    comm_by_algorithm_s: dict = field(default_factory=dict)  # every variant's comm_s, to compare
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -184,13 +265,15 @@ def predict(profile: StepProfile, links: Links, ranks: Iterable[int], ranks_per_
     """Step time, throughput, speed-up and efficiency at each rank count.
 
     ``mode`` weak: every rank keeps ``profile.batch_per_rank``; strong: the global batch
-    ``profile.batch_per_rank`` is split over N ranks (compute and ``other_s`` shrink with it).
-    Ranks fill nodes ``ranks_per_node`` at a time. Efficiency = throughput(N) / (N · throughput(1)).
+    ``profile.batch_per_rank`` is split over N ranks (compute and data wait shrink with it; the
+    optimizer step does not). Ranks fill nodes ``ranks_per_node`` at a time.
+    Efficiency = throughput(N) / (N · throughput(1)).
     """
     if mode not in ("weak", "strong"):
         raise ConfigError(f"mode must be weak or strong, got {mode!r}", "mode")
     if not 0 <= profile.backward_fraction <= 1:
         raise ConfigError(f"backward_fraction must be in [0, 1], got {profile.backward_fraction}", "backward_fraction")
+    algorithm = algorithm_name(algorithm)
     buckets = buckets_of(profile.grad_bytes, profile.bucket_bytes)
     base = profile.batch_per_rank / profile.step_s
     out = []
@@ -198,15 +281,18 @@ def predict(profile: StepProfile, links: Links, ranks: Iterable[int], ranks_per_
         n = _ranks(n)
         g = max(1, min(int(ranks_per_node), n))
         scale = 1.0 if mode == "weak" else 1.0 / n
-        compute = profile.compute_s * scale
-        other = profile.other_s * scale
-        times = [allreduce_s(b, n, links, g, algorithm) for b in buckets]
+        compute, data = profile.compute_s * scale, profile.data_s * scale
+        chosen = [allreduce_choice(b, n, links, g, algorithm) for b in buckets]
+        times = [seconds for seconds, _ in chosen]
         exposed = exposed_comm_s(times, buckets, compute * profile.backward_fraction, overlap) if n > 1 else 0.0
-        step = compute + other + exposed
+        step = compute + data + profile.optimizer_s + exposed
         batch = profile.batch_per_rank * scale
         throughput = n * batch / step
-        out.append(Prediction(n, g, math.ceil(n / g), batch, step, compute, float(sum(times)), exposed, throughput,
-                              throughput / base, throughput / (n * base), len(buckets)))
+        out.append(Prediction(
+            n, g, math.ceil(n / g), batch, step, compute, float(sum(times)), exposed, throughput, throughput / base,
+            throughput / (n * base), len(buckets), data_s=data, optimizer_s=profile.optimizer_s,
+            algorithms=dict(Counter(name for _, name in chosen if name)),
+            comm_by_algorithm_s={v: float(sum(allreduce_s(b, n, links, g, v) for b in buckets)) for v in VARIANTS}))
     return out
 
 
@@ -257,12 +343,7 @@ def _ranks(n) -> int:
     return int(n)
 
 
-def _algorithm(name: str):
-    if name not in ALGORITHMS:
-        raise ConfigError(f"allreduce algorithm must be one of {', '.join(ALGORITHMS)}, got {name!r}", "algorithm")
-    return ring_allreduce_s if name == "ring" else tree_allreduce_s
-
-
-__all__ = ["ALGORITHMS", "BACKWARD_FRACTION", "DEFAULT_BUCKET_BYTES", "Link", "Links", "Prediction", "StepProfile",
-           "allreduce_s", "buckets_of", "efficiency", "exposed_comm_s", "link_from_allreduce_json", "links_from_dict",
-           "predict", "ring_allreduce_s", "tree_allreduce_s"]
+__all__ = ["ALGORITHMS", "BACKWARD_FRACTION", "DEFAULT_BUCKET_BYTES", "Link", "Links", "OLD_NAMES", "Prediction",
+           "StepProfile", "VARIANTS", "algorithm_name", "allreduce_choice", "allreduce_s", "binomial_allreduce_s",
+           "buckets_of", "efficiency", "exposed_comm_s", "link_from_allreduce_json", "links_from_dict", "predict",
+           "rabenseifner_allreduce_s", "recursive_doubling_allreduce_s", "ring_allreduce_s", "tree_allreduce_s"]

@@ -61,13 +61,19 @@ def table_rows(report: dict) -> list[list[str]]:
     return rows
 
 
+def algorithm_mix(algorithms: dict | None) -> str:
+    """{"ring": 3, "recursive_doubling": 1} -> "ring x3 + recursive_doubling x1" ("-" when none ran)."""
+    return " + ".join(f"{name} x{count}" for name, count in sorted((algorithms or {}).items())) or "-"
+
+
 def format_table(report: dict) -> str:
     """The table with its header lines: mode and batch, the efficiency definition, baseline, model, flags."""
     lines = [f"study {report['study']}: {report['batch']}",
              f"efficiency = {report['efficiency']}; baseline: point {report['baseline'] or '(none measured yet)'}"]
     m = report["model"]
     if m["active"]:
-        lines.append(f"model: {m['algorithm']} allreduce, {'with' if m['overlap'] else 'without'} overlap, "
+        algorithm = "auto (the fastest variant per bucket)" if m["algorithm"] == "auto" else m["algorithm"]
+        lines.append(f"model: {algorithm} allreduce, {'with' if m['overlap'] else 'without'} overlap, "
                      f"links from {m['links_source']}")
     else:
         lines.append(f"model: not shown ({m['links_source'] if not m['links'] else 'needs a measured 1-rank point'})")
@@ -84,8 +90,9 @@ def format_table(report: dict) -> str:
         lines += [f"  {p['ranks']:>6} ranks ({p['nodes']} node(s) x {p['ranks_per_node']}): "
                   f"{p['images_per_second']:.1f} img/s, efficiency {p['efficiency']:.2f}, step "
                   f"{1000 * p['step_s']:.1f} ms (exposed comm {1000 * p['exposed_comm_s']:.1f} ms)"
+                  + (f", allreduce {algorithm_mix(p.get('algorithms'))}" if m["algorithm"] == "auto" else "")
                   for p in report["predictions"]]
     return "\n".join(lines)
 
 
-__all__ = ["CSV_COLUMNS", "csv_text", "flat", "format_table", "table_rows"]
+__all__ = ["CSV_COLUMNS", "algorithm_mix", "csv_text", "flat", "format_table", "table_rows"]

@@ -9,15 +9,13 @@ point is done it collects the report instead. A lock keeps two runs from submitt
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from ..config import to_dict
-from ..errors import ConfigError, HpcnnError
+from ..errors import ConfigError
+from ..files import exclusive
 from ..slurm.jobs import records
 from ..slurm.jobs.arrays import ArrayPlan, submit_plan
 from ..slurm.jobs.groups import plan_group
@@ -54,19 +52,8 @@ def check_bench_available() -> None:
                           "install an hpcnn with `hpcnn bench`")
 
 
-@contextlib.contextmanager
-def locked(study_dir: Path) -> Iterator[None]:
-    study_dir.mkdir(parents=True, exist_ok=True)
-    with open(study_dir / ".lock", "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise HpcnnError("another `hpcnn scale` is working on this study right now", str(study_dir),
-                             "wait for it to return") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def locked(study_dir: Path):
+    return exclusive(study_dir, "another `hpcnn scale` is working on this study right now")
 
 
 def _load(study) -> StudySpec:

@@ -15,6 +15,7 @@
     dir: runs/scale-resnet_small       # the study directory (default: <train.runs_dir>/scale-<name>)
     reference: {tolerance: 0.1, images_per_second: {"1x1": 900, "2x8": 12000}}
     model: {algorithm: ring, gpus: [64, 512, 4096], links: {inter: {alpha_s: 2.0e-5, beta_bytes_per_s: 1.0e10}}}
+                                       # algorithm: ring | recursive_doubling | rabenseifner | binomial | auto
 
 Points are named ``NODESxPER_NODE`` ("2x8": 2 nodes of 8 GPUs or tasks). Everything is checked when
 the file loads: unknown keys name themselves (strict loader), a strong-scaling batch that does
@@ -36,7 +37,7 @@ from ..config.strict import doc
 from ..errors import ConfigError
 from ..slurm.jobs.submission import job_config
 from ..slurm.jobs.sweep import override_text
-from .model import ALGORITHMS, BACKWARD_FRACTION, link_from_allreduce_json, links_from_dict
+from .model import ALGORITHMS, BACKWARD_FRACTION, OLD_NAMES, link_from_allreduce_json, links_from_dict
 
 MODES = ("strong", "weak")
 BENCH_DATA = ("synthetic", "real")
@@ -78,7 +79,8 @@ class ModelSpec:
                           "else the profile's links")
     allreduce: list = doc([], "`hpcnn bench allreduce` JSON files (relative to the study file): one node -> intra, "
                               "several -> inter")
-    algorithm: str = doc("ring", "ring | tree: the allreduce the model assumes between nodes")
+    algorithm: str = doc("ring", "ring | recursive_doubling | rabenseifner | binomial | auto (the fastest per "
+                                 "bucket): the allreduce the model assumes between nodes; tree = binomial (old name)")
     overlap: bool = doc(True, "buckets overlap the backward pass (all but the last one)")
     backward_fraction: float = doc(BACKWARD_FRACTION, "share of forward+backward that is backward")
     gpus: list = doc([], "more rank counts to predict beyond the measured ones, e.g. [64, 512, 4096]")
@@ -264,8 +266,11 @@ def _validate_reference(spec: StudySpec, keys: set[str]) -> None:
 
 def _validate_model(spec: StudySpec) -> None:
     where, m = _where(spec), spec.model
+    if isinstance(m.algorithm, str):
+        m.algorithm = OLD_NAMES.get(m.algorithm, m.algorithm)  # tree, the old name, reads as binomial
     if m.algorithm not in ALGORITHMS:
-        raise ConfigError(f"'model.algorithm' must be one of {', '.join(ALGORITHMS)}, got {m.algorithm!r}", where)
+        raise ConfigError(f"'model.algorithm' must be one of {', '.join(ALGORITHMS)}, got {m.algorithm!r}", where,
+                          "auto takes the fastest variant per bucket; tree is the old name of binomial")
     if not 0 <= m.backward_fraction <= 1:
         raise ConfigError(f"'model.backward_fraction' must be in [0, 1], got {m.backward_fraction!r}", where)
     for i, n in enumerate(m.gpus):

@@ -54,8 +54,59 @@ def _describe(res) -> str:
             f"{res.walltime}")
 
 
+def _site_and_cost(profile, flag, config_profile, cost, config_what: str = "the job config's slurm.profile") -> str:
+    """Two lines every submission prints: which site profile and why, and what the request can cost."""
+    from .site.choice import explain
+
+    return (f"{explain(profile, flag, config_profile, config_what)}\n"
+            f"cost: {cost.describe()} (walltime x resources x tasks)")
+
+
+def _recorded_cost(record: dict, only=None):
+    """The cost of a submitted unit from its record (job.json or sweep.json); ``only``: these task indices."""
+    from .site.cost import cost_of, total
+    from .site.resources import Resources
+
+    tasks = record.get("tasks")
+    if tasks and only is not None:
+        wanted = set(only)
+        tasks = [t for t in tasks if t.get("index") in wanted]
+    if tasks and all(t.get("resources") for t in tasks):
+        return total(Resources.from_dict(t["resources"]) for t in tasks)
+    return cost_of(Resources.from_dict(record["resources"]), len(tasks) if tasks else 1)
+
+
+def _recorded_profile(record: dict):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(name=record.get("profile"), source=record.get("profile_source"))
+
+
+def recorded_site_and_cost(record: dict, flag=None, only=None, named=None, named_by: str = "") -> str:
+    """The profile and cost lines for a unit already submitted (scale studies, predict arrays).
+
+    ``named``: the profile a study file names (``named_by`` says which file), when it named one.
+    """
+    return _site_and_cost(_recorded_profile(record), flag, named, _recorded_cost(record, only),
+                          named_by or "the job config's slurm.profile")
+
+
+def planned_site_and_cost(plan, flag=None, named=None, named_by: str = "") -> str:
+    """The profile and cost lines for a planned array (dry runs), each line a ``# `` comment."""
+    from .site.cost import total
+
+    named = named or (plan.base.slurm.profile if plan.base else None)
+    site = _site_and_cost(plan.profile, flag, named, total(t.resources for t in plan.tasks),
+                          named_by or "the job config's slurm.profile")
+    return "\n".join(f"# {line}" for line in site.splitlines())
+
+
 def cmd_submit(args) -> int:
+    import dataclasses
+
+    from ..config import load_job
     from .jobs.submission import plan_job, submit
+    from .site.cost import cost_of
 
     path, overrides = split_config_args(args.items)
     if args.dry_run:
@@ -63,14 +114,21 @@ def cmd_submit(args) -> int:
         print(plan.script.rstrip("\n"))
         print(f"# dry run: pre-flight passed; would submit to profile {plan.profile.name} ({_describe(plan.resources)})"
               f"\n# run directory would be {plan.run_dir}", file=sys.stderr)
+        site = _site_and_cost(plan.profile, args.profile, plan.config.slurm.profile, cost_of(plan.resources))
+        print("\n".join(f"# {line}" for line in site.splitlines()), file=sys.stderr)
         return 0
     handle = submit(path, args.profile, _resources(args), overrides, run_dir=args.run_dir)
     res = handle.record["resources"]
+    cost = _recorded_cost(handle.record)
     if args.json:
-        _print_json({"job_id": handle.job_id, "run_dir": str(handle.run_dir), **({"resources": res})})
+        _print_json({"job_id": handle.job_id, "run_dir": str(handle.run_dir), **({"resources": res}),
+                     "profile": handle.record["profile"], "profile_source": handle.record.get("profile_source"),
+                     "cost": dataclasses.asdict(cost)})
     else:
         print(f"submitted job {handle.job_id} (profile {handle.record['profile']}, {res['nodes']} node(s), "
               f"{res['gpus_per_node']} GPU(s)/node, {res['walltime']})")
+        print(_site_and_cost(_recorded_profile(handle.record), args.profile,
+                             load_job(path, overrides).slurm.profile, cost))
         print(f"run directory: {handle.run_dir}")
         jid = handle.job_id
         print(f"follow it:     hpcnn status {jid}   hpcnn logs {jid}   hpcnn cancel {jid}")
@@ -81,9 +139,49 @@ def cmd_submit(args) -> int:
     return 0
 
 
+def _resubmit_target(args) -> str | None:
+    """The sweep directory to resubmit: `hpcnn sweep SWEEP_DIR` or `hpcnn sweep SWEEP.yaml --resubmit SWEEP_DIR`."""
+    if args.resubmit:
+        return args.resubmit
+    return args.sweep if Path(args.sweep).is_dir() else None
+
+
+def cmd_resubmit(args, sweep_dir: str) -> int:
+    from .jobs.resubmit import resubmit_sweep
+
+    changed = [flag for flag, on in (("overrides", args.overrides), ("--max-parallel", args.max_parallel),
+                                     ("--profile", args.profile), ("resource flags", _resources(args))) if on]
+    if changed:
+        raise HpcnnError(f"{', '.join(changed)} cannot change a submitted sweep", sweep_dir,
+                         "a resubmission reruns the failed tasks as they were; submit the sweep file for a new sweep")
+    done = resubmit_sweep(sweep_dir, dry_run=args.dry_run)
+    if args.dry_run and done.plan is not None:
+        print("\n".join(done.plan.scripts).rstrip("\n"))
+    left = ", ".join(f"{n} {state}" for state, n in sorted(done.skipped.items())) or "none"
+    if args.json:
+        _print_json({"sweep_dir": str(done.sweep.sweep_dir), "resubmitted": done.tasks, "arrays": done.array_ids,
+                     "left_alone": done.skipped, "dry_run": args.dry_run})
+    elif not done.tasks:
+        print(f"nothing to resubmit: every task is finished or still queued ({left})    {done.sweep.sweep_dir}")
+    else:
+        verb = "would resubmit" if args.dry_run else "resubmitted"
+        ids = f" as array job(s) {', '.join(done.array_ids)}" if done.array_ids else ""
+        print(f"{verb} {len(done.tasks)} task(s) of sweep {done.sweep.record['name']}{ids}: "
+              f"{', '.join(map(str, done.tasks[:20]))}{' ...' if len(done.tasks) > 20 else ''} (left alone: {left})")
+        print(f"follow it: hpcnn status {done.sweep.sweep_dir}   hpcnn results {done.sweep.sweep_dir}")
+    if args.wait and done.array_ids:
+        statuses = done.sweep.wait(timeout_s=args.timeout)
+        _print_results(done.sweep.results(statuses), done.sweep.record.get("metric", "val.accuracy"), args.json)
+        return 0 if all(s.succeeded for s in statuses) else 1
+    return 0
+
+
 def cmd_sweep(args) -> int:
     from .jobs.groups import plan_array, submit_array
 
+    target = _resubmit_target(args)
+    if target is not None:
+        return cmd_resubmit(args, target)
     kwargs = dict(profile=args.profile, max_parallel=args.max_parallel, resources=_resources(args),
                   overrides=args.overrides)
     if args.dry_run:
@@ -94,6 +192,7 @@ def cmd_sweep(args) -> int:
               file=sys.stderr)
         for task in plan.tasks:
             print(f"#   task {task.index}: {task.label}", file=sys.stderr)
+        print(planned_site_and_cost(plan, args.profile), file=sys.stderr)
         return 0
     sweep = submit_array(args.sweep, **kwargs)
     if args.json:
@@ -101,6 +200,7 @@ def cmd_sweep(args) -> int:
     else:
         ids = ", ".join(sweep.array_ids)
         print(f"submitted sweep {sweep.record['name']}: {len(sweep)} task(s) as array job(s) {ids}")
+        print(recorded_site_and_cost(sweep.record, args.profile))
         print(f"sweep directory: {sweep.sweep_dir}")
         print(f"follow it:       hpcnn status {sweep.sweep_dir}   hpcnn results {sweep.sweep_dir}")
     if args.wait:
@@ -116,7 +216,8 @@ def _print_status(status, as_json: bool, metric: str | None = None) -> None:
     if as_json:
         _print_json({**status.to_dict(), "summary": status.summary})
         return
-    print(f"job {status.job_id}: {status.state}    {status.run_dir}")
+    source = f" (from {status.source})" if status.source else ""
+    print(f"job {status.job_id}: {status.state}{source}    {status.run_dir}")
     if status.nodelist:
         print(f"  nodes {status.nodelist}")
     if status.summary:
@@ -150,25 +251,21 @@ def cmd_status(args) -> int:
 
     from .jobs import records
     from .jobs.handles import JobArray, locate
+    from .jobs.status import live_states
     from .jobs.sweep import check_ranking
-    from .site import commands
 
     if args.metric is not None:
         check_ranking(args.metric, args.mode or "max", "--metric/--mode")
     if args.ref:
         found = [locate(args.ref)]
     else:
-        found = []
-        for job_id, _ in records.recent(args.limit):
-            try:
-                found.append(locate(job_id))
-            except HpcnnError as err:  # a deleted run directory must not hide the others
-                print(f"{job_id}: {err}", file=sys.stderr)
+        found = _recent_units(args.limit)
         if not found:
             print(f"no jobs recorded in {records.state_dir() / 'jobs'}")
             return 0
     ids = [i for h in found for i in (h.array_ids if isinstance(h, JobArray) else [h.job_id])]
-    states = commands.query_states(ids)  # one query for everything shown
+    tasks = [t.job_id for h in found for t in (h.tasks if isinstance(h, JobArray) else [h])]
+    states = live_states(ids, tasks)  # one sacct (+ one squeue for what may still be queued) for everything shown
     out = []
     for handle in found:
         if isinstance(handle, JobArray):
@@ -192,6 +289,30 @@ def cmd_status(args) -> int:
     return 0
 
 
+def _recent_units(limit: int) -> list:
+    """The last ``limit`` submissions, each once: a study's or resubmitted sweep's several arrays are one unit."""
+    from .jobs import records
+    from .jobs.handles import JobArray, locate
+
+    found, seen = [], set()
+    for job_id, directory in records.recent(limit):
+        if str(directory) in seen:
+            continue
+        try:
+            handle = locate(job_id)
+        except HpcnnError as err:  # a deleted run directory must not hide the others
+            print(f"{job_id}: {err}", file=sys.stderr)
+            continue
+        if isinstance(handle, JobArray):
+            seen.update({str(handle.sweep_dir), str(directory)})
+        elif (str(handle.run_dir), handle.job_id) in seen:
+            continue  # an earlier job of a run continued with --run-dir: the run shows its latest
+        else:
+            seen.add((str(handle.run_dir), handle.job_id))
+        found.append(handle)
+    return found
+
+
 def cmd_logs(args) -> int:
     from .jobs.handles import JobArray, locate
 
@@ -199,6 +320,8 @@ def cmd_logs(args) -> int:
     if isinstance(found, JobArray):
         found = found[args.task]
     streams = ("out", "err") if args.stream == "both" else (args.stream,)
+    if args.follow:
+        return _follow_logs(found, args, streams)
     shown = False
     for stream in streams:
         path = found.log_path(args.rank, stream)
@@ -209,8 +332,35 @@ def cmd_logs(args) -> int:
             print(text)
             shown = True
     if not shown:
-        print(f"no log yet for job {found.job_id} rank {args.rank} (expected {found.log_path(args.rank, 'out')})",
-              file=sys.stderr)
+        print(f"no log yet for job {found.job_id}{_queue_note(found.job_id)} rank {args.rank} "
+              f"(expected {found.log_path(args.rank, 'out')})", file=sys.stderr)
+    return 0
+
+
+def _queue_note(job_id: str) -> str:
+    """' (PENDING: Priority)' while the job waits in the queue, else ''."""
+    from ..errors import SubmissionError
+    from .site import commands
+
+    try:
+        queued = commands.squeue([job_id]).get(job_id)
+    except SubmissionError:
+        return ""
+    return f" ({queued.state}{': ' + queued.reason if queued.reason else ''})" if queued else ""
+
+
+def _follow_logs(handle, args, streams) -> int:
+    from .jobs.follow import follow
+
+    paths = [handle.log_path(args.rank, stream) for stream in streams]
+    print(f"following job {handle.job_id} rank {args.rank} ({', '.join(map(str, paths))}); "
+          "stops when the job leaves the queue, or Ctrl-C", file=sys.stderr)
+    try:
+        follow(handle.job_id, paths, lines=args.tail, interval_s=args.interval)
+    except KeyboardInterrupt:
+        print("", file=sys.stderr)
+        return 130
+    print(f"job {handle.job_id} has left the queue: see `hpcnn status {handle.job_id}`", file=sys.stderr)
     return 0
 
 
@@ -224,10 +374,35 @@ def cmd_cancel(args) -> int:
     return 0
 
 
+def _is_runs_folder(ref: str) -> bool:
+    """A folder of run directories (runs/): neither a sweep/group directory nor one submitted run."""
+    from .jobs import records
+    from .jobs.results import RUN_FILES
+
+    path = Path(ref)
+    return path.is_dir() and not any((path / name).is_file() for name in (records.SWEEP_FILE, *RUN_FILES))
+
+
+def _results_of_runs(args) -> int:
+    from .jobs.results import RUN_FILES, rank_run_dirs
+    from .jobs.sweep import check_ranking
+
+    metric = args.metric or "val.accuracy"
+    check_ranking(metric, args.mode or "max", "--metric/--mode")
+    rows = rank_run_dirs(args.sweep_dir, metric, args.mode or "max")
+    if not rows:
+        raise HpcnnError(f"no run directories here (none holds {' or '.join(RUN_FILES)})",
+                         str(args.sweep_dir), "pass runs/ (train.runs_dir), a sweep directory or a job id")
+    _print_results(rows, metric, args.json)
+    return 0
+
+
 def cmd_results(args) -> int:
     from .jobs.handles import JobArray, locate
     from .jobs.sweep import check_ranking
 
+    if _is_runs_folder(args.sweep_dir):
+        return _results_of_runs(args)
     found = locate(args.sweep_dir)
     if not isinstance(found, JobArray):
         raise HpcnnError("not a sweep or group directory (no sweep.json)", str(args.sweep_dir),
@@ -303,7 +478,8 @@ def register(subparsers) -> None:
     s = _intermixed(subparsers.add_parser("submit", help="pre-flight and submit a training job to Slurm (submitit)",
                               description="Submit one training job; prints its id and run directory and returns."))
     s.add_argument("items", nargs="*", metavar="[CONFIG] [key.sub=value ...]")
-    s.add_argument("--profile", help="site profile name or YAML path (default: the config's slurm.profile)")
+    s.add_argument("--profile", help="site profile name or YAML path (default: the config's slurm.profile, else "
+                                     "$HPCNN_PROFILE, else `profile:` in ~/.config/hpcnn/config.yaml)")
     add_resource_flags(s)
     s.add_argument("--run-dir", help="continue this run directory from its newest checkpoint (default: a new one)")
     s.add_argument("--dry-run", action="store_true", help="pre-flight and print the script; submit nothing")
@@ -313,8 +489,11 @@ def register(subparsers) -> None:
     s.set_defaults(func=cmd_submit)
 
     w = _intermixed(subparsers.add_parser("sweep", help="submit a sweep (grid or list of overrides) as one Slurm array",
-                              description="Submit every task of SWEEP.yaml as one Slurm array job."))
-    w.add_argument("sweep", metavar="SWEEP.yaml")
+                              description="Submit every task of SWEEP.yaml as one Slurm array job; given a sweep "
+                                          "directory, resubmit only its failed, cancelled or missing tasks."))
+    w.add_argument("sweep", metavar="SWEEP.yaml|SWEEP_DIR")
+    w.add_argument("--resubmit", metavar="SWEEP_DIR", help="resubmit this sweep directory's failed, cancelled or "
+                                                           "missing tasks (one array of just those indices)")
     w.add_argument("overrides", nargs="*", metavar="key.sub=value", help="overrides for every task")
     w.add_argument("--profile")
     w.add_argument("--max-parallel", type=int, help="most tasks running at once (%%K)")
@@ -340,14 +519,18 @@ def register(subparsers) -> None:
     lg.add_argument("--tail", type=int, default=40, help="last N lines (0 = all)")
     lg.add_argument("--stream", choices=["out", "err", "both"], default="both")
     lg.add_argument("--task", type=int, default=0, help="for a sweep directory: which task")
+    lg.add_argument("-f", "--follow", action="store_true",
+                    help="keep printing what the log gains (like tail -f) until the job leaves the queue")
+    lg.add_argument("--interval", type=float, default=2.0, help="with --follow: seconds between looks (>= 1)")
     lg.set_defaults(func=cmd_logs)
 
     c = subparsers.add_parser("cancel", help="cancel a job, an array task or a whole sweep")
     c.add_argument("ref", metavar="JOB_ID|RUN_DIR|SWEEP_DIR")
     c.set_defaults(func=cmd_cancel)
 
-    r = subparsers.add_parser("results", help="a sweep's or group's results, best first, failures with reasons")
-    r.add_argument("sweep_dir", metavar="SWEEP_DIR|GROUP_DIR|ARRAY_ID")
+    r = subparsers.add_parser("results", help="a sweep's, group's or runs folder's results, best first, failures with reasons")
+    r.add_argument("sweep_dir", metavar="SWEEP_DIR|GROUP_DIR|RUNS_DIR|ARRAY_ID",
+                   help="a sweep or group directory, an array id, or a folder of run directories (runs/)")
     r.add_argument("--metric", help="rank by this numeric key of summary.json, e.g. val.accuracy, "
                                     "images_per_second, wall_seconds (default: the sweep's metric)")
     r.add_argument("--mode", choices=["max", "min"], help="max: bigger is better (default: the sweep's mode)")

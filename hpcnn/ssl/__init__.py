@@ -1,6 +1,7 @@
-"""Self-supervised pretraining (SimCLR) and the linear probe that measures it; see docs/ssl.md."""
-from .pretrain import Pretrainer, linear_probe, probe_weights, run_pretrain
+"""Self-supervised pretraining (SimCLR, an objective of the one Trainer) and the linear probe; see docs/ssl.md."""
+from .objective import SimCLRObjective
+from .probe import LinearProbe, extract_features, linear_probe, probe_weights
 from .simclr import LARS, Backbone, SimCLR, TwoViews, ViewSettings, nt_xent, simclr_loss
 
-__all__ = ["LARS", "Backbone", "Pretrainer", "SimCLR", "TwoViews", "ViewSettings", "linear_probe", "nt_xent",
-           "probe_weights", "run_pretrain", "simclr_loss"]
+__all__ = ["LARS", "Backbone", "LinearProbe", "SimCLR", "SimCLRObjective", "TwoViews", "ViewSettings",
+           "extract_features", "linear_probe", "nt_xent", "probe_weights", "simclr_loss"]

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.augment import step_generator
+from ..data.augment import affine_warp, color_jitter, step_generator
 from ..dist.gather import all_gather_grad
 from ..models.parts import head_name
 
@@ -93,23 +93,13 @@ class TwoViews:
         return views[0], views[1]
 
     def apply(self, x: torch.Tensor, p: dict) -> torch.Tensor:
-        col = lambda t: t.to(x.dtype).view(-1, 1, 1, 1)  # noqa: E731
-        # crop, rotation and flips as one affine warp: output coordinates -> input coordinates
-        cos, sin = torch.cos(p["angle"]), torch.sin(p["angle"])
+        # crop, rotation and flips as one warp (a flip is a negative scale), then the colour jitter
         fx = 1 - 2 * p["hflip"].to(x.dtype)
         fy = 1 - 2 * p["vflip"].to(x.dtype)
-        sx, sy = p["sx"] * fx, p["sy"] * fy
-        theta = torch.stack([torch.stack([cos * sx, -sin * sy, p["tx"]], -1),
-                             torch.stack([sin * sx, cos * sy, p["ty"]], -1)], 1).to(x.dtype)
-        x = F.grid_sample(x, F.affine_grid(theta, list(x.shape), align_corners=False), mode="bilinear",
-                          padding_mode="reflection", align_corners=False)
-        x = x * col(p["bright"])
-        mean = x.mean(dim=(1, 2, 3), keepdim=True)
-        x = (x - mean) * col(p["contrast"]) + mean
-        if x.shape[1] == 3:
-            gray = 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
-            x = (x - gray) * col(p["sat"]) + gray
-            x = torch.where(col(p["gray"]) > 0, gray.expand_as(x), x)
+        x = affine_warp(x, p["angle"], p["sx"] * fx, p["sy"] * fy, p["tx"], p["ty"])
+        x, gray = color_jitter(x, p["bright"], p["contrast"], p["sat"])
+        if gray is not None:
+            x = torch.where(p["gray"].view(-1, 1, 1, 1), gray.expand_as(x), x)
         if self.s.blur_p > 0:
             scale = x.shape[-1] / 32
             x = gaussian_blur(x.clamp(0, 1), p["sigma"] * scale, self.s.blur_sigma[1] * scale)

@@ -1,1 +1,1 @@
-"""The training core: one loop for every launcher (it receives a World, never reads the environment)."""
+"""The training core: one Trainer for every launcher and objective (it receives a World; only env/ reads launcher variables)."""

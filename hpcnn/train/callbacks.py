@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import os
 
+from .. import rundir
 from .events import Callback, LogPoint
 from .logs import JsonlWriter, Progress, bar
 from .tensorboard import TensorBoardWriter
@@ -34,7 +35,7 @@ class MetricsFile(Callback):
     """metrics.jsonl: one line per epoch; on resume, lines written after the checkpoint are dropped."""
 
     def on_run_start(self, trainer) -> None:
-        self.writer = JsonlWriter(trainer.run_dir / "metrics.jsonl") if trainer.is_main else None
+        self.writer = JsonlWriter(trainer.run_dir / rundir.METRICS_FILE) if trainer.is_main else None
         if self.writer and trainer.resumed_from is not None:
             self.writer.path.unlink(missing_ok=True)
             for record in trainer.history:
@@ -70,7 +71,7 @@ class GpuTelemetry(Callback):
         self.sampling = True
         self.sampler = GpuSampler(trainer.run_dir / "gpu" / f"rank{trainer.comm.rank}.jsonl", self.interval_s,
                                   cuda_ordinal=(trainer.device.index or 0) if cuda else None,
-                                  uuid=_gpu_uuid(trainer.device) if cuda else None, tag=self.tag,
+                                  uuid=cuda_uuid(trainer.device) if cuda else None, tag=self.tag,
                                   rank=trainer.comm.rank, announce=trainer.is_main, progress=self.progress)
         if not self.sampler.start():
             self.sampler = None
@@ -125,15 +126,18 @@ class GpuTelemetry(Callback):
             (log.warning if line.startswith("GPU advice") else log.info)("%s", line)
 
 
-def _gpu_uuid(device) -> str | None:
-    """The torch device's NVML UUID ('GPU-...'), so the sampler watches exactly that GPU."""
+def cuda_uuid(device) -> str | None:
+    """The torch device's UUID as torch reports it, so the sampler watches exactly that GPU.
+
+    CUDA's device numbers need not be NVML's (CUDA_DEVICE_ORDER, cgroups); the UUID is the same
+    on both sides. torch gives it without the "GPU-"/"MIG-" prefix; the monitor tries both.
+    """
     try:
         import torch
 
-        uuid = str(torch.cuda.get_device_properties(device.index or 0).uuid)
+        return str(torch.cuda.get_device_properties(device.index or 0).uuid) or None
     except Exception:
         return None
-    return uuid if uuid.startswith(("GPU-", "MIG-")) else f"GPU-{uuid}"
 
 
 def builtin_callbacks(cfg) -> list[Callback]:

@@ -2,6 +2,8 @@
 
 A reader never sees half a file; a corrupt newest checkpoint (disk full, killed copy)
 falls back to the previous one with a warning. Loading uses ``weights_only=True``.
+A full file system stops the run with one line (``StorageError``): the bytes the checkpoint
+needs, the bytes free, and which earlier checkpoint is intact to resume from.
 """
 from __future__ import annotations
 
@@ -11,16 +13,38 @@ from pathlib import Path
 
 import torch
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, StorageError
 from ..files import atomic_write
 
 log = logging.getLogger("hpcnn.train")
 _NAME = re.compile(r"^ckpt-e(\d+)-s(\d+)\.pt$")
 
 
+class _Counter:
+    """A file that only counts what torch.save writes to it: the exact size of a checkpoint."""
+
+    def __init__(self):
+        self.n = 0
+
+    def write(self, data) -> int:
+        n = memoryview(data).nbytes
+        self.n += n
+        return n
+
+    def flush(self) -> None:
+        pass
+
+
+def saved_size(obj) -> int:
+    """Bytes ``torch.save(obj)`` writes (serialised once more; only asked for when a write failed)."""
+    counter = _Counter()
+    torch.save(obj, counter)
+    return counter.n
+
+
 def atomic_save(obj, path: Path) -> None:
     """torch.save through hpcnn's one atomic writer (temp file + fsync + rename; the umask applies)."""
-    atomic_write(path, lambda f: torch.save(obj, f))
+    atomic_write(path, lambda f: torch.save(obj, f), size=lambda: saved_size(obj))
 
 
 def rng_state(device) -> dict:
@@ -52,7 +76,14 @@ def list_checkpoints(directory: Path) -> list[Path]:
 
 def save_checkpoint(state: dict, directory: Path, keep_last: int) -> Path:
     path = Path(directory) / checkpoint_name(state["epoch"], state["step_in_epoch"])
-    atomic_save(state, path)
+    try:
+        atomic_save(state, path)
+    except StorageError as err:
+        earlier = [p.name for p in list_checkpoints(directory) if p != path]
+        kept = (f"the previous checkpoint {earlier[-1]} is intact: resume from it with `hpcnn train --resume "
+                f"{Path(directory).parent}`" if earlier else "no earlier checkpoint of this run exists")
+        raise StorageError(err.what.replace(path.name, "the checkpoint", 1), err.where,
+                           f"{kept} once there is space") from None
     for old in list_checkpoints(directory)[:-keep_last]:
         old.unlink(missing_ok=True)
     return path

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..data.augment import model_input
 from ..data.loaders import ShardBatchSampler, make_loader
 from ..errors import ConfigError
 from ..files import atomic_write
@@ -93,9 +94,7 @@ def _compute(model: nn.Module, head: nn.Module, dataset, ctx, comm, batch: int):
     try:
         loader = make_loader(dataset, ShardBatchSampler(len(dataset), batch, comm.rank, comm.world_size), 0, False)
         for x, y in loader:
-            x = ctx.normalize(x.to(ctx.device).float().div_(255.0))
-            if ctx.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = model_input(x, ctx.normalize, ctx.device, ctx.channels_last)
             out = model(x)
             if not exact:  # the model's output must be the head's output, or cached features train the wrong thing
                 head_out = captured[-1][1]

@@ -11,6 +11,7 @@ import logging
 
 import torch
 
+from ..data import jobscope
 from ..data.augment import Normalize
 from ..data.sources import Splits, load_splits
 from ..models.weights import weights_preprocessing
@@ -46,7 +47,44 @@ def job_inputs(cfg, announce: bool = True) -> tuple[Splits, Normalize]:
     splits = load_splits(data)
     if pre:
         return splits, Normalize(torch.tensor(pre["mean"]), torch.tensor(pre["std"]))
-    return splits, Normalize.from_sample(splits.train.stats_sample(), data.normalize)
+    return splits, _split_statistics(splits.train, data.normalize)
+
+
+EXACT_STATS_BYTES = 256 << 20  # a float copy of the sample up to this size: computed in one go, as always
+STREAM_CHUNK_BYTES = 32 << 20  # float64 working memory per chunk beyond it
+
+
+def _streamed(chunks) -> Normalize:
+    """Per-channel mean/std from float64 sums over chunks: no float copy of a large sample (2,000 x 256² x 3
+    would be 1.6 GB, twice over inside ``std``)."""
+    total = total_sq = None
+    count = 0
+    for chunk in chunks:
+        x = chunk.to(torch.float64) / 255.0
+        s, sq = x.sum(dim=(0, 2, 3)), (x * x).sum(dim=(0, 2, 3))
+        total, total_sq = (s, sq) if total is None else (total + s, total_sq + sq)
+        count += x.numel() // x.shape[1]
+    mean = total / count
+    var = (total_sq - count * mean * mean) / max(count - 1, 1)
+    return Normalize(mean.float(), var.clamp_min(0).sqrt().float())
+
+
+def _sample_statistics(train, enabled: bool) -> Normalize:
+    chunks = getattr(train, "stats_chunks", None)
+    per_image = train.base[0].numel() if chunks is not None and len(train) else 0
+    if enabled and per_image and min(len(train), train.STATS_LIMIT) * per_image * 4 > EXACT_STATS_BYTES:
+        return _streamed(chunks(chunk=max(1, STREAM_CHUNK_BYTES // (8 * per_image))))
+    return Normalize.from_sample(train.stats_sample(), enabled)
+
+
+def _split_statistics(train, enabled: bool) -> Normalize:
+    """Mean/std of the training split, sampled on rank 0 alone (a folder sample is ~500 file opens)."""
+    job = jobscope.current()
+    if job.world_size == 1:
+        return _sample_statistics(train, enabled)
+    mine = _sample_statistics(train, enabled) if job.is_main else None
+    mean, std = job.comm.broadcast_object((mine.mean, mine.std) if mine is not None else None)
+    return Normalize(mean.flatten(), std.flatten())
 
 
 __all__ = ["input_data", "job_inputs", "preprocessing"]

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from ..files import append_text  # out of space: one StorageError line, no half record left behind
+
 
 class _Formatter(logging.Formatter):
     def format(self, record):
@@ -64,8 +66,7 @@ class JsonlWriter:
         self.path = Path(path)
 
     def write(self, record: dict) -> None:
-        with self.path.open("a") as f:
-            f.write(json.dumps(record, default=float) + "\n")
+        append_text(self.path, json.dumps(record, default=float) + "\n")
 
 
 class TensorBoard:

@@ -11,8 +11,9 @@ import time
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 
+from ..data.augment import model_input
+from .precision import autocast
 from .schedule import lr_at
 
 
@@ -28,7 +29,7 @@ class StepContext:
     channels_last: bool
     accumulate: int
     clip_grad_norm: float | None
-    label_smoothing: float
+    criterion: object            # (model outputs, labels) -> loss: the objective's loss (train/objective.py)
     peak_lr: float
     total_steps: int
     steps_per_epoch: int
@@ -55,22 +56,27 @@ class EpochStats:
 
 
 def _autocast(ctx: StepContext):
-    if ctx.amp_dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=ctx.device.type, dtype=ctx.amp_dtype)
+    return autocast(ctx.device, ctx.amp_dtype)
 
 
-def _prepare(x, ctx: StepContext, epoch: int, step: int) -> torch.Tensor:
-    x = x.to(ctx.device, non_blocking=ctx.non_blocking)
+def prepare(x, ctx: StepContext, epoch: int, step: int) -> torch.Tensor:
+    """A training batch as the model takes it: augmented for global step (epoch, step) on the device."""
     if ctx.features:
-        return x
-    x = x.float().div_(255.0)
+        return x.to(ctx.device, non_blocking=ctx.non_blocking)
     offset = ctx.comm.rank * (ctx.global_batch // ctx.comm.world_size)
-    x = ctx.augment(x, epoch, step, offset, ctx.global_batch)
-    x = ctx.normalize(x)
-    if ctx.channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x
+    augment = lambda images: ctx.augment(images, epoch, step, offset, ctx.global_batch)  # noqa: E731
+    return model_input(x, ctx.normalize, ctx.device, ctx.channels_last, ctx.non_blocking, augment)
+
+
+def chunk_loss(model, xc, yc, n: int, chunks: int, ctx: StepContext) -> torch.Tensor:
+    """Forward and backward of one micro-batch (``chunks`` per step of ``n`` samples); returns its loss."""
+    with _autocast(ctx):
+        loss = ctx.criterion(model(xc), yc)
+        if chunks > 1:  # weight micro-batches by size; one chunk needs no extra kernel (x1.0 is exact)
+            loss = loss * (yc.shape[0] / n)
+        objective = loss + ctx.penalty() / chunks if ctx.penalty is not None else loss
+        (ctx.scaler.scale(objective) if ctx.scaler else objective).backward()
+    return loss
 
 
 def optimizer_step(optimizer, model, comm, scaler=None, clip_grad_norm: float | None = None) -> None:
@@ -110,19 +116,13 @@ def train_epoch(model, optimizer, loader, ctx: StepContext, epoch: int, start_st
                    ctx.steps_per_epoch, ctx.peak_lr, ctx.schedule_cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
-        x = _prepare(x, ctx, epoch, step)
+        x = prepare(x, ctx, epoch, step)
         y = y.to(ctx.device, non_blocking=ctx.non_blocking)
         n = y.shape[0]
         chunks = max(1, min(ctx.accumulate, n))
         for i, (xc, yc) in enumerate(zip(x.chunk(chunks), y.chunk(chunks))):
-            sync = i == chunks - 1
-            with (contextlib.nullcontext() if sync else ctx.comm.no_sync(model)), _autocast(ctx):
-                loss = F.cross_entropy(model(xc), yc, label_smoothing=ctx.label_smoothing)
-                if chunks > 1:  # weight micro-batches by size; one chunk needs no extra kernel (x1.0 is exact)
-                    loss = loss * (yc.shape[0] / n)
-                objective = loss + ctx.penalty() / chunks if ctx.penalty is not None else loss
-                (ctx.scaler.scale(objective) if ctx.scaler else objective).backward()
-            loss_sum += loss.detach()
+            with contextlib.nullcontext() if i == chunks - 1 else ctx.comm.no_sync(model):
+                loss_sum += chunk_loss(model, xc, yc, n, chunks, ctx).detach()
         optimizer_step(optimizer, model, ctx.comm, ctx.scaler, ctx.clip_grad_norm)
         stats.steps += 1
         stats.images += n * ctx.comm.world_size
@@ -146,10 +146,7 @@ def predict(model, loader, ctx: StepContext) -> tuple[torch.Tensor, torch.Tensor
     model.eval()
     outs, labels = [], []
     for x, y in loader:
-        x = x.to(ctx.device, non_blocking=ctx.non_blocking).float().div_(255.0)
-        x = ctx.normalize(x)
-        if ctx.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = model_input(x, ctx.normalize, ctx.device, ctx.channels_last, ctx.non_blocking)
         with _autocast(ctx):
             outs.append(model(x).float().cpu())
         labels.append(y.cpu())

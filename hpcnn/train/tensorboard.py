@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.augment import model_input
 from ..data.loaders import ShardBatchSampler, make_loader
 from ..models.parts import head_name
 from .events import Callback, LogPoint
@@ -148,10 +149,7 @@ def _eval_mode(model: nn.Module):
 
 
 def _prepare(trainer, images: torch.Tensor) -> torch.Tensor:
-    x = trainer.normalize(images.to(trainer.device).float().div_(255.0))
-    if trainer.cfg.train.channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x
+    return model_input(images, trainer.normalize, trainer.device, trainer.cfg.train.channels_last)
 
 
 def write_graph(writer, trainer) -> None:

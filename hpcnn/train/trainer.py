@@ -6,7 +6,9 @@ a phase sets ``requires_grad``, re-wraps the model for DDP (which registers only
 parameters) and builds a fresh optimizer. Checkpoints record the ``Position`` (phase,
 epoch in phase, step, epochs done), so a resumed run lands in the right phase at the right
 step and continues bitwise as if never stopped (CPU). Everything else that watches
-training (progress, metrics file, TensorBoard, GPU telemetry, tests) is a ``Callback``.
+training (progress, metrics file, TensorBoard, GPU telemetry, tests) is a ``Callback``. What is
+optimised and how it is judged (loss, validation metrics, final weights, test) is the ``Objective``
+it is given (``train/objective.py``): supervised classification by default, SimCLR from ``hpcnn.ssl``.
 
 The Trainer knows nothing about launchers or Slurm: it gets a World-derived Comm, and a
 ``stop`` callable that says "checkpoint and return now" (set by a preemption signal).
@@ -16,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,14 +27,13 @@ import torch
 
 from ..config import to_dict
 from ..config.phases import Phase, resolve_phases
-from ..data.augment import BatchAugment
 from ..data.gpu_decode import resolve_decode, train_loader
 from ..data.loaders import RankBatchSampler, ShardBatchSampler, make_loader
 from ..errors import CheckpointError, ConfigError
 from ..models.loading import brief_report
-from ..models.registry import build_model
 from ..models.parts import head_name
-from ..results import write_summary
+from .. import rundir
+from ..results import is_final, read_summary, write_summary
 from . import checkpoint as ckpt
 from .checkpoint import rng_state, set_rng_state
 from . import plots
@@ -39,13 +41,12 @@ from .callbacks import builtin_callbacks
 from .early_stop import EarlyStopper
 from .events import Events, LogPoint, Position
 from .features import feature_set, use_cache
-from .freeze import frozen_batchnorm, param_groups, select
+from .freeze import frozen_batchnorm, select
 from .inputs import input_data, job_inputs, preprocessing
-from .loop import StepContext, gather_predictions, predict, train_epoch
-from .metrics import classification_metrics
-from .optim import build_optimizer
-from .penalties import weight_penalty
+from .loop import train_epoch
+from .objective import Objective, Supervised
 from .schedule import scaled_lr
+from .setup import batch_sizes, new_model, phase_step, step_context
 from .summary import build_summary
 
 log = logging.getLogger("hpcnn.train")
@@ -58,46 +59,38 @@ class FitResult:
     summary: dict
 
 
-def batch_sizes(cfg, world_size: int) -> tuple[int, int]:
-    """(global batch, per-rank batch), checked against the number of ranks and accumulation."""
-    t = cfg.train
-    global_batch = t.batch_size if t.batch_scope == "global" else t.batch_size * world_size
-    if global_batch % world_size:
-        raise ConfigError(f"global batch {global_batch} does not split evenly over {world_size} ranks",
-                          "train.batch_size", f"use a multiple of {world_size}")
-    local = global_batch // world_size
-    if local % t.accumulate:
-        raise ConfigError(f"per-rank batch {local} is not divisible by train.accumulate={t.accumulate}",
-                          "train.accumulate")
-    return global_batch, local
-
-
-def set_up(trainer, resume: str | None, callbacks) -> None:
-    """The set-up every trainer shares (Trainer, ssl.Pretrainer): data, model, events, a fresh position.
-
-    A run that continues from a checkpoint takes its weights from there, not from ``model.weights``.
-    """
-    resuming = bool(resume) and bool(ckpt.list_checkpoints(trainer.ckpt_dir))
-    trainer._setup_data()
-    trainer._setup_model(load_weights=not resuming)
-    trainer.events = Events(trainer, [*builtin_callbacks(trainer.cfg), *callbacks])
-    trainer.position = Position()
-    trainer.history = []
+def no_checkpoint_error(run_dir: Path) -> CheckpointError:
+    """--resume before the first checkpoint: nothing is lost by starting over, and this is how."""
+    config, folder = shlex.quote(str(rundir.config_path(run_dir))), shlex.quote(str(run_dir))
+    return CheckpointError("no checkpoint to resume from yet", str(rundir.checkpoints_dir(run_dir)),
+                           f"the run stopped before its first checkpoint, so it can simply be started again: "
+                           f"hpcnn train {config} --run-dir {folder}")
 
 
 class Trainer:
     def __init__(self, cfg, comm, run_dir: Path, device: torch.device, stop=lambda: False, callbacks=(),
-                 resume: str | None = None, job=None):
-        """``resume``: None (fresh), "auto" (newest checkpoint if any) or "required"."""
+                 resume: str | None = None, job=None, objective: Objective | None = None):
+        """``resume``: None (fresh), "auto" (newest checkpoint if any) or "required".
+
+        ``objective``: what the run optimises (``train/objective.py``); supervised classification by default,
+        ``hpcnn.objectives.objective_for(cfg)`` picks the config's.
+        """
         self.cfg, self.comm, self.device, self.stop, self.job = cfg, comm, device, stop, job
+        self.objective = objective if objective is not None else Supervised(cfg)
+        self.objective.check()
         self.run_dir = Path(run_dir)
-        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.ckpt_dir = rundir.checkpoints_dir(self.run_dir)
         self.is_main = comm.is_main
         self.phases: list[Phase] = resolve_phases(cfg)
         self.total_epochs = sum(p.epochs for p in self.phases)
         self.global_batch, _ = batch_sizes(cfg, comm.world_size)
-        set_up(self, resume, callbacks)
-        self.stopper = EarlyStopper(cfg.train.early_stopping)
+        resuming = bool(resume) and bool(ckpt.list_checkpoints(self.ckpt_dir))
+        self._setup_data()
+        self._setup_model(load_weights=not resuming)  # a resumed run takes its weights from the checkpoint
+        self.events = Events(self, [*builtin_callbacks(cfg), *callbacks])
+        self.position = Position()
+        self.history = []
+        self.stopper = EarlyStopper(self.objective.early_stopping(self))
         self.best_state: dict | None = None
         self.phase_epochs_run = [0] * len(self.phases)
         self.ended_early = [False] * len(self.phases)
@@ -124,30 +117,18 @@ class Trainer:
         self.steps_per_epoch = self.sampler.steps_per_epoch
         self.eval_batch = max(self.global_batch // comm.world_size, 64)
 
-    def _eval_loader(self, dataset):
+    def eval_loader(self, dataset):
         sampler = ShardBatchSampler(len(dataset), self.eval_batch, self.comm.rank, self.comm.world_size)
         return make_loader(dataset, sampler, self.cfg.data.num_workers, self.pin)
 
     def _setup_model(self, load_weights: bool) -> None:
-        cfg, device = self.cfg, self.device
-        torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-        model_cfg = cfg.model if load_weights else dataclasses.replace(cfg.model, weights=None)
-        model, report = build_model(model_cfg, len(self.classes), cfg.data.channels, cfg.data.image_size,
-                                    self.classes)
+        cfg = self.cfg
+        self.raw_model, report = new_model(cfg, self.objective, self.device, len(self.classes), self.classes,
+                                           load_weights)
         self.weights_report = brief_report(report)
-        model = model.to(device)
-        if cfg.train.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        self.raw_model = model
-        amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.train.amp) if device.type == "cuda" else None
-        self.scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
-        t = cfg.train
-        self.ctx = StepContext(device=device, normalize=self.normalize, augment=BatchAugment(cfg.data.augment, cfg.seed),
-                               comm=self.comm, amp_dtype=amp, scaler=self.scaler, channels_last=t.channels_last,
-                               accumulate=t.accumulate, clip_grad_norm=cfg.optim.clip_grad_norm,
-                               label_smoothing=t.label_smoothing, peak_lr=0.0, total_steps=0,
-                               steps_per_epoch=self.steps_per_epoch, schedule_cfg=cfg.schedule,
-                               global_batch=self.global_batch, log_every=t.log_every, non_blocking=self.pin)
+        self.ctx = step_context(cfg, self.comm, self.device, self.objective, self.normalize, self.steps_per_epoch,
+                                self.global_batch, self.pin)
+        self.scaler = self.ctx.scaler
 
     def peak_lr(self, phase: Phase) -> float:
         return scaled_lr(phase.optim.lr, self.global_batch, phase.schedule)
@@ -163,10 +144,10 @@ class Trainer:
         found = ckpt.load_latest(self.ckpt_dir)
         if found is None:
             if mode != "auto":
-                raise CheckpointError("no checkpoint to resume from", str(self.ckpt_dir))
+                raise no_checkpoint_error(self.run_dir)
             return None
         state, path = found
-        self._check_resumable(state)
+        self._check_resumable(state, path)
         self.raw_model.load_state_dict(state["model"])
         if self.scaler and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
@@ -180,21 +161,25 @@ class Trainer:
         self.ended_early = list(state.get("phase_ended_early", [self.stopper.should_stop]))
         self.elapsed_before = state.get("wall_seconds", 0.0)
         self._pending_optimizer = state["optimizer"] or None
-        if (self.ckpt_dir / "best.pt").is_file():
-            self.best_state = ckpt.load_file(self.ckpt_dir / "best.pt")["model"]
+        if (self.ckpt_dir / rundir.BEST).is_file():
+            self.best_state = ckpt.load_file(self.ckpt_dir / rundir.BEST)["model"]
         if self.is_main:
             p = self.position
             log.info("resuming from %s: phase %d/%d, epoch %d, step %d", path, min(p.phase + 1, len(self.phases)),
                      len(self.phases), p.epoch + 1, p.step)
         return path
 
-    def _check_resumable(self, state: dict) -> None:
-        """A checkpoint only continues the same experiment: same model, global batch and phases."""
+    def _check_resumable(self, state: dict, path: Path) -> None:
+        """A checkpoint only continues the same experiment: same objective, model, global batch and phases."""
         where = f"resume from {self.run_dir}"
+        if state.get("kind", Supervised.kind) != self.objective.kind:
+            raise CheckpointError(f"{path.name} was written by a {state.get('kind', Supervised.kind)} run, this is "
+                                  f"a {self.objective.kind} run", where,
+                                  f"resume with the run's own {rundir.CONFIG_FILE} (hpcnn train --resume RUN_DIR)")
         old = state.get("config", {})
         if old.get("model") and old["model"] != to_dict(self.cfg)["model"]:
             raise ConfigError("the model config differs from the one the checkpoint was written with", where,
-                              "resume with the run's own config.resolved.yaml (hpcnn train --resume RUN_DIR)")
+                              f"resume with the run's own {rundir.CONFIG_FILE} (hpcnn train --resume RUN_DIR)")
         if state.get("global_batch", self.global_batch) != self.global_batch:
             raise ConfigError(f"the checkpoint was written with global batch {state['global_batch']}, this run has "
                               f"{self.global_batch}: the sample order would not continue", where,
@@ -205,7 +190,7 @@ class Trainer:
 
     def _state(self) -> dict:
         """Everything to continue exactly; collective (gathers every rank's RNG state)."""
-        return {"format": CHECKPOINT_FORMAT, **dataclasses.asdict(self.position),
+        return {"format": CHECKPOINT_FORMAT, "kind": self.objective.kind, **dataclasses.asdict(self.position),
                 "step_in_epoch": self.position.step, "model": self.raw_model.state_dict(),
                 "optimizer": self.optimizer.state_dict() if self.optimizer is not None else {},
                 "scaler": self.scaler.state_dict() if self.scaler else {},
@@ -230,11 +215,12 @@ class Trainer:
     def fit(self) -> FitResult:
         self.t_start = time.time()
         cfg = self.cfg
+        finished = self._finished_summary()
+        if finished is not None:  # resumed a finished run: nothing to train, nothing to re-test
+            return FitResult(finished["status"], finished)
         if self.is_main:
-            log.info("training %s: %d train / %d val images, %d classes, global batch %d on %d rank(s), "
-                     "%d phase(s), %d epochs, %s", cfg.model.name, len(self.splits.train), len(self.splits.val),
-                     len(self.classes), self.global_batch, self.comm.world_size, len(self.phases),
-                     self.total_epochs, self.device)
+            log.info("%s, global batch %d on %d rank(s), %d phase(s), %d epochs, %s", self.objective.describe(self),
+                     self.global_batch, self.comm.world_size, len(self.phases), self.total_epochs, self.device)
         self.events.emit("on_run_start")
         status = "completed"
         while self.position.phase < len(self.phases):
@@ -247,14 +233,38 @@ class Trainer:
             status = self._run_phase(phase)
             if status == "preempted":
                 break
-        test = self._test() if status != "preempted" else None
-        summary = build_summary(self, status, test, self.elapsed_before + time.time() - self.t_start)
+        tested = self._finish() if status != "preempted" else None
+        summary = build_summary(self, status, None, self.elapsed_before + time.time() - self.t_start)
+        summary = self.objective.add_results(summary, tested)
         self.events.emit("on_run_end", summary)
         if self.is_main:
             write_summary(self.run_dir, summary)
-            if cfg.train.plots and status != "preempted":
+            if cfg.train.plots and self.objective.plots and status != "preempted":
                 self._plots(summary)
         return FitResult(status, summary)
+
+    def _finished_summary(self) -> dict | None:
+        """A resumed run whose phases have all run their epochs and whose summary is final: say so, keep it.
+
+        More epochs (``train.epochs=N``, or a phase's ``epochs``) make the last phase not over: it trains on.
+        """
+        last = len(self.phases) - 1
+        pos = self.position.phase
+        done = pos > last or (pos == last and self._phase_over(self.phases[last]))
+        summary = read_summary(self.run_dir) if self.resumed_from is not None and done else None
+        if not is_final(summary):
+            return None
+        if self.is_main:
+            metric = self.stopper.metric
+            metrics = summary.get("metrics") or {}
+            scores = [f"{split}.{name} {metrics[split][name]:.4f}" for split, name in
+                      (("val", metric.split(".")[-1]), ("test", "accuracy"))
+                      if isinstance((metrics.get(split) or {}).get(name), (int, float))]
+            log.info("run %s is already complete (%s after %d epochs%s; see %s): nothing to do — to train longer, "
+                     "resume with more epochs: hpcnn train --resume %s train.epochs=%d", self.run_dir,
+                     summary["status"], len(self.history), "; " + ", ".join(scores) if scores else "",
+                     self.run_dir / rundir.SUMMARY_FILE, shlex.quote(str(self.run_dir)), self.total_epochs + 1)
+        return summary
 
     def _enter_phase(self, phase: Phase) -> None:
         """requires_grad, a fresh DDP wrap and optimizer, the phase's schedule in the step context."""
@@ -262,27 +272,20 @@ class Trainer:
         sel = self.selections[phase.index] = select(self.raw_model, phase)
         self.model = self.train_model = None  # drop the previous phase's DDP wrapper (and its gradient hooks)
         frozen_bn = frozen_batchnorm(self.raw_model, phase)
-        features = self._features(phase) if use_cache(cfg, phase, self.raw_model, frozen_bn) else None
+        caching = self.objective.caches_features and use_cache(cfg, phase, self.raw_model, frozen_bn)
+        features = self._features(phase) if caching else None
         cached = features is not None
         self.phase_loader = make_loader(features, self.sampler, 0, self.pin) if cached else self.train_loader
-        trained = getattr(self.raw_model, head_name(self.raw_model)) if cached else self.raw_model
-        wrapped = self.comm.wrap_model(trained, self.device, cfg.dist.sync_batchnorm, cfg.dist.find_unused_parameters)
-        if not cached:
-            self.raw_model = getattr(wrapped, "module", wrapped)  # SyncBatchNorm conversion makes a new module
-        self.train_model = torch.compile(wrapped) if cfg.train.compile else wrapped
+        head = getattr(self.raw_model, head_name(self.raw_model)) if cached else None
+        first_epoch = self.position.epoch - self.position.phase_epoch
+        step = phase_step(cfg, self.comm, self.device, self.objective, self.raw_model, phase, self.ctx, frozen_bn,
+                          head, first_epoch)
+        self.raw_model, self.train_model, self.optimizer, self.ctx = step.raw_model, step.train_model, \
+            step.optimizer, step.ctx
         self.model = self.raw_model if cached else self.train_model  # what evaluates images
-        groups = param_groups(self.raw_model, phase, phase.optim.weight_decay)
-        self.optimizer = self.comm.wrap_optimizer(build_optimizer(groups, phase.optim), self.raw_model,
-                                                  accumulate=cfg.train.accumulate)
         if self._pending_optimizer:  # resuming inside this phase
             self.optimizer.load_state_dict(self._pending_optimizer)
         self._pending_optimizer = None
-        first_epoch = self.position.epoch - self.position.phase_epoch
-        self.ctx = dataclasses.replace(self.ctx, peak_lr=self.peak_lr(phase), schedule_cfg=phase.schedule,
-                                       total_steps=self.steps_per_epoch * phase.epochs,
-                                       clip_grad_norm=phase.optim.clip_grad_norm, phase_first_epoch=first_epoch,
-                                       frozen_bn=() if cached else frozen_bn, features=cached,
-                                       penalty=weight_penalty(self.raw_model, phase.optim.l1, phase.optim.l2))
         if self.position.phase_epoch == 0 and self.position.step == 0:
             self.stopper.bad_epochs = 0  # patience counts within a phase
         if self.is_main:
@@ -301,6 +304,12 @@ class Trainer:
             if self.is_main:
                 log.info("not caching features: %s does more after its head", self.cfg.model.name)
         return features
+
+    def end_run_early(self) -> None:
+        """End every phase as early stopping does: the run checkpoints, finishes and writes its summary.
+
+        For callbacks (e.g. a pruned search trial) from ``on_epoch_end``, called on every rank alike."""
+        self.ended_early = [True] * len(self.phases)
 
     def _phase_over(self, phase: Phase) -> bool:
         return self.position.phase_epoch >= phase.epochs or self.ended_early[phase.index]
@@ -342,29 +351,25 @@ class Trainer:
         self.events.emit("on_log", LogPoint(phase.name, epoch, step, self.steps_per_epoch,
                                             epoch * self.steps_per_epoch + step, loss, lr, ips))
 
-    def _evaluate(self, dataset) -> dict:
-        logits, labels = gather_predictions(predict(self.model, self._eval_loader(dataset), self.ctx), self.comm)
-        return classification_metrics(logits, labels, len(self.classes), self.cfg.train.topk,
-                                      self.cfg.train.label_smoothing)
 
     def _end_epoch(self, phase: Phase, stats) -> str:
         """Validate, record, advance the position, checkpoint; 'preempted' when asked to stop, else 'running'."""
         cfg, p = self.cfg, self.position
         self.events.emit("on_stage", "eval", (p.epoch + 1) * self.steps_per_epoch)
-        val = self._evaluate(self.splits.val)
+        val = self.objective.evaluate(self, self.splits.val)
         record = {"epoch": p.epoch, "phase": phase.name,
                   "train": {"loss": stats.loss, "lr": stats.lr, "seconds": stats.seconds,
                             "data_seconds": stats.data_seconds, "images": stats.images,
                             "images_per_second": stats.images / max(stats.seconds, 1e-9)}, "val": val}
-        record["improved"] = self.stopper.update(_metric(record, cfg.train.early_stopping.metric), p.epoch)
+        record["improved"] = self.stopper.update(_metric(record, self.stopper.metric), p.epoch)
         self.history.append(record)
         self.phase_epochs_run[phase.index] += 1
-        if record["improved"]:
+        if record["improved"] and self.objective.keeps_best:
             self._keep_best(p.epoch)
         if self.is_main:
-            log.info("epoch %d/%d train loss %.4f | val loss %.4f acc %.4f f1 %.4f | %.0f img/s, data wait %.0f%%",
-                     p.epoch + 1, self.total_epochs, stats.loss, val["loss"], val["accuracy"], val["f1_macro"],
-                     record["train"]["images_per_second"], 100 * stats.data_seconds / max(stats.seconds, 1e-9))
+            log.info("epoch %d/%d %s | %.0f img/s, data wait %.0f%%", p.epoch + 1, self.total_epochs,
+                     self.objective.epoch_line(record), record["train"]["images_per_second"],
+                     100 * stats.data_seconds / max(stats.seconds, 1e-9))
         self.events.emit("on_epoch_end", record)
         self.position = Position(p.phase, p.phase_epoch + 1, 0, p.epoch + 1)
         if self.stopper.should_stop:
@@ -384,33 +389,22 @@ class Trainer:
         if self.is_main and self.cfg.train.checkpoint.keep_best:
             ckpt.atomic_save({"model": self.best_state, "epoch": epoch, "metric": self.stopper.best,
                               "classes": self.classes, "preprocess": self.preprocess},
-                             self.ckpt_dir / "best.pt")
+                             self.ckpt_dir / rundir.BEST)
 
-    def _test(self) -> dict | None:
-        """Final weights saved, then the test split scored with the best epoch's weights."""
+    def _finish(self) -> dict | None:
+        """The final weights saved, then the finished run scored as its objective says (None: not scored)."""
         if self.model is None:  # resumed a finished run: nothing trained in this process
             self.model = self.raw_model
         if self.is_main:
-            ckpt.atomic_save({"model": self.raw_model.state_dict(), "classes": self.classes,
-                              "preprocess": self.preprocess},
-                             self.ckpt_dir / "model_final.pt")
-        if not (self.cfg.train.eval_test and self.splits.test is not None and len(self.splits.test)):
-            return None
-        if self.best_state is not None:
-            self.raw_model.load_state_dict(self.best_state)
-        self.events.emit("on_stage", "test", self.global_step)
-        test = self._evaluate(self.splits.test)
-        if self.is_main:
-            log.info("test (best epoch weights): acc %.4f f1 %.4f auc %.4f", test["accuracy"], test["f1_macro"],
-                     test["auc_ovr"])
-        return test
+            ckpt.atomic_save(self.objective.final_weights(self), self.ckpt_dir / rundir.FINAL)
+        return self.objective.test(self)
 
     def phase_reports(self) -> list[dict]:
         out = []
         for phase in self.phases:
             sel = self.selections.get(phase.index)
             out.append({"name": phase.name, "epochs": phase.epochs, "epochs_run": self.phase_epochs_run[phase.index],
-                        "optimizer": phase.optim.name, "lr_peak": self.peak_lr(phase),
+                        "optimizer": self.objective.optimizer_name(phase), "lr_peak": self.peak_lr(phase),
                         "trainable": phase.trainable if isinstance(phase.trainable, str) else list(phase.trainable),
                         "trainable_tensors": len(sel.trainable) if sel else None,
                         "frozen_tensors": len(sel.frozen) if sel else None})
@@ -451,4 +445,4 @@ def _metric(record: dict, dotted: str) -> float:
     return float(value)
 
 
-__all__ = ["FitResult", "Trainer", "batch_sizes", "set_up"]
+__all__ = ["CHECKPOINT_FORMAT", "FitResult", "Trainer", "batch_sizes"]

@@ -33,7 +33,24 @@ def test_bench_on_gpu_reports_telemetry_and_gpu_decode(tmp_path):
     assert r["peak_memory_kind"] == "cuda_max_allocated" and r["peak_memory_mib"] > 0
     assert r["gpu"] is not None and r["gpu"]["per_rank"][0]["samples"] >= 2
     st = r["step_time_s"]
+    # the four intervals add up by construction; the checks that can fail are the next two and the test below
     assert st["split_data"] + st["compute"] + st["comm"] + st["optimizer"] == pytest.approx(st["split_total"])
+    assert st["comm"] == 0.0 and st["compute"] > 0  # one rank sends nothing
+
+
+def test_bench_on_gpu_compute_grows_with_the_batch(tmp_path):
+    """Forward+backward of 32x the images takes longer on the GPU too (the split times device work, synchronised).
+
+    224² ResNet-18: batch 8 is bound by kernel launches, batch 256 by arithmetic (several times longer).
+    """
+    compute = {}
+    for batch in (8, 256):
+        cfg = load_job(None, ["model.name=resnet18", "data.image_size=224", f"train.batch_size={batch}",
+                              "train.amp=bf16"])
+        r = bench_job(cfg, tmp_path / f"b{batch}.json", data="synthetic", warmup=2, steps=3, windows=1)
+        assert r["device_type"] == "cuda" and r["step_time_s"]["comm"] == 0.0
+        compute[batch] = r["step_time_s"]["compute"]
+    assert compute[256] > 2 * compute[8], compute
 
 
 def test_augmentation_on_the_gpu_equals_the_cpu_one():

@@ -23,6 +23,8 @@ def real_nvml(monkeypatch):
         pynvml.nvmlInit()
     except pynvml.NVMLError as err:
         pytest.skip(f"no NVIDIA driver: {err}")
+    yield pynvml
+    pynvml.nvmlShutdown()
 
 
 @pytest.fixture(scope="module")
@@ -73,3 +75,24 @@ def test_report_draws_the_real_series(monitored_run, tmp_path):
     assert sorted(p.name for p in tmp_path.glob("*.png")) == ["gpu_clocks.png", "gpu_memory.png", "gpu_power.png",
                                                                "gpu_utilisation.png"]
     assert "GPU: 1 GPU(s)" in (tmp_path / "gpu_report.md").read_text()
+
+
+def test_each_cuda_device_is_the_nvml_gpu_with_its_uuid(real_nvml, monkeypatch):
+    """torch's UUID, CUDA's ordinal resolved through CUDA_VISIBLE_DEVICES / PCI order, and a UUID entry all
+    name the same NVML GPU; opening and closing leaves NVML's init count as it was."""
+    from hpcnn.monitor import open_nvml
+    from hpcnn.train.callbacks import cuda_uuid
+
+    before = real_nvml._nvmlLib_refcount
+    for i in range(torch.cuda.device_count()):
+        uuid = cuda_uuid(torch.device(f"cuda:{i}"))
+        with open_nvml(uuid=uuid, cuda_ordinal=i) as by_uuid, open_nvml(cuda_ordinal=i) as by_ordinal:
+            assert by_uuid.indices == by_ordinal.indices
+            nvml_uuid = real_nvml.nvmlDeviceGetUUID(by_uuid.gpus[0].handle)
+            assert nvml_uuid.lower().endswith(uuid.lower()), (nvml_uuid, uuid)
+        with monkeypatch.context() as env:
+            env.setenv("CUDA_VISIBLE_DEVICES", nvml_uuid)
+            with open_nvml() as by_entry:
+                assert by_entry.indices == by_ordinal.indices
+        assert by_uuid.gpus[0].events is None  # event set freed on close
+    assert real_nvml._nvmlLib_refcount == before

@@ -10,6 +10,7 @@ import subprocess
 
 import pytest
 
+from hpcnn.bench.allreduce import fit_alpha_beta
 from hpcnn.bench.run import bench_from_dict, bench_job
 from hpcnn.cli import main
 from hpcnn.config import load_job, to_dict
@@ -47,9 +48,21 @@ def test_bench_one_rank_synthetic_contract(tmp_path):
     assert json.loads(out.read_text()) == json.loads(json.dumps(result))
     check_consistent(result, 3, 3)
     assert result["config_name"] == "tinybench" and result["world_size"] == 1 and result["data"] == "synthetic"
-    assert result["step_time_s"]["comm"] == pytest.approx(0.0, abs=1e-3)  # one process: nothing to average
+    assert result["step_time_s"]["comm"] == 0.0  # one process: nothing to average, no interval timed
     n_params = 8 * 3 * 9 + 8 + 16 * 8 * 9 + 16 + 2 * (8 + 16)  # convs, BatchNorms
     assert result["gradient_bytes"] > 4 * n_params  # + the dense head, float32
+
+
+def test_bench_compute_grows_with_the_batch(tmp_path):
+    """The split's compute is forward+backward of the batch: 64x the images take longer (not a time bound)."""
+    shape = ["data.image_size=32", "model.channels=[8,16]", "model.hidden=[32]", "train.threads=1"]
+    split = {}
+    for batch in (2, 128):
+        cfg = load_job(None, shape + [f"train.batch_size={batch}"])
+        result = bench_from_dict(to_dict(cfg), tmp_path / f"b{batch}.json", warmup=1, steps=4, windows=1)
+        split[batch] = result["step_time_s"]
+        assert split[batch]["comm"] == 0.0 and result["batch_size_per_rank"] == batch
+    assert split[128]["compute"] > 2 * split[2]["compute"]
 
 
 def test_bench_real_jpeg_folder_shows_data_wait(tmp_path):
@@ -67,8 +80,8 @@ def test_bench_gpu_decode_without_gpu_is_a_clear_error(tmp_path, capsys):
     assert code == 2 and "data.decode is gpu but this job runs on the CPU" in err and "Traceback" not in err
 
 
-def torchrun(*args, timeout=240):
-    cmd = [PYTHON, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "hpcnn", *args]
+def torchrun(*args, timeout=240, ranks=2):
+    cmd = [PYTHON, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}", "-m", "hpcnn", *args]
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
 
@@ -84,16 +97,23 @@ def test_bench_two_gloo_ranks(tmp_path):
     assert r["bucket_bytes"] and sum(r["bucket_bytes"]) == r["gradient_bytes"]
 
 
-def test_allreduce_sweep_two_gloo_ranks(tmp_path):
+@pytest.mark.parametrize("ranks, factor", [(3, 4 / 3), (4, 3 / 2)])
+def test_allreduce_sweep_bus_bandwidth_and_fit_on_three_and_four_gloo_ranks(tmp_path, ranks, factor):
+    """Where 2(N-1)/N is not 1 (at N = 2 it is), a missing or wrong factor shows: busbw = algbw * 4/3, * 3/2."""
     out = tmp_path / "ar.json"
-    proc = torchrun("bench", "allreduce", "--sizes", "1K..64K", "--iters", "3", "--warmup", "1", "--out", str(out))
+    proc = torchrun("bench", "allreduce", "--sizes", "1K..8K", "--iters", "2", "--warmup", "1", "--out", str(out),
+                    ranks=ranks)
     assert proc.returncode == 0, proc.stderr[-3000:]
     r = json.loads(out.read_text())
-    assert [row["bytes"] for row in r["rows"]] == [1024 * 2**k for k in range(7)]
+    assert r["world_size"] == ranks and r["backend"] == "gloo"
+    assert [row["bytes"] for row in r["rows"]] == [1024 * 2**k for k in range(4)]
     for row in r["rows"]:
-        assert row["algbw_bytes_per_s"] == pytest.approx(row["bytes"] / row["time_s"])
-        assert row["busbw_bytes_per_s"] == pytest.approx(row["algbw_bytes_per_s"])  # 2(N-1)/N = 1 for N = 2
-    assert r["alpha_s"] > 0 and r["beta_bytes_per_s"] > 0 and r["world_size"] == 2 and r["backend"] == "gloo"
+        assert row["algbw_bytes_per_s"] == pytest.approx(row["bytes"] / row["time_s"], rel=1e-12)
+        assert row["busbw_bytes_per_s"] == pytest.approx(row["algbw_bytes_per_s"] * factor, rel=1e-12)
+    # the fit ran with N = ranks (alpha = a / (2(N-1)), beta = (2(N-1)/N) / b; the branches: tests/unit/test_bench.py)
+    fitted = fit_alpha_beta([row["bytes"] for row in r["rows"]], [row["time_s"] for row in r["rows"]], ranks)
+    assert (r["alpha_s"], r["beta_bytes_per_s"]) == pytest.approx(fitted, rel=1e-12)
+    assert r["alpha_s"] > 0 and r["beta_bytes_per_s"] > 0
     assert "busbw(GB/s)" in proc.stdout and '"alpha_s"' in proc.stdout
 
 

@@ -29,13 +29,19 @@ def test_wrong_type_override():
 def test_missing_torchvision_dataset_names_fetch_command(tmp_path):
     root = tmp_path / "nothing-here"
     proc = run_hpcnn("train", *TINY, "data.source=torchvision", "data.name=CIFAR10", f"data.root={root}",
-                     "data.channels=3", timeout=120)
+                     "data.channels=3", f"train.runs_dir={tmp_path / 'runs'}", timeout=120)
     assert_clean_error(proc, "CIFAR10 not found", f"hpcnn data fetch CIFAR10 --root {root}")
+    assert list((tmp_path / "runs").iterdir()) == []  # a job that never started leaves no run directory
 
 
 def test_missing_folder_dataset(tmp_path):
-    proc = run_hpcnn("train", *TINY, "data.source=folder", f"data.root={tmp_path / 'missing'}", timeout=120)
+    kept = tmp_path / "kept-run"  # a directory the user named and that holds something: never removed
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    proc = run_hpcnn("train", *TINY, "data.source=folder", f"data.root={tmp_path / 'missing'}", "--run-dir", kept,
+                     timeout=120)
     assert_clean_error(proc, "image folder not found", "data.root")
+    assert (kept / "notes.txt").read_text() == "mine"
 
 
 @pytest.mark.parametrize("args", [["config", "show", "model.name=vgg"], ["train", "a.yaml", "b.yaml"]])

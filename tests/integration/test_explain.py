@@ -46,6 +46,48 @@ def test_heat_lies_where_the_evidence_for_the_class_is():
         assert mass > 0.9
 
 
+def hpcnn_detector(batch_norm: bool) -> nn.Module:
+    """The known-answer detector built by hpcnn's own ``simple_cnn`` (conv [+ BatchNorm] + ReLU(inplace=True) +
+    max-pool, pooled linear head), set by hand: map c = input channel c - 0.5, negative where channel c has
+    no evidence; logit c = pooled rectified map c - pooled rectified map of the other class."""
+    model = simple_cnn(2, 2, channels=(2,), hidden=(), dropout=0.0, batch_norm=batch_norm)
+    conv, head = model[0][0], model[1][-1]
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[:, :, 1, 1] = torch.eye(2)  # the centre tap of the 3x3 kernel: channel c sees channel c
+        (model[0][1].bias if batch_norm else conv.bias).fill_(-0.5)  # BatchNorm in eval: mean 0, var 1
+        head.weight.copy_(torch.tensor([[1.0, -1.0], [-1.0, 1.0]]))
+        head.bias.zero_()
+    return model.eval()
+
+
+@pytest.mark.parametrize("batch_norm", [True, False], ids=["conv-bn-relu", "conv-relu"])
+def test_known_answer_through_hpcnns_own_model_with_its_in_place_relu(batch_norm):
+    """The hooked layer's output is rewritten by ReLU(inplace=True), as in every hpcnn model. Class 0's evidence
+    is a small square, class 1's a big one: read before the ReLU, the map is -0.5 on the empty background, and
+    class 0's negative weight for map 1 times that negative value lit the whole background."""
+    model = hpcnn_detector(batch_norm)
+    assert any(isinstance(m, nn.ReLU) and m.inplace for m in model.modules())
+    x = torch.rand(4, 2, 32, 32) * 0.05
+    x[:, 0, :8, :8] += 1.0
+    x[:, 1, 16:, 16:] += 1.0
+    regions = {0: (slice(0, 8), slice(0, 8)), 1: (slice(16, 32), slice(16, 32))}
+    for cls, (rows, cols) in regions.items():
+        region = torch.zeros(32, 32, dtype=torch.bool)
+        region[rows, cols] = True
+        heat, logits, layer = gradcam(model, x, torch.full((4,), cls))
+        assert layer == ("0.1" if batch_norm else "0.0") and (logits.argmax(1) == 1).all()  # more evidence
+        inside, outside = heat[:, region].mean(), heat[:, ~region].mean()
+        assert inside > 0.8 and outside < 0.02, (cls, float(inside), float(outside))
+    # the same network with a ReLU that is not in place explains the same way
+    for m in model.modules():
+        if isinstance(m, nn.ReLU):
+            m.inplace = False
+    assert torch.allclose(gradcam(model, x, torch.zeros(4, dtype=torch.long))[0], gradcam(
+        hpcnn_detector(batch_norm), x, torch.zeros(4, dtype=torch.long))[0], atol=1e-6)
+    assert all(p.grad is None for p in model.parameters())
+
+
 def test_default_target_is_the_predicted_class_and_weights_get_no_grad():
     model = channel_detector()
     x = torch.zeros(1, 2, 8, 8)
@@ -121,13 +163,14 @@ def chroma(rgb):
     return rgb.max(-1) - rgb.min(-1)
 
 
-# (model overrides, data overrides): every kind of network hpcnn trains, on 1- and 3-channel images.
+# (model overrides, data overrides, the layer Grad-CAM must pick): every kind of network hpcnn trains, on 1- and
+# 3-channel images. The layer is each architecture's last conv block, written out (not read back from the report).
 ARCHITECTURES = {
-    "simple_cnn-rgb": (["model.name=simple_cnn", "model.channels=[8,16]"], "rgb"),
-    "resnet_small-grey": (["model.name=resnet_small", "model.width=8", "model.depth=[1,1]"], "grey"),
-    "resnet_small-rgb": (["model.name=resnet_small", "model.width=8", "model.depth=[1,1]"], "rgb"),
-    "resnet18-grey": (["model.name=resnet18", "data.image_size=64", "data.channels=3"], "grey"),  # grey repeated
-    "resnet18-rgb": (["model.name=resnet18", "data.image_size=64"], "rgb"),  # 64²: layer4 is 2x2, not 1x1
+    "simple_cnn-rgb": (["model.name=simple_cnn", "model.channels=[8,16]"], "rgb", "0.5"),
+    "resnet_small-grey": (["model.name=resnet_small", "model.width=8", "model.depth=[1,1]"], "grey", "0.4"),
+    "resnet_small-rgb": (["model.name=resnet_small", "model.width=8", "model.depth=[1,1]"], "rgb", "0.4"),
+    "resnet18-grey": (["model.name=resnet18", "data.image_size=64", "data.channels=3"], "grey", "layer4"),  # 1->3
+    "resnet18-rgb": (["model.name=resnet18", "data.image_size=64"], "rgb", "layer4"),  # 64²: layer4 is 2x2, not 1x1
 }
 DATA = {"rgb": ["data.source=synthetic", "data.image_size=32", "data.n_train=128", "data.n_val=64",
                 "data.n_test=64"],
@@ -145,12 +188,12 @@ def test_explain_runs_of_every_architecture_and_channel_count(case, tmp_path):
     from hpcnn.explain.report import explain_run
     from hpcnn.run import run_job
 
-    model, data = ARCHITECTURES[case]
+    model, data, layer = ARCHITECTURES[case]
     cfg = load_job(None, [*DATA[data], *model, "train.epochs=1", "train.batch_size=32", "train.plots=false",
                           "train.tensorboard=false", "train.threads=1"])
     run_job(cfg, run_dir=tmp_path / "run")
     report = explain_run(tmp_path / "run", n=8, device="cpu")
-    assert report["layer"] == ("layer4" if "resnet18" in case else report["layer"]) and report["images"] > 0
+    assert report["layer"] == layer and report["images"] > 0
     assert len(report["per_class"]) == 8
     grid = np.asarray(Image.open(report["per_class_png"]).convert("RGB"), dtype=np.float64) / 255
     assert grid.shape[0] > 200 and grid.shape[1] > 1200  # 8 tiles of ~190 px in a row

@@ -16,7 +16,7 @@ from hpcnn.data.marker import marker_mask
 from hpcnn.explain import gradcam
 from hpcnn.explain.report import load_run_model
 from hpcnn.lessons import lesson_tasks, split_accuracy
-from hpcnn.run import config_for_resume
+from hpcnn.rundir import config_for_resume
 from hpcnn.train.inputs import job_inputs
 from tests.helpers import REPO
 from tests.integration.lesson_runs import lesson_runs

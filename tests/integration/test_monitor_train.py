@@ -50,8 +50,12 @@ def test_samples_line_up_with_training_evaluation_and_checkpoints(tmp_path, monk
 
     monkeypatch.setenv("HPCNN_NVML_MODULE", "tests.support.fake_pynvml")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")  # the job's GPU: only it is sampled
+    from tests.support import fake_pynvml
+
+    fake_pynvml.configure()
     run_dir = tmp_path / "run"
-    cfg = load_job(None, [*TINY, "monitor.interval_s=0.1", f"train.runs_dir={tmp_path}"])
+    # the fake GPU is only watched: training on the CPU is asked for, not a GPU left idle by accident
+    cfg = load_job(None, [*TINY, "train.device=cpu", "monitor.interval_s=0.1", f"train.runs_dir={tmp_path}"])
     waiter = WaitForSample(run_dir / "gpu" / "rank0.jsonl")
     result = run_job(cfg, run_dir, callbacks=[waiter])
     assert result.status == "completed"
@@ -75,6 +79,9 @@ def test_samples_line_up_with_training_evaluation_and_checkpoints(tmp_path, monk
     assert {"train", "eval", "checkpoint", "test"} <= set(gpu["stages"])
     assert gpu["energy_j"] > 0 and gpu["images_per_joule"] > 0
     assert [a["rule"] for a in gpu["advice"]] == ["memory_headroom"]  # 20 GB of 80 GB used
+    # the sampler gave NVML back when training ended: every init shut down, the XID event set freed
+    assert fake_pynvml.inits == fake_pynvml.shutdowns >= 1 and fake_pynvml.live_event_sets() == 0
+    assert fake_pynvml.misuse == []
 
 
 def test_monitoring_off_without_a_driver_changes_nothing(tmp_path, monkeypatch, capsys):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import subprocess
 import sys
@@ -34,13 +35,15 @@ def rows(path: Path) -> list[dict]:
 
 def test_predictions_equal_the_trainers_test_predictions(run, tmp_path):
     out = tmp_path / "pred.csv"
-    proc = run_hpcnn("predict", run / "run", run / "data" / "test", "--out", out)
+    proc = run_hpcnn("predict", run / "run", run / "data" / "test", "--out", out, "--json")
     assert proc.returncode == 0, proc.stderr
     got = {r["path"]: r for r in rows(out)}
+    report = proc.stdout[re.search(r"^\{", proc.stdout, re.M).start():]  # after the log lines
+    labelled = json.loads(report)["labelled"]  # test/<class>/*.png: a labelled folder
 
     # the trainer's evaluation path, from the same checkpoint and the run's own config
     from hpcnn.models.registry import build_model
-    from hpcnn.run import config_for_resume
+    from hpcnn.rundir import config_for_resume
     from hpcnn.train.checkpoint import load_file
     from hpcnn.train.inputs import job_inputs
     from hpcnn.data.loaders import ShardBatchSampler, make_loader
@@ -63,6 +66,9 @@ def test_predictions_equal_the_trainers_test_predictions(run, tmp_path):
     summary = json.loads((run / "run" / "summary.json").read_text())
     correct = sum(r["class1"] == Path(r["path"]).parent.name for r in got.values())
     assert correct / len(got) == pytest.approx(summary["metrics"]["test"]["accuracy"], abs=1e-12)
+    assert labelled["accuracy"] == pytest.approx(summary["metrics"]["test"]["accuracy"], abs=1e-12)
+    assert labelled["labelled"] == len(got) and sum(c["n"] for c in labelled["per_class"].values()) == len(got)
+    assert re.search(r"accuracy \d\.\d{4} \(\d+/%d in class folders; " % len(got), proc.stdout), proc.stdout
 
 
 def test_bad_files_are_rows_with_errors_and_the_rest_is_predicted(run, tmp_path):
@@ -81,6 +87,65 @@ def test_bad_files_are_rows_with_errors_and_the_rest_is_predicted(run, tmp_path)
     assert {n for n, r in result.items() if r["error"]} == {"corrupt.png", "empty.jpg", "readme.txt.md"}
     assert all(result[f"ok{i}.png"]["class1"] for i in range(5))
     assert json.loads(proc.stdout[proc.stdout.index("{"):])["errors"] == 3
+
+
+def test_a_named_pipe_is_an_error_row_not_a_hang(run, tmp_path):
+    """A FIFO named like an image (in a folder, through a link, named directly, in a list) blocks open()
+    until someone writes to it; a socket cannot be opened. Each is an error row; the rest is predicted."""
+    import socket
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    good = sorted((run / "data" / "test").rglob("*.png"))[:2]
+    for i, src in enumerate(good):
+        (folder / f"ok{i}.png").write_bytes(src.read_bytes())
+    os.mkfifo(folder / "pipe.png")
+    (folder / "link.png").symlink_to(folder / "pipe.png")
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(folder / "sock.png"))
+        listed = tmp_path / "list.txt"
+        listed.write_text(f"{folder / 'pipe.png'}\n{folder / 'ok0.png'}\n")
+        out = tmp_path / "pred.csv"
+        # a regression hangs on the open: the timeout turns it into a failure
+        proc = run_hpcnn("predict", run / "run", folder, folder / "pipe.png", listed, "--out", out, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    got = [(Path(r["path"]).name, r["error"]) for r in rows(out)]
+    assert [name for name, _ in got] == ["link.png", "ok0.png", "ok1.png", "pipe.png", "sock.png", "pipe.png",
+                                         "pipe.png", "ok0.png"]
+    errors = dict(got)
+    assert errors["ok0.png"] == errors["ok1.png"] == ""
+    assert errors["pipe.png"].startswith("NotARegularFile: a named pipe (FIFO), not a regular file")
+    assert errors["link.png"].startswith("NotARegularFile: a named pipe (FIFO)")
+    assert errors["sock.png"].startswith("NotARegularFile: a socket")
+
+
+def test_an_output_place_that_cannot_be_written_is_one_line_before_any_input_is_read(run, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    bad_out = blocker / "sub" / "pred.csv"
+    proc = run_hpcnn("predict", run / "run", run / "data" / "test", "--out", bad_out)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert f"cannot write --out {bad_out}: Not a directory" in lines[0]
+    proc = run_hpcnn("predict", run / "run", tmp_path / "no-such-input", "--out", bad_out)  # not read yet
+    assert proc.returncode == 2 and "cannot write --out" in proc.stderr and "input not found" not in proc.stderr
+    proc = run_hpcnn("predict", run / "run", run / "data" / "test", "--out", tmp_path)
+    assert proc.returncode == 2 and f"--out {tmp_path} is a directory" in proc.stderr
+
+
+def test_predictions_onto_a_full_disk_are_one_line_and_the_old_file_is_intact(run, tmp_path):
+    from tests.support.small_fs import PAGE, small_filesystem
+
+    with small_filesystem(tmp_path / "fs", 2 * PAGE) as fs:
+        out = fs / "pred.csv"
+        out.write_text("the previous predictions\n")  # one page taken; the new file gets one before it is full
+        proc = run_hpcnn("predict", run / "run", run / "data" / "test", "--out", out)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        assert re.search(r"the file system is full: pred\.csv needs more than the [\d,]+ bytes written, [\d,]+ "
+                         r"bytes free there \(.*pred\.csv\) — hint: the previous version of the file is intact",
+                         lines[0]), lines[0]
+        assert out.read_text() == "the previous predictions\n" and os.listdir(fs) == ["pred.csv"]
 
 
 @pytest.mark.dist

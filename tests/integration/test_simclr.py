@@ -15,7 +15,8 @@ import torch
 
 from hpcnn.config import load_job
 from hpcnn.dist import SingleComm
-from hpcnn.ssl.pretrain import Pretrainer, probe_weights
+from hpcnn.ssl import SimCLRObjective, probe_weights
+from hpcnn.train.trainer import Trainer
 from tests.helpers import PYTHON, REPO
 from tests.integration.test_ddp import free_port, rank_env
 
@@ -34,7 +35,9 @@ import sys, torch
 from hpcnn.config import load_job
 from hpcnn.dist import make_comm
 from hpcnn.env import detect_world
-from hpcnn.ssl.pretrain import Pretrainer
+from hpcnn.ssl import SimCLRObjective
+from hpcnn.train.loop import prepare
+from hpcnn.train.trainer import Trainer
 
 mode, out, run_dir, *overrides = sys.argv[1:]
 torch.set_num_threads(1)
@@ -44,11 +47,11 @@ comm = make_comm(world, "auto", torch.device("cpu"), 60)
 if comm.is_main:
     __import__("pathlib").Path(run_dir).mkdir(parents=True, exist_ok=True)
 comm.barrier()
-trainer = Pretrainer(cfg, comm, run_dir, torch.device("cpu"))
+trainer = Trainer(cfg, comm, run_dir, torch.device("cpu"), objective=SimCLRObjective(cfg))
 if mode == "grads":
-    trainer.wrap()
-    x, _ = next(iter(trainer.train_loader))
-    loss = trainer.contrastive_loss(x, 0, 0)
+    trainer._enter_phase(trainer.phases[0])
+    x, y = next(iter(trainer.train_loader))
+    loss = trainer.ctx.criterion(trainer.train_model(prepare(x, trainer.ctx, 0, 0)), y)
     loss.backward()
     grads = {n: p.grad.clone() for n, p in trainer.raw_model.named_parameters()}  # DDP-averaged over ranks
     result = {"loss": comm.mean(loss.item()), "grads": grads, "local_batch": len(x)}
@@ -105,7 +108,8 @@ def test_two_gloo_ranks_pretrain_like_one_rank(tmp_path):
 def run_in_process(run_dir, overrides, stop=lambda: False, resume=None):
     cfg = load_job(None, [*EQUIV, *overrides])
     run_dir.mkdir(parents=True, exist_ok=True)
-    return Pretrainer(cfg, SingleComm(), run_dir, torch.device("cpu"), stop=stop, resume=resume).fit()
+    return Trainer(cfg, SingleComm(), run_dir, torch.device("cpu"), stop=stop, resume=resume,
+                   objective=SimCLRObjective(cfg)).fit()
 
 
 def test_run_directory_serves_as_weights_and_resume_is_exact(tmp_path):
@@ -157,7 +161,7 @@ def test_simclr_probe_beats_random_weights_by_15_points(tmp_path):
     random_probe = probe_weights(cfg, None)["test"]["accuracy"]
     (tmp_path / "run").mkdir()
     t1 = time.perf_counter()
-    result = Pretrainer(cfg, SingleComm(), tmp_path / "run", torch.device("cpu")).fit()
+    result = Trainer(cfg, SingleComm(), tmp_path / "run", torch.device("cpu"), objective=SimCLRObjective(cfg)).fit()
     t2 = time.perf_counter()
     simclr_probe = probe_weights(cfg, tmp_path / "run")["test"]["accuracy"]
     assert simclr_probe == result.summary["metrics"]["test"]["accuracy"]  # the run's own probe, reproduced

@@ -59,17 +59,17 @@ stop_pids() {  # TERM all at once, wait up to 15 s each, then KILL (slurmds with
 }
 
 # --- install -------------------------------------------------------------------------------------
-BINARIES=(slurmctld slurmd slurmdbd srun sbatch sacct sacctmgr munged mariadbd mariadb-install-db mariadb-admin)
+BINARIES=(slurmctld slurmd slurmdbd srun sbatch sacct sacctmgr munged mariadbd mariadb-install-db mariadb-admin strace)
 missing_binaries() { local b; for b in "${BINARIES[@]}"; do command -v "$b" >/dev/null || echo "$b"; done; }
 
 cmd_install() {
     local missing; missing=$(missing_binaries)
-    [ -z "$missing" ] && { log "Slurm, munge and MariaDB already installed"; return 0; }
+    [ -z "$missing" ] && { log "Slurm, munge, MariaDB and strace already installed"; return 0; }
     [ "$(id -u)" = 0 ] || die "missing $(echo $missing) and not root: install needs apt-get as root"
     log "installing (missing: $(echo $missing))"
     apt-get update
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        slurmctld slurmd slurm-client munge slurmdbd mariadb-server
+        slurmctld slurmd slurm-client munge slurmdbd mariadb-server strace  # strace: the file-system call counts
     missing=$(missing_binaries)
     [ -z "$missing" ] || die "still missing after apt-get: $(echo $missing)"
 }

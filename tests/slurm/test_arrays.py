@@ -64,3 +64,33 @@ def test_sweep_larger_than_max_array_size_is_split_and_completes(slurm_cluster, 
     second = (sweep.sweep_dir / "submission-1.sbatch").read_text()
     assert "#SBATCH --dependency=afterany:" + arrays[0]["job_id"] in second
     assert [r["rank"] for r in sweep.results()] == [1, 2, 3]
+
+
+def test_rerunning_a_sweep_dir_resubmits_only_the_cancelled_task_and_results_show_its_latest_attempt(
+        slurm_cluster, tmp_path, state_dir):
+    sweep = hpcnn.submit_array(None, runs=[["optim.lr=0.003"], ["optim.lr=0.01"], ["optim.lr=0.03"]],
+                               profile="local", overrides=tiny(tmp_path, "train.epochs=1"), name="rerun",
+                               max_parallel=2)  # %2: task 2 waits until task 0 or 1 ends, so it is cancelled pending
+    first = sweep.array_ids[0]
+    run_cli("cancel", f"{first}_2")
+    kept = run_cli("runs", "rm", sweep.sweep_dir, "--yes", check=False)  # its jobs are queued: never removed
+    assert kept.returncode == 1 and "still in the Slurm queue" in kept.stderr and sweep.sweep_dir.is_dir()
+    statuses = sweep.wait(timeout_s=3 * JOB_TIMEOUT_S, poll_max_s=POLL_MAX_S)  # ends: task 2 counts as gone
+    assert [s.state for s in statuses[:2]] == ["COMPLETED", "COMPLETED"], [s.reason for s in statuses]
+    # Slurm keeps no accounting row for an array task cancelled before it was split off: gone, not waited for
+    assert statuses[2].state in ("CANCELLED", "UNKNOWN") and statuses[2].finished and not statuses[2].succeeded
+
+    out = hpcnn_json("sweep", sweep.sweep_dir)  # a new shell: only the cancelled task goes out again
+    assert out["resubmitted"] == [2] and len(out["arrays"]) == 1
+    second = out["arrays"][0]
+    assert "#SBATCH --array=2%1" in (sweep.sweep_dir / "submission-1.sbatch").read_text()
+    follow = run_cli("logs", f"{second}_2", "--follow", "--interval", "1", timeout=JOB_TIMEOUT_S)
+    assert "has left the queue" in follow.stderr and follow.stdout.strip()
+    assert [r["JobID"] for r in sacct_rows(slurm_cluster, second)] == [f"{second}_2"], "one new task, index 2"
+
+    ranked = {r["index"]: r for r in hpcnn_json("results", sweep.sweep_dir)}
+    assert ranked[2]["job_id"] == f"{second}_2" and ranked[2]["state"] == "COMPLETED" and ranked[2]["rank"]
+    record = json.loads((sweep.sweep_dir / "sweep.json").read_text())
+    assert record["tasks"][2]["previous_jobs"] == [f"{first}_2"] and record["tasks"][0]["job_id"] == f"{first}_0"
+    again = run_cli("sweep", sweep.sweep_dir).stdout
+    assert again.startswith("nothing to resubmit") and "3 COMPLETED" in again

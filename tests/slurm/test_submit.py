@@ -51,12 +51,15 @@ def test_cli_submit_returns_at_once_and_status_follows(slurm_cluster, tmp_path, 
 
 
 def test_failed_job_reports_its_reason(slurm_cluster, tmp_path, state_dir):
-    empty = tmp_path / "empty-images"
-    empty.mkdir()  # exists (pre-flight passes) but holds no images: the job itself fails
-    handle = hpcnn.submit(None, "local", overrides=tiny(tmp_path, "data.source=folder", f"data.root={empty}"))
+    broken = tmp_path / "broken-images"  # enough image files for pre-flight (which counts names), none decodes:
+    for name in ("a", "b"):               # the job itself fails
+        (broken / name).mkdir(parents=True)
+        for i in range(60):
+            (broken / name / f"{i}.png").write_bytes(b"not a png")
+    handle = hpcnn.submit(None, "local", overrides=tiny(tmp_path, "data.source=folder", f"data.root={broken}"))
     status = handle.wait(timeout_s=JOB_TIMEOUT_S, poll_max_s=POLL_MAX_S)
     assert status.state == "FAILED" and not status.succeeded
-    assert status.reason.startswith("FAILED") and "DatasetError: no images found" in status.reason
+    assert status.reason.startswith("FAILED") and "DatasetError: class folder" in status.reason
     assert len(status.reason.splitlines()) == 1
     with pytest.raises(SubmissionError, match=f"job {handle.job_id} did not complete"):
         handle.result(timeout_s=30)

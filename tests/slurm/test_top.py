@@ -24,7 +24,7 @@ def test_top_shows_both_nodes_gpus_at_the_jobs_step_and_ends_with_the_job(slurm_
     monkeypatch.setenv("HPCNN_NVML_MODULE", "tests.support.fake_pynvml")
     run_dir, release = tmp_path / "run", tmp_path / "release"
     train = [PYTHON, "-m", "tests.support.train_until_released", run_dir, release, HOLD_STEP, *TINY,
-             "monitor.interval_s=0.2", f"train.runs_dir={tmp_path}"]
+             "train.device=cpu", "monitor.interval_s=0.2", f"train.runs_dir={tmp_path}"]
     script = tmp_path / "job.sh"
     script.write_text(f"#!/bin/bash\n#SBATCH --nodes=2 --ntasks-per-node=1 --gres=gpu:1 --time=8\n"
                       f"cd {shlex.quote(str(REPO))}\nexport HPCNN_NVML_MODULE=tests.support.fake_pynvml\n"

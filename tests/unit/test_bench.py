@@ -48,6 +48,34 @@ def test_alpha_beta_fit_stays_positive_on_noisy_latency():
         fit_alpha_beta(sizes, times, 1)
 
 
+def test_alpha_beta_fit_without_a_bandwidth_term_takes_beta_from_the_largest_message():
+    """The worked example of issue 18: latency-bound times falling with size (a negative slope)."""
+    sizes = [1024, 2048, 4096, 8192]
+    times = [1.0e-3, 0.9e-3, 0.9e-3, 0.8e-3]
+    alpha, beta = fit_alpha_beta(sizes, times, 2)
+    # b = 0.8 ms / 8192 B; N = 2: beta = 2(N-1)/N / b = 8192 / 0.8e-3 = 10.24 MB/s (the smallest message gave 1.0)
+    assert beta == pytest.approx(10.24e6, rel=1e-12)
+    # the intercept for that slope, weights 1/t^2: mean size 4254.9 B, mean time 0.88882 ms,
+    # a = 0.88882 - 0.8/8192 * 4254.9 = 0.47330 ms, alpha = a / (2(N-1)) = 0.23665 ms
+    assert alpha == pytest.approx(0.23665e-3, rel=1e-4)
+    # one size measured twice: no slope at all, the same fallback (b = 1 ms / 4096 B; a = 1.2 ms - 1 ms)
+    assert fit_alpha_beta([4096, 4096], [1e-3, 2e-3], 2) == (pytest.approx(1e-4), pytest.approx(4.096e6))
+
+
+def test_alpha_beta_fit_with_a_negative_intercept_takes_the_smallest_messages_time():
+    # exactly t = -0.3 ms + 0.4 ms per KiB: the slope holds (beta = 1024 B / 0.4 ms on 2 ranks), the
+    # intercept does not; the latency term is the 1 KiB message's 0.1 ms, alpha = 0.1 ms / (2(N-1))
+    sizes = [8192, 1024, 4096, 2048]  # any order
+    times = [2.9e-3, 0.1e-3, 1.3e-3, 0.5e-3]
+    assert fit_alpha_beta(sizes, times, 2) == (pytest.approx(0.05e-3), pytest.approx(2.56e6))
+    # on 4 ranks the same line: alpha = a / 6, beta = (3/2) / b
+    assert fit_alpha_beta(sizes, times, 4) == (pytest.approx(0.1e-3 / 6), pytest.approx(1.5 * 2.56e6))
+    # noisy: the 2 KiB message came out faster than the 1 KiB one; the fitted line (slope 1.6672e-7 s/B)
+    # crosses zero at -0.042 ms, and the latency term is the smallest message's 0.3 ms, not the fastest's 0.2 ms
+    alpha, beta = fit_alpha_beta([1024, 2048, 4096, 8192], [0.3e-3, 0.2e-3, 1.3e-3, 2.9e-3], 2)
+    assert alpha == pytest.approx(0.15e-3) and beta == pytest.approx(1 / 1.6672e-7, rel=1e-4)
+
+
 def test_decode_modes_resolve_and_fail_early():
     cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
     data = load_job(None, ["data.source=folder", "data.root=/nowhere"]).data
@@ -116,3 +144,21 @@ def test_preflight_refuses_gpu_decoding_without_gpus():
     with pytest.raises(ResourceError, match="data.decode is gpu"):
         check_launch(cfg, cpu_job)
     check_launch(cfg, dataclasses.replace(cpu_job, gpus_per_node=1))  # fine with a GPU
+
+
+def test_bench_builds_the_step_of_the_configs_objective():
+    """A SimCLR config is timed with SimCLR's model, views and loss (the bench used to time a classifier)."""
+    from hpcnn.bench.workload import build_workload
+    from hpcnn.dist import SingleComm
+    from hpcnn.ssl.simclr import SimCLR
+    from hpcnn.train.loop import prepare
+
+    cfg = load_job(None, ["ssl.method=simclr", "data.source=synthetic", "data.image_size=16", "data.channels=3",
+                          "model.channels=[8,16]", "train.batch_size=8", "ssl.projection_hidden=32",
+                          "ssl.projection_dim=16"])
+    work = build_workload(cfg, SingleComm(), torch.device("cpu"), num_classes=8)
+    assert isinstance(work.raw_model, SimCLR)
+    x = torch.randint(0, 256, (8, 3, 16, 16), dtype=torch.uint8)
+    views = prepare(x, work.ctx, 0, 0)
+    assert views.shape == (16, 3, 16, 16)  # two views of each image in one forward pass
+    assert work.ctx.criterion(work.train_model(views), None).item() > 0

@@ -81,3 +81,25 @@ def test_weights_only_refuses_arbitrary_objects(tmp_path):
     torch.save({"obj": Arbitrary()}, path)
     with pytest.raises(Exception, match="[Ww]eights only"):
         ckpt.load_file(path)
+
+
+def test_a_full_disk_while_checkpointing_is_one_line_and_the_previous_checkpoint_resumes(tmp_path):
+    """ENOSPC out of torch.save (which wraps it in a RuntimeError) on a real small file system."""
+    from hpcnn.errors import StorageError
+    from tests.support.small_fs import PAGE, small_filesystem
+
+    with small_filesystem(tmp_path / "run", 32 * PAGE) as run:
+        directory = run / "checkpoints"
+        first = ckpt.save_checkpoint(state(1), directory, keep_last=2)
+        big = {"epoch": 2, "step_in_epoch": 0, "w": torch.zeros(64 * PAGE // 4)}  # twice the file system
+        with pytest.raises(StorageError) as caught:
+            ckpt.save_checkpoint(big, directory, keep_last=2)
+        message = str(caught.value)
+        assert "\n" not in message and message.startswith("the file system is full: the checkpoint needs "
+                                                          f"{ckpt.saved_size(big):,} bytes")
+        assert f"({directory / 'ckpt-e0002-s0000000.pt'})" in message
+        assert f"the previous checkpoint {first.name} is intact: resume from it with `hpcnn train --resume {run}`" \
+            in message
+        assert [p.name for p in directory.iterdir()] == [first.name]  # no temporary file left behind
+        loaded, path = ckpt.load_latest(directory)
+        assert path == first and loaded["epoch"] == 1

@@ -96,3 +96,102 @@ def test_config_reference_is_up_to_date():
 def test_hash_in_plain_override_is_kept_but_quoted_values_follow_yaml():
     assert parse_override("train.runs_dir=/data/run #3") == ("train.runs_dir", "/data/run #3")
     assert parse_override('slurm.job_name="a\\n#b"') == ("slurm.job_name", "a\n#b")
+
+
+# --- numbers written as people write them (YAML 1.2 floats) in every kind of file hpcnn reads ---------------------
+
+FLOAT_FORMS = [("1e-3", 1e-3), ("1E-3", 1e-3), ("1.0e-3", 1e-3), (".5", 0.5), ("5e+2", 500.0), ("-2e-4", -2e-4),
+               ("-.5", -0.5), ("+1e-2", 1e-2)]
+
+
+@pytest.mark.parametrize("text,number", FLOAT_FORMS)
+def test_job_file_and_overrides_read_exponent_and_leading_dot_floats(tmp_path, text, number):
+    if number > 0:
+        cfg = load_job(write(tmp_path, f"optim:\n  lr: {text}\n  weight_decay: {text}\n"))
+        assert cfg.optim.lr == cfg.optim.weight_decay == pytest.approx(number) and isinstance(cfg.optim.lr, float)
+    else:  # read as a number, so the range check speaks, not "must be a number"
+        with pytest.raises(ConfigError, match=r"'model.dropout' must be in \[0, 1\), got -"):
+            load_job(write(tmp_path, f"model:\n  dropout: {text}\n"))
+    assert parse_override(f"optim.lr={text}") == ("optim.lr", pytest.approx(number))
+
+
+def test_yaml_floats_do_not_change_pyyaml_globally():
+    from hpcnn.config.strict import load_yaml
+
+    assert load_yaml("x: 1e-3") == {"x": 1e-3}
+    assert yaml.safe_load("x: 1e-3") == {"x": "1e-3"}  # other code's yaml.safe_load keeps its own (1.1) rules
+    assert load_yaml("a: 1.2.3\nb: e3\nc: 1e\nd: '1e-3'") == {"a": "1.2.3", "b": "e3", "c": "1e", "d": "1e-3"}
+
+
+@pytest.mark.parametrize("text,number", FLOAT_FORMS[:5])
+def test_profile_sweep_and_study_files_read_exponent_floats(tmp_path, text, number):
+    from hpcnn.scale.study import load_study
+    from hpcnn.slurm.jobs.sweep import expand, load_sweep
+    from hpcnn.slurm.site.profiles import load_profile
+
+    local = (REPO / "slurm_templates" / "profiles" / "local.yaml").read_text()
+    profile = tmp_path / "site.yaml"
+    profile.write_text(local.replace("alpha_s: 2.07e-4", f"alpha_s: {text}"))
+    assert load_profile(profile).links["inter"]["alpha_s"] == pytest.approx(number)
+    (tmp_path / "base.yaml").write_text(f"optim:\n  weight_decay: {text}\n")
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(f"base: base.yaml\ngrid:\n  optim.lr: [{text}, 3e-3]\n")
+    _, tasks = expand(load_sweep(sweep))
+    assert [t.config.optim.lr for t in tasks] == [pytest.approx(number), pytest.approx(3e-3)]
+    assert tasks[0].config.optim.weight_decay == pytest.approx(number)
+    study = tmp_path / "study.yaml"
+    study.write_text((REPO / "jobs" / "scaling" / "local_cpu.yaml").read_text().replace(
+        "tolerance: 0.5", f"tolerance: {text if number < 1 else '5e-1'}"))
+    assert load_study(study).reference.tolerance == pytest.approx(number if number < 1 else 0.5)
+
+
+def test_every_config_error_is_reported_at_once(tmp_path):
+    p = write(tmp_path, "optim:\n  lr: fast\n  weight_decy: 0.1\ntrain:\n  epochs: 0\n  amp: bf32\n"
+                        "model:\n  dropout: 1.5\n")
+    with pytest.raises(ConfigError) as err:
+        load_job(p)
+    lines = str(err.value).splitlines()
+    assert lines[0].startswith(f"5 errors in {p}")
+    assert [line.strip() for line in lines[1:]] == [
+        "'optim.lr' must be a number, got 'fast'",
+        "unknown config key 'optim.weight_decy' — hint: did you mean 'optim.weight_decay'?",
+        "'model.dropout' must be in [0, 1), got 1.5",
+        "'train.epochs' must be > 0, got 0",
+        "'train.amp' must be none, bf16 or fp16, got 'bf32'"]
+    assert len(err.value.problems) == 5
+
+
+def test_one_error_reads_as_before_and_overrides_join_the_list(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_job(write(tmp_path, "train:\n  epochs: 0\n"))
+    assert "\n" not in str(err.value) and "'train.epochs' must be > 0, got 0" in str(err.value)
+    with pytest.raises(ConfigError, match=r"(?s)2 errors.*'train.epoch'.*'train.epochs' must be > 0"):
+        load_job(write(tmp_path, "train:\n  epochs: 0\n"), ["train.epoch=3"])
+
+
+def test_every_profile_error_is_reported_at_once(tmp_path):
+    from hpcnn.errors import ProfileError
+    from hpcnn.slurm.site.profiles import load_profile
+
+    p = tmp_path / "site.yaml"
+    p.write_text("name: site\nmax_nodez: 4\nmax_nodes: two\ngpu_type: [A100]\n")
+    with pytest.raises(ProfileError, match=r"(?s)^3 errors in .*site.yaml.*max_nodez.*max_nodes.*gpu_type"):
+        load_profile(p)
+
+
+def test_overrides_index_list_items_such_as_phases():
+    cfg = load_job(REPO / "jobs" / "fewshot_transfer.yaml", ["phases[0].epochs=1", "phases[1].optim.lr=1e-4"])
+    assert cfg.phases[0].epochs == 1 and cfg.phases[1].optim == {"lr": 1e-4}
+    cfg = load_job(None, ["phases[0].trainable=head", "phases[1].epochs=3"])  # one past the end adds a phase
+    assert [(p.trainable, p.epochs) for p in cfg.phases] == [("head", 1), ("all", 3)]
+
+
+@pytest.mark.parametrize("override,needle", [
+    ("phases[5].epochs=1", "index 5 is past the end of a list of 2 (command line) — hint: the next item is [2]"),
+    ("phases.epochs=1", "'phases' is not a section"),
+    ("phases[0]x=1", "'phases[0]x' is not a key name or name[index]"),
+])
+def test_bad_list_index_overrides_are_named(override, needle):
+    with pytest.raises(ConfigError) as err:
+        load_job(REPO / "jobs" / "fewshot_transfer.yaml", [override])
+    assert needle in str(err.value)

@@ -26,19 +26,22 @@ FAKE = {"HPCNN_NVML_MODULE": "tests.support.fake_pynvml"}
 
 @pytest.fixture
 def nvml():
-    """The stand-in module, reset to its defaults before and after the test."""
+    """The stand-in module, reset to its defaults before and after the test; no call may misuse it."""
     fake_pynvml.configure()
     yield fake_pynvml
+    misuse = list(fake_pynvml.misuse)
     fake_pynvml.configure()
+    assert misuse == [], f"NVML called the way nvidia-ml-py would reject: {misuse}"
 
 
 def sample_rows(tmp_path, n=2, **config):
     fake_pynvml.configure(**config)
-    sampler = GpuSampler(tmp_path / "gpu" / "rank0.jsonl", interval_s=3600, nvml=open_nvml(fake_pynvml), rank=0)
-    assert sampler.start()
-    for _ in range(n - 2):
-        sampler.write()
-    sampler.stop()  # start and stop each take a sample
+    with open_nvml(fake_pynvml) as reader:
+        sampler = GpuSampler(tmp_path / "gpu" / "rank0.jsonl", interval_s=3600, nvml=reader, rank=0)
+        assert sampler.start()
+        for _ in range(n - 2):
+            sampler.write()
+        sampler.stop()  # start and stop each take a sample
     return [json.loads(line) for line in (tmp_path / "gpu" / "rank0.jsonl").read_text().splitlines()]
 
 
@@ -60,6 +63,81 @@ def test_throttle_reasons_in_words():
     assert throttle_words(0) == []
     assert throttle_words(0x1 | 0x20 | 0x80) == ["idle", "sw thermal", "power brake"]
     assert throttle_words(0x8000) == ["0x8000"]
+
+
+def test_every_throttle_bit_is_a_constant_of_nvidia_ml_py():
+    import pynvml
+
+    from hpcnn.monitor.fields import THROTTLE_REASONS
+
+    named = {getattr(pynvml, n) for n in dir(pynvml) if n.startswith(("nvmlClocksEventReason",
+                                                                       "nvmlClocksThrottleReason"))}
+    assert set(THROTTLE_REASONS) <= named, sorted(hex(b) for b in set(THROTTLE_REASONS) - named)
+
+
+def test_the_stand_in_has_nvidia_ml_pys_signatures_and_constants():
+    import inspect
+
+    import pynvml
+
+    for name, fn in vars(fake_pynvml).items():
+        if name.startswith("nvml") and callable(fn) and not isinstance(fn, type):
+            real = getattr(pynvml, name, None)
+            assert real is not None, f"pynvml has no {name}"
+            assert str(inspect.signature(fn)) == str(inspect.signature(real)), name
+        elif name.startswith(("NVML_", "nvml")) and isinstance(fn, int):
+            assert getattr(pynvml, name) == fn, name
+
+
+def test_the_stand_in_rejects_what_nvidia_ml_py_rejects(nvml):
+    nvml.nvmlInit()
+    try:
+        handle = nvml.nvmlDeviceGetHandleByIndex(0)
+        with pytest.raises(nvml.NVMLError_InvalidArgument):
+            nvml.nvmlDeviceGetTemperature(handle, 7)
+        with pytest.raises(TypeError):
+            nvml.nvmlDeviceGetFieldValues(handle, ["138"])
+        bad_scope, per_link, total = nvml.nvmlDeviceGetFieldValues(handle, [(138, 99), 138, (138, 0xFFFFFFFF)])
+        assert bad_scope.nvmlReturn == nvml.NVML_ERROR_INVALID_ARGUMENT
+        assert per_link.scopeId == 0 and per_link.value.ullVal < total.value.ullVal  # a bare id reads link 0
+        with pytest.raises(nvml.NVMLError_InvalidArgument):
+            nvml.nvmlEventSetFree(object())
+        with pytest.raises(nvml.NVMLError_NotFound):
+            nvml.nvmlDeviceGetHandleByUUID("GPU-fake")  # NVML wants the whole UUID
+    finally:
+        nvml.nvmlShutdown()
+    with pytest.raises(nvml.NVMLError_Uninitialized):
+        nvml.nvmlDeviceGetCount()
+    assert len(nvml.misuse) == 5
+    nvml.misuse.clear()
+
+
+def test_nvlink_rate_reads_the_all_links_aggregate(nvml):
+    nvml.configure(nvlink_kib=1_000_000, nvlink_links=18)
+    with open_nvml(nvml) as reader:
+        gpu = reader.gpus[0]
+        assert gpu.nvlink(10.0) is None                     # the first reading only sets the baseline
+        nvml.CONFIG["nvlink_kib"] = 1_000_000 + 2 * 102_400  # 200 MiB more over 2 s
+        assert gpu.nvlink(12.0) == pytest.approx((100.0, 100.0))
+
+
+def test_nvml_is_shut_down_and_event_sets_freed_when_sampling_stops(nvml, tmp_path, monkeypatch, capsys):
+    from hpcnn.monitor import snapshot
+
+    monkeypatch.setenv("HPCNN_NVML_MODULE", "tests.support.fake_pynvml")
+    sampler = GpuSampler(tmp_path / "gpu" / "rank0.jsonl", interval_s=3600)  # opens NVML itself
+    assert sampler.start() and nvml.live_event_sets() == 2 and nvml.inits == 1
+    sampler.stop()
+    assert (nvml.inits, nvml.shutdowns, nvml.live_event_sets()) == (1, 1, 0)
+    assert snapshot.main() == 0 and len(capsys.readouterr().out.splitlines()) == 2   # `hpcnn top` / `gpus`
+    assert (nvml.inits, nvml.shutdowns, nvml.live_event_sets()) == (2, 2, 0)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")              # nothing visible: init given back at once
+    assert open_nvml(nvml) is None and nvml.inits == nvml.shutdowns == 3
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    nvml.configure(unsupported=["nvmlDeviceRegisterEvents"])   # a set that could not be registered is freed
+    with open_nvml(nvml):
+        assert nvml.live_event_sets() == 0
+    assert nvml.inits == nvml.shutdowns == 1
 
 
 def test_samples_carry_the_position_the_trainer_was_at(nvml, tmp_path):

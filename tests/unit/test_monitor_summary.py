@@ -94,7 +94,8 @@ def test_memory_headroom_gives_the_growth_factor(tmp_path):
     write_job(tmp_path, mem_used=8_000.0)
     s = summarize(tmp_path)
     item = next(a for a in s["advice"] if a["rule"] == "memory_headroom")
-    assert "x8.5" in item["advice"] and "8000 of 80000 MiB" in item["evidence"]
+    assert "at least x8.5" in item["advice"] and "8000 of 80000 MiB" in item["evidence"]
+    assert "a lower bound" in item["advice"] and "upper bound" not in item["advice"]
 
 
 def test_summary_lines_and_report(tmp_path):

@@ -140,3 +140,77 @@ def test_horovod_backend_needs_horovod_or_a_module(tmp_path):
     site = dataclasses.replace(load_profile("local"), setup=["module load horovod/0.28.1"])
     check_horovod(cfg, site, find_spec=missing)  # the nodes get it from the site's module
     check_horovod(cfg_with(tmp_path), load_profile("local"), find_spec=missing)  # other backends: no check
+
+
+# ---------------------------------------------------------------- data checks on the login node (issue 20, item 2)
+def image_folder(root, counts: dict) -> str:
+    """root/<class>/NNN.png, empty files: pre-flight counts names, only the job opens images."""
+    for name, n in counts.items():
+        (root / name).mkdir(parents=True)
+        for i in range(n):
+            (root / name / f"{i:03d}.png").write_bytes(b"")
+    return str(root)
+
+
+def test_a_folder_smaller_than_one_global_batch_fails_preflight_and_nothing_is_queued(tmp_path, never_submit):
+    root = image_folder(tmp_path / "imgs", {"cat": 17, "dog": 17})   # 34 images, batch 128
+    with pytest.raises(DatasetError) as err:
+        submit_mod.submit(None, "local", None, ["data.source=folder", f"data.root={root}", "train.batch_size=128",
+                                                f"train.runs_dir={tmp_path / 'runs'}"])
+    text = str(err.value)
+    assert "\n" not in text and text.startswith("the training split has 22 images, fewer than one global batch (128")
+    assert f"{root}: 34 images in 2 classes" in text and "lower train.batch_size" in text
+    assert not list((tmp_path / "runs").glob("*"))
+
+
+def test_the_global_batch_counts_the_ranks_the_request_starts(tmp_path):
+    root = image_folder(tmp_path / "imgs", {"a": 60, "b": 60})   # 84 training images after the 15%/15% split
+    run_preflight(tmp_path, "data.source=folder", f"data.root={root}", "train.batch_size=64")
+    with pytest.raises(DatasetError, match=r"fewer than one global batch \(128: train.batch_size 32 per rank x 4"):
+        run_preflight(tmp_path, "data.source=folder", f"data.root={root}", "train.batch_size=32",
+                      "train.batch_scope=per_rank", "slurm.gpus_per_node=2", "slurm.nodes=2", "train.device=cpu")
+    with pytest.raises(DatasetError, match="the training split has 100 images, fewer than one global batch"):
+        run_preflight(tmp_path, "data.n_train=100", "train.batch_size=128")            # synthetic: from the config
+    with pytest.raises(DatasetError, match="the training split has 10 images"):
+        run_preflight(tmp_path, "data.source=digits", "data.max_per_class=1", "train.batch_size=64")
+
+
+@pytest.mark.parametrize("layout, message", [
+    ({}, "no images found under"),
+    ({"only": 5}, "holds a single class folder (only)"),
+    ({"a": 50, "b": 0}, "holds no image files"),
+    ({"train/a": 50, "train/b": 50, "val/a": 5}, "class folders of {root}/val differ"),
+    ({"train/a": 50, "test/a": 5}, "holds only split folders (test, train)"),
+])
+def test_class_folders_are_checked_before_queueing(tmp_path, layout, message):
+    root = tmp_path / "imgs"
+    root.mkdir()
+    image_folder(root, layout)
+    with pytest.raises(DatasetError) as err:
+        run_preflight(tmp_path, "data.source=folder", f"data.root={root}", "train.batch_size=8")
+    assert message.replace("{root}", str(root)) in str(err.value)
+
+
+def test_split_folders_and_class_selection_count_as_the_job_does(tmp_path):
+    root = image_folder(tmp_path / "imgs", {"train/a": 40, "train/b": 30, "train/c": 5, "val/a": 3, "val/b": 3,
+                                             "val/c": 0})
+    run_preflight(tmp_path, "data.source=folder", f"data.root={root}", "train.batch_size=75")
+    with pytest.raises(DatasetError, match="the training split has 70 images"):
+        run_preflight(tmp_path, "data.source=folder", f"data.root={root}", "train.batch_size=75",
+                      "data.classes=[a,b]")
+    with pytest.raises(DatasetError, match="data.classes names classes the data does not have: z"):
+        run_preflight(tmp_path, "data.source=folder", f"data.root={root}", "data.classes=[a,z]")
+
+
+# ---------------------------------------------------------------- placeholders in shipped profiles (item 3)
+@pytest.mark.parametrize("name, key", [("nesi", "account"), ("perlmutter", "account")])
+def test_a_shipped_placeholder_fails_preflight_naming_the_profile_file(tmp_path, never_submit, name, key):
+    profile = load_profile(name)
+    with pytest.raises(ProfileError) as err:
+        submit_mod.plan_job(None, name, {"time": "01:00:00"}, [f"train.runs_dir={tmp_path / 'runs'}"])
+    text = str(err.value)
+    assert text.startswith(f"{key} is the placeholder <") and f"({profile.source})" in text
+    assert f"--{key} VALUE" in text and "\n" not in text
+    plan = submit_mod.plan_job(None, name, {"time": "01:00:00", key: "proj123"},
+                               [f"train.runs_dir={tmp_path / 'runs'}"])
+    assert f"--{key}=proj123" in plan.script

@@ -149,3 +149,61 @@ def test_profile_is_a_frozen_dataclass():
     with pytest.raises(dataclasses.FrozenInstanceError):
         load_profile("local").max_nodes = 9
     assert isinstance(load_profile(load_profile("local")), Profile)
+
+
+# ---------------------------------------------------------------- which profile, and why (issue 20, item 3)
+@pytest.fixture
+def no_default(tmp_path, monkeypatch):
+    """A user who has set no site default: no $HPCNN_PROFILE, an empty config home."""
+    monkeypatch.delenv("HPCNN_PROFILE", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    return tmp_path / "config" / "hpcnn" / "config.yaml"
+
+
+def test_without_any_profile_choice_nothing_falls_back_to_the_test_cluster(tmp_path, no_default):
+    from hpcnn.slurm.jobs.submission import plan_job
+
+    with pytest.raises(ProfileError) as err:
+        plan_job(None, None, None, [f"train.runs_dir={tmp_path / 'runs'}"])
+    text = str(err.value)
+    assert text.startswith("no site profile chosen") and "\n" not in text
+    assert "shipped: generic, local, nesi, perlmutter" in text and "export HPCNN_PROFILE=NAME" in text
+    assert f"'profile: NAME' into {no_default}" in text
+
+
+def test_the_site_default_comes_from_the_environment_then_the_user_config_file(tmp_path, no_default, monkeypatch):
+    from hpcnn.slurm.site.choice import choose, explain, site_default
+
+    no_default.parent.mkdir(parents=True)
+    mine = write(no_default.parent, "description: my site\nmax_gpus_per_node: 8\n", "mysite.yaml")
+    no_default.write_text("profile: mysite.yaml   # relative to this file\n")
+    assert site_default() == type(site_default())(str(mine), str(no_default))
+    assert load_profile().max_gpus_per_node == 8
+    assert explain(load_profile()) == f"profile mysite ({mine}), chosen by {no_default}"
+    monkeypatch.setenv("HPCNN_PROFILE", "generic")
+    assert load_profile().name == "generic" and explain(load_profile()).endswith("chosen by $HPCNN_PROFILE")
+    assert choose("nesi", "perlmutter").origin == "--profile"
+    assert choose(None, "perlmutter") == type(site_default())("perlmutter", "the job config's slurm.profile")
+    assert explain(load_profile("nesi"), None, "nesi").endswith("chosen by the job config's slurm.profile")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("profil: local\n", "unknown key 'profil'"),
+    ("profile: [local]\n", "'profile' must be a profile name or path"),
+    ("- local\n", "must be a YAML mapping"),
+])
+def test_a_bad_user_config_file_is_named(no_default, text, message):
+    no_default.parent.mkdir(parents=True)
+    no_default.write_text(text)
+    with pytest.raises(ProfileError) as err:
+        load_profile()
+    assert message in str(err.value) and str(no_default) in str(err.value)
+
+
+def test_shipped_site_values_to_fill_in_are_marked_as_placeholders():
+    from hpcnn.slurm.site.profiles import PLACEHOLDER_KEYS, is_placeholder
+
+    marked = {name: [k for k in PLACEHOLDER_KEYS if is_placeholder(getattr(load_profile(name), k))]
+              for name in list_profiles()}
+    assert marked == {"generic": [], "local": [], "nesi": ["account"], "perlmutter": ["account"]}
+    assert not is_placeholder("nesi12345") and not is_placeholder(None) and is_placeholder(" <x> ")

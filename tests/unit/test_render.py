@@ -104,7 +104,7 @@ def test_horovod_template_golden():
 
 def test_directives_reflect_the_profile():
     text, _ = render_case(load_profile("nesi"), "submitit")
-    assert "#SBATCH --gpus-per-node=A100:2" in text and "#SBATCH --account=nesi99999" in text
+    assert "#SBATCH --gpus-per-node=A100:2" in text and '#SBATCH --account="<nesiNNNNN>"' in text
     assert "module load Python/3.11.6-foss-2023a" in text
     text, _ = render_case(load_profile("local"), "array")
     assert "#SBATCH --array=0-4%2" in text and "#SBATCH --gres=gpu:2" in text

@@ -126,11 +126,12 @@ def entry(key: str, nodes: int, per_node: int, batch: int = 32) -> dict:
             "batch_per_rank": batch, "global_batch": batch * nodes * per_node}
 
 
-def bench(ips: float, hosts: list[str], compute=0.02, grad=4e6, buckets=None) -> dict:
+def bench(ips: float, hosts: list[str], compute=0.02, grad=4e6, buckets=None, rest=0.01) -> dict:
+    """``rest``: the measured step beyond forward+backward (data wait 0.003 + optimizer 0.009 = 0.012 by the split)."""
     return {"images_per_second": {"median": ips, "min": ips * 0.9, "max": ips * 1.1}, "world_size": len(hosts),
             "hosts_per_rank": hosts, "nodes": sorted(set(hosts)),
-            "step_time_s": {"total": compute + 0.01, "data": 0.002, "compute": compute, "comm": 0.0,
-                            "optimizer": 0.008}, "gradient_bytes": grad, "bucket_bytes": buckets or []}
+            "step_time_s": {"total": compute + rest, "data": 0.003, "compute": compute, "comm": 0.0,
+                            "optimizer": 0.009}, "gradient_bytes": grad, "bucket_bytes": buckets or []}
 
 
 def test_placement_as_asked_has_no_flags():
@@ -176,9 +177,9 @@ def test_efficiency_is_throughput_over_n_times_single_rank_and_flagged_points_ar
     assert recs[1]["efficiency"] == pytest.approx(1.0) and recs[0]["efficiency"] == pytest.approx(100 / 90)
 
 
-def synthetic_report(tmp_path, spec_text: str = BASE):
+def synthetic_report(tmp_path, spec_text: str = BASE, rest: float = 0.01):
     spec = load(tmp_path, spec_text)
-    recs = [point_record(entry("1x1", 1, 1, 64), "done", bench(100.0, ["n1"], compute=0.5)),
+    recs = [point_record(entry("1x1", 1, 1, 64), "done", bench(100.0, ["n1"], compute=0.5, rest=rest)),
             point_record(entry("1x2", 1, 2, 32), "done", bench(180.0, ["n1", "n2"], buckets=[3e6, 1e6])),
             point_record(entry("2x1", 2, 1, 32), "failed", None, reason="CANCELLED: killed", job_ids=["3_0"])]
     base = add_scaling(recs)
@@ -195,10 +196,31 @@ def test_predictions_start_from_the_one_rank_point_with_measured_buckets(tmp_pat
     spec, report = synthetic_report(tmp_path, BASE + "model: {gpus: [64, 1024]}\n")
     profile = step_profile(report["points"][0], spec, report["points"])
     assert profile.bucket_bytes == (3e6, 1e6) and profile.batch_per_rank == 64
-    assert profile.compute_s == 0.5 and profile.other_s == pytest.approx(0.01)  # data + optimizer (> total - compute)
+    # the split's optimizer (0.009) is more than total - compute - data (0.01 - 0.003): the optimizer counts
+    assert (profile.compute_s, profile.data_s, profile.optimizer_s) == (0.5, 0.003, 0.009)
     one, two, _ = (r["predicted"] for r in report["points"])
     assert one["efficiency"] == 1.0 and two["ranks"] == 2 and 0 < two["efficiency"] < 1
+    # strong scaling over 2 ranks: forward+backward and data wait halve, the optimizer step does not
+    assert (two["compute_s"], two["data_s"], two["optimizer_s"]) == (0.25, 0.0015, 0.009)
+    assert two["step_s"] == pytest.approx(0.25 + 0.0015 + 0.009 + two["exposed_comm_s"])
     assert [p["ranks"] for p in report["predictions"]] == [64, 1024]
+    # a measured step with more beyond forward+backward than data + optimizer: the rest is a per-step constant
+    spec, report = synthetic_report(tmp_path, BASE, rest=0.02)
+    profile = step_profile(report["points"][0], spec, report["points"])
+    assert (profile.data_s, profile.optimizer_s) == (0.003, pytest.approx(0.017))
+    assert profile.step_s == pytest.approx(report["points"][0]["step_time_s"]["total"])
+
+
+def test_old_study_files_name_the_binomial_allreduce_tree_and_auto_reports_its_choice(tmp_path):
+    spec = load(tmp_path, BASE + "model: {algorithm: tree}\n")
+    assert spec.model.algorithm == "binomial"
+    assert studies.study_from_dict(studies.to_data(spec)).model.algorithm == "binomial"
+    spec, report = synthetic_report(tmp_path, BASE + "model: {algorithm: auto, gpus: [64]}\n")
+    report["model"]["algorithm"] = spec.model.algorithm
+    (far,) = report["predictions"]
+    assert far["algorithms"] == {"rabenseifner": 2}  # 3 MB and 1 MB buckets, a flat allreduce over 64 ranks
+    assert "model: auto (the fastest variant per bucket) allreduce" in format_table(report)
+    assert "allreduce rabenseifner x2" in format_table(report)
 
 
 def test_table_csv_and_plots(tmp_path):
@@ -263,3 +285,28 @@ def test_only_missing_failed_or_changed_points_are_submitted_again():
     assert not _needs_submitting(PointState("1x1", "pending", attempt), "new")
     assert not _needs_submitting(PointState("1x1", "done", attempt), "abc")
     assert _needs_submitting(PointState("1x1", "done", attempt), "new")  # the study changed what it measures
+
+
+def test_the_worked_example_model_column_of_docs_scaling():
+    """docs/scaling.md's local_cpu table: its model columns are what collect computes from its measured figures."""
+    from hpcnn.scale.model import links_from_dict
+    from hpcnn.slurm.site.profiles import load_profile
+
+    def record(key, nodes, per_node, batch, ips, hosts, total, compute):
+        step = {"total": total, "data": 0.0, "compute": compute, "comm": 0.0, "optimizer": 0.0007}
+        measured = {"images_per_second": {"median": ips, "min": ips, "max": ips}, "world_size": nodes * per_node,
+                    "hosts_per_rank": hosts, "nodes": sorted(set(hosts)), "step_time_s": step,
+                    "gradient_bytes": 32776, "bucket_bytes": [32776] if nodes * per_node > 1 else []}
+        return point_record({**entry(key, nodes, per_node, batch), "global_batch": 64}, "done", measured)
+
+    recs = [record("1x1", 1, 1, 64, 3391.1, ["n1"], 64 / 3391.1, 0.0181),
+            record("1x2", 1, 2, 32, 3933.8, ["n1", "n1"], 0.0163, 0.0119),
+            record("2x1", 2, 1, 32, 5933.1, ["n1", "n2"], 0.0108, 0.0044)]
+    spec = studies.study_from_dict({"mode": "strong", "batch_size": 64, "points": [{"nodes": 1}],
+                                    "model": {"gpus": [4, 8, 16, 64]}})
+    local = links_from_dict(load_profile("local").links)  # the study's links: the local profile's
+    extra = add_predictions(recs, add_scaling(recs), spec, local)
+    assert [(round(r["predicted"]["images_per_second"], 1), round(r["predicted"]["efficiency"], 2))
+            for r in recs] == [(3391.1, 1.0), (5406.4, 0.8), (6238.6, 0.92)]
+    assert [(p["ranks"], round(p["images_per_second"], 1)) for p in extra] == [
+        (4, 8259.6), (8, 10118.7), (16, 9336.1), (64, 4013.4)]

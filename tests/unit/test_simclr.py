@@ -13,7 +13,7 @@ from torch import nn
 from hpcnn.config import load_job
 from hpcnn.dist import gather
 from hpcnn.models import create_model
-from hpcnn.ssl.pretrain import LinearProbe
+from hpcnn.ssl.probe import LinearProbe
 from hpcnn.ssl.simclr import LARS, Backbone, SimCLR, TwoViews, ViewSettings, gaussian_blur, nt_xent
 
 

@@ -134,3 +134,128 @@ def test_results_rank_best_first_then_unfinished_then_failures():
 def test_finished_without_metric_is_a_failure_with_reason():
     rows = rank_rows([status(0, "CANCELLED", reason="CANCELLED (exit 0:15): by user")])
     assert rows[0]["rank"] is None and "CANCELLED" in rows[0]["reason"]
+
+
+# ---------------------------------------------------------------- issue 20: big sweeps, resubmission, status
+
+def _counting(monkeypatch, module, calls: list):
+    real = module.from_dict
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, "from_dict", counted)
+
+
+def test_large_grid_checks_each_override_against_the_base_not_every_task_in_full(monkeypatch):
+    from hpcnn.slurm.jobs import sweep, task_checks
+
+    calls: list = []
+    _counting(monkeypatch, sweep, calls)
+    _counting(monkeypatch, task_checks, calls)
+    spec = sweep_from_dict({"grid": {"optim.lr": [round(1e-4 * (i + 1), 6) for i in range(500)],
+                                     "model.dropout": [0.0, 0.1, 0.2, 0.3]}})
+    base, tasks = expand(spec)
+    assert len(tasks) == 2000 and len(calls) == 1, "the base is loaded once; plain overrides are type/range checked"
+    assert tasks[1999].config.optim.lr == 0.05 and tasks[1999].config.model.dropout == 0.3  # built when asked
+
+
+def test_every_bad_override_of_a_grid_is_reported_at_once_with_its_task():
+    spec = sweep_from_dict({"grid": {"optim.lr": [0.1, -1.0], "model.dropout": [0.1, 2.0]}})
+    with pytest.raises(ConfigError) as err:
+        expand(spec)
+    text = str(err.value)
+    assert "optim.lr" in text and "model.dropout" in text and "task 1" in text and "2.0" in text
+
+
+def test_overrides_read_by_rules_across_keys_are_checked_with_the_base(tmp_path):
+    with pytest.raises(ConfigError, match="data.root"):  # data.source folder needs data.root: a cross-key rule
+        expand(sweep_from_dict({"runs": [["optim.lr=0.1"], ["data.source=folder"]]}))
+    with pytest.raises(ConfigError, match="must be a number"):
+        expand(sweep_from_dict({"runs": [["optim.lr=fast"]]}))
+    _, tasks = expand(sweep_from_dict({"runs": [["data.source=digits", "model.name=simple_cnn"]]}))
+    assert tasks[0].config.data.source == "digits"
+
+
+def test_array_index_spec_names_exactly_the_tasks():
+    from hpcnn.slurm.jobs.executor import index_spec, with_indices
+
+    assert index_spec([3, 7, 12]) == "3,7,12"
+    assert index_spec([0, 1, 2, 3, 7, 9, 10], max_parallel=2) == "0-3,7,9-10%2"
+    script = "#!/bin/bash\n#SBATCH --array=0-2\n#SBATCH --time=5\n"
+    assert with_indices(script, [3, 7, 12], 4) == "#!/bin/bash\n#SBATCH --array=3,7,12%3\n#SBATCH --time=5\n"
+
+
+def test_status_prefers_the_live_queue_and_says_so(tmp_path, capsys):
+    from hpcnn.slurm.cli import _print_status
+    from hpcnn.slurm.jobs.status import ACCOUNTING, LIVE, make_status, prefer_live
+    from hpcnn.slurm.site.commands import JobState
+
+    accounted = {"5": JobState("5", "PENDING", reason="Priority"), "6": JobState("6", "COMPLETED", "0:0")}
+    states = prefer_live(accounted, {"5": JobState("5", "RUNNING", nodes="n1")})
+    assert states["5"].state == "RUNNING" and states.source == {"5": LIVE, "6": ACCOUNTING}
+    status = make_status("5", tmp_path, states["5"], tmp_path / "err", source=states.source["5"])
+    _print_status(status, False)
+    out = capsys.readouterr().out
+    assert out.startswith("job 5: RUNNING (from squeue (live queue))") and status.to_dict()["state_source"] == LIVE
+
+
+def test_status_without_arguments_lists_a_unit_once_however_many_arrays(tmp_path, monkeypatch):
+    import json
+
+    from hpcnn.slurm.cli import _recent_units
+    from hpcnn.slurm.jobs import records
+
+    monkeypatch.setenv("HPCNN_STATE_DIR", str(tmp_path / "state"))
+    unit = tmp_path / "group-scale-x"
+    unit.mkdir()
+    arrays = [{"job_id": str(j), "offset": 0, "count": 1, "tasks": [i]} for i, j in enumerate((41, 42, 43))]
+    tasks = [{"index": i, "job_id": f"{4 + i}1_0", "run_dir": f"task-00{i}", "overrides": []} for i in range(3)]
+    (unit / "sweep.json").write_text(json.dumps({"kind": "group", "name": "scale-x", "arrays": arrays,
+                                                 "tasks": tasks}))
+    for a in arrays:
+        records.register(a["job_id"], unit)
+    found = _recent_units(20)
+    assert len(found) == 1 and found[0].array_ids == ["41", "42", "43"]
+
+
+def test_a_task_neither_queue_nor_accounting_knows_is_gone_not_waited_for(tmp_path):
+    from hpcnn.slurm.jobs.status import NOWHERE, make_status, prefer_live
+    from hpcnn.slurm.site.commands import JobState
+
+    # what the local Slurm answers for an array whose task 2 was cancelled while pending: no row for it at all
+    states = prefer_live({"16_0": JobState("16_0", "COMPLETED", "0:0")}, {}, asked=["16"],
+                         expected=["16", "16_0", "16_2"])
+    assert states.gone == {"16_2"}
+    status = make_status("16_2", tmp_path, None, tmp_path / "err", gone=True)
+    assert status.finished and not status.succeeded and status.source == NOWHERE and "neither" in status.reason
+    assert not make_status("17_0", tmp_path, None, tmp_path / "err").finished  # not asked: not known to be gone
+
+
+def test_sweep_on_a_directory_resubmits_and_refuses_what_it_cannot(tmp_path, capsys):
+    import json
+
+    from hpcnn.cli import main
+
+    group = tmp_path / "group-x"
+    group.mkdir()
+    (group / "sweep.json").write_text(json.dumps({"kind": "predict", "name": "x", "arrays": [], "tasks": []}))
+    assert main(["sweep", str(group)]) != 0
+    assert "hpcnn predict --resubmit" in capsys.readouterr().err
+    assert main(["sweep", str(group), "optim.lr=0.1"]) != 0
+    assert "cannot change a submitted sweep" in capsys.readouterr().err
+    assert main(["sweep", str(tmp_path)]) != 0  # a folder that is no sweep at all
+    assert "not a sweep directory" in capsys.readouterr().err
+
+
+def test_a_task_row_beats_the_range_row_a_cancelled_pending_task_leaves():
+    from hpcnn.slurm.site.commands import parse_sacct
+
+    # sacct on the local Slurm after `scancel 53_2` while 53_2 waited behind a %2 throttle
+    text = ("53_0|RUNNING|0:0|00:00:10|n1|2026-12-07T02:55:46\n53_1|RUNNING|0:0|00:00:10|n2|2026-12-07T02:55:46\n"
+            "53_[0-2%2]|CANCELLED by 0|0:0|00:00:00|None assigned|2026-12-07T02:55:46\n")
+    states = parse_sacct(text)
+    assert [states[j].state for j in ("53_0", "53_1", "53_2")] == ["RUNNING", "RUNNING", "CANCELLED"]
+    reordered = parse_sacct("\n".join(reversed(text.splitlines())))
+    assert [reordered[j].state for j in ("53_0", "53_1", "53_2")] == ["RUNNING", "RUNNING", "CANCELLED"]

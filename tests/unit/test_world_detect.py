@@ -16,6 +16,7 @@ from types import MappingProxyType
 import pytest
 
 from hpcnn.env import DETECTORS, World, derive_port, detect_world, validate_against_request
+from hpcnn.env.gpus import TorchCuda, check_gpus_usable, held_gpus
 from hpcnn.errors import WorldError
 
 HOST = "testhost"
@@ -306,3 +307,52 @@ def test_env_package_imports_without_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["1", "False"]
+
+
+# ---------------------------------------------------------------- GPUs held but unusable (issue 20, item 1)
+CPU_BUILD = TorchCuda("2.5.0+cpu", None, False)
+NO_DRIVER = TorchCuda("2.5.0+cu124", "12.4", False,
+                      error="Found no NVIDIA driver on your system. Please check that you have an NVIDIA GPU\n"
+                            "and installed a driver from http://www.nvidia.com/Download/index.aspx")
+WORKING = TorchCuda("2.5.0+cu124", "12.4", True, device_count=1)
+GPU_STEP = {"SLURM_JOB_ID": "7", "SLURM_GPUS_ON_NODE": "1", "SLURM_JOB_GPUS": "0", "SLURM_STEP_GPUS": "0",
+            "CUDA_VISIBLE_DEVICES": "0"}
+
+
+@pytest.mark.parametrize("environ, held", [
+    (GPU_STEP, "SLURM_GPUS_ON_NODE=1"),
+    ({"SLURM_JOB_GPUS": "2,3"}, "SLURM_JOB_GPUS=2,3"),
+    ({"SLURM_STEP_GPUS": "0"}, "SLURM_STEP_GPUS=0"),
+    ({"CUDA_VISIBLE_DEVICES": "GPU-8f1c"}, "CUDA_VISIBLE_DEVICES=GPU-8f1c"),
+    ({"SLURM_GPUS_ON_NODE": "0", "CUDA_VISIBLE_DEVICES": ""}, None),
+    ({"CUDA_VISIBLE_DEVICES": "NoDevFiles"}, None),
+    ({"CUDA_VISIBLE_DEVICES": "-1"}, None),
+    (SLURM_BATCH, None),
+])
+def test_held_gpus_reads_slurms_gpu_variables(environ, held):
+    assert held_gpus(environ) == held
+
+
+@pytest.mark.parametrize("cuda, cause", [
+    (CPU_BUILD, "torch 2.5.0+cpu is a CPU-only build (torch.version.cuda is None)"),
+    (NO_DRIVER, "torch 2.5.0+cu124 (CUDA 12.4) cannot use the GPUs: Found no NVIDIA driver on your system. "
+                "Please check that you have an NVIDIA GPU and installed a driver from "
+                "http://www.nvidia.com/Download/index.aspx"),
+    (TorchCuda("2.5.0+cu124", "12.4", False),
+     "torch 2.5.0+cu124 (CUDA 12.4) cannot use the GPUs: torch.cuda.is_available() is False"),
+    (TorchCuda("2.5.0+cu124", "12.4", True, device_count=0), "no GPU is visible to torch"),
+])
+def test_a_job_given_gpus_that_torch_cannot_use_stops_with_one_line_naming_the_cause(cuda, cause):
+    for device in ("auto", "cuda"):
+        with pytest.raises(WorldError) as err:
+            check_gpus_usable(GPU_STEP, device, cuda)
+        text = str(err.value)
+        assert "\n" not in text and text.startswith(f"the job was given GPUs but {cause}")
+        assert "(SLURM_GPUS_ON_NODE=1)" in text and "train.device: cpu" in text
+
+
+def test_gpus_are_not_required_when_none_are_held_they_work_or_the_cpu_is_asked_for():
+    check_gpus_usable(GPU_STEP, "cpu", CPU_BUILD)       # explicit: train on the CPU on purpose
+    check_gpus_usable(GPU_STEP, "auto", WORKING)
+    check_gpus_usable(SLURM_BATCH, "auto", NO_DRIVER)   # no GPU allocated: CPU training is what was asked
+    check_gpus_usable({}, "auto", CPU_BUILD)

@@ -8,6 +8,11 @@ most max_parallel tasks of the unit run at once. Submitting is all or nothing: i
 sbatch fails, the arrays already queued are cancelled. What is submitted is recorded in
 ``sweep.json`` (arrays with their requests, tasks with their job ids, run dirs and
 requests) and each task's ``job.json``, and every array id is registered for ``hpcnn status``.
+
+A sweep's array carries one payload for all its tasks (``SweepPayload``: the task reads its
+overrides from ``sweep.json`` and makes its own run directory and ``job.json``), so the
+login node's cost barely grows with the number of tasks. Groups and scaling studies, whose
+tasks each have their own config, keep one payload per task.
 """
 from __future__ import annotations
 
@@ -35,10 +40,14 @@ class ArrayTask:
     """One task of a unit: its position, validated config, resolved request and how tables name it."""
 
     index: int
-    config: JobConfig
+    source: object  # its JobConfig, or a sweep task whose ``.config`` is built only when asked for
     resources: Resources
     overrides: list[str] = field(default_factory=list)
     label: str = ""
+
+    @property
+    def config(self) -> JobConfig | None:
+        return self.source if self.source is None or isinstance(self.source, JobConfig) else self.source.config
 
 
 @dataclass
@@ -49,6 +58,11 @@ class ArraySpec:
     tasks: list[int]
     offset: int      # where this array starts among the unit's tasks with this request
     script: str      # as rendered for the dry run
+    indices: list[int] | None = None  # the array index of each task (e.g. 3,7,12 on a resubmission); None: 0..n-1
+
+    @property
+    def array_indices(self) -> list[int]:
+        return list(range(len(self.tasks))) if self.indices is None else list(self.indices)
 
 
 @dataclass
@@ -98,8 +112,12 @@ class ArrayPlan:
 def group_by_request(tasks: list[ArrayTask]) -> list[tuple[Resources, list[int]]]:
     """[(request, task indices)]: one entry per distinct request, in first-seen order."""
     groups: dict[str, tuple[Resources, list[int]]] = {}
+    keys: dict[int, str] = {}  # a sweep's tasks share one Resources object: its key once, not per task
     for position, task in enumerate(tasks):
-        groups.setdefault(task.resources.key(), (task.resources, []))[1].append(position)
+        key = keys.get(id(task.resources))
+        if key is None:
+            key = keys[id(task.resources)] = task.resources.key()
+        groups.setdefault(key, (task.resources, []))[1].append(position)
     return list(groups.values())
 
 
@@ -121,26 +139,42 @@ def task_dirs(plan: ArrayPlan) -> list[Path]:
     return [plan.unit_dir / f"task-{task.index:0{width}d}" for task in plan.tasks]
 
 
-def submit_arrays(plan: ArrayPlan, payloads: list, submitters: dict) -> tuple[list[dict], list[str]]:
-    """Queue every array (one payload per task: training, prediction shards); returns (array entries
-    for the record, job id per task). All or nothing."""
+def _submit_one(plan: ArrayPlan, k: int, array: ArraySpec, submitter, payloads, shared, previous):
+    """(array id, job id per task of the array, its script's path)."""
+    dependency = f"afterany:{previous}" if previous and plan.max_parallel else None
+    what = f"sbatch failed for array {k + 1} of {len(plan.arrays)}"
+    if shared is not None:
+        array_id, script = executor.submitted(lambda: submitter.submit_shared(
+            shared(array), array.array_indices, plan.max_parallel, dependency), what)
+        return array_id, [f"{array_id}_{i}" for i in array.array_indices], script
+    batch = [payloads[i] for i in array.tasks]
+    jobs = executor.submitted(lambda: submitter.submit_as_array(batch, plan.max_parallel, dependency), what)
+    return jobs[0].job_id.split("_")[0], [job.job_id for job in jobs], jobs[0].paths.submission_file
+
+
+def submit_arrays(plan: ArrayPlan, payloads: list | None, submitters: dict,
+                  shared=None, number_from: int = 0) -> tuple[list[dict], list[str]]:
+    """Queue every array; returns (array entries for the record, job id per task). All or nothing.
+
+    ``payloads``: one per task (training configs, prediction shards); or ``shared(array)``: one
+    payload for each whole array (a sweep's tasks read their own overrides). Scripts are kept as
+    ``submission-<number_from + k>.sbatch`` (a resubmission numbers on after the earlier arrays).
+    """
     entries: list[dict] = []
     job_ids: list[str] = [""] * len(plan.tasks)
+    resources: dict[str, dict] = {}
     try:
         for k, array in enumerate(plan.arrays):
-            previous = entries[-1]["job_id"] if entries else None
-            dependency = f"afterany:{previous}" if previous and plan.max_parallel else None
-            submitter = submitters[array.resources.key()]
-            batch = [payloads[i] for i in array.tasks]
-            jobs = executor.submitted(lambda: submitter.submit_as_array(batch, plan.max_parallel, dependency),
-                                      f"sbatch failed for array {k + 1} of {len(plan.arrays)}")
-            array_id = jobs[0].job_id.split("_")[0]
-            shutil.copyfile(jobs[0].paths.submission_file, plan.unit_dir / f"submission-{k}.sbatch")
+            key = array.resources.key()
+            array_id, ids, script = _submit_one(plan, k, array, submitters[key], payloads, shared,
+                                                entries[-1]["job_id"] if entries else None)
+            shutil.copyfile(script, plan.unit_dir / f"submission-{number_from + k}.sbatch")
+            if key not in resources:
+                resources[key] = array.resources.to_dict()
             entries.append({"job_id": array_id, "offset": array.offset, "count": len(array.tasks),
-                            "tasks": [plan.tasks[i].index for i in array.tasks],
-                            "resources": array.resources.to_dict()})
-            for i, job in zip(array.tasks, jobs):
-                job_ids[i] = job.job_id
+                            "tasks": [plan.tasks[i].index for i in array.tasks], "resources": resources[key]})
+            for i, job_id in zip(array.tasks, ids):
+                job_ids[i] = job_id
     except SubmissionError:
         if entries:  # no half-submitted units: cancel what went in, then report
             try:
@@ -159,8 +193,11 @@ def submit_plan(plan: ArrayPlan, head: dict, python=None, payload_for=train_payl
     """Submit a planned unit and record it; ``head`` holds the record's kind-specific keys.
 
     ``payload_for(task, run_dir)`` makes what each task runs (default: train its config);
-    scaling studies pass one that benchmarks instead.
+    scaling studies pass one that benchmarks instead. A sweep (``plan.base`` set, default
+    payload) sends one payload per array instead, and its tasks make their own run directories.
     """
+    if plan.kind == "sweep" and plan.base is not None and payload_for is train_payload:
+        return submit_sweep(plan, head, python)
     folder = plan.unit_dir / "submitit"
     submitters = {res.key(): executor.make_executor(folder, plan.profile, res, python) for res in plan.requests}
     dirs = task_dirs(plan)
@@ -168,24 +205,71 @@ def submit_plan(plan: ArrayPlan, head: dict, python=None, payload_for=train_payl
     for d in dirs:
         d.mkdir(parents=True, exist_ok=True)
     entries, job_ids = submit_arrays(plan, payloads, submitters)
-    common = {"profile": plan.profile.name, "submitit_folder": str(folder),
-              "log_pattern": str(folder / executor.LOG_PATTERN), "submitted_at": records.now_iso()}
-    array_of = {i: k for k, array in enumerate(plan.arrays) for i in array.tasks}
-    record = {"kind": plan.kind, "name": plan.name, **head, "profile_source": plan.profile.source, **common,
-              "max_parallel": plan.max_parallel, "metric": plan.metric, "mode": plan.mode, "arrays": entries,
-              "tasks": [{"index": t.index, "job_id": jid, "run_dir": d.name, "overrides": t.overrides,
-                         "label": t.label, "array": array_of[i], "resources": t.resources.to_dict()}
-                        for i, (t, jid, d) in enumerate(zip(plan.tasks, job_ids, dirs))]}
+    record = unit_record(plan, head, entries, job_ids, dirs)
     atomic_write_json(plan.unit_dir / records.SWEEP_FILE, record)
     for task, jid, task_dir in zip(plan.tasks, job_ids, dirs):
         atomic_write_json(task_dir / records.JOB_FILE, {
             "kind": "array-task", "job_id": jid, "array_job_id": jid.split("_")[0], "sweep_dir": str(plan.unit_dir),
             "sweep_index": task.index, "overrides": task.overrides, "label": task.label,
-            "resources": task.resources.to_dict(), "run_dir": str(task_dir), **common})
+            "resources": task.resources.to_dict(), "run_dir": str(task_dir), **_common(plan, record)})
+    for entry in entries:
+        records.register(entry["job_id"], plan.unit_dir)
+    return JobArray(plan.unit_dir, record)
+
+
+def _common(plan: ArrayPlan, record: dict | None = None) -> dict:
+    folder = plan.unit_dir / "submitit"
+    return {"profile": plan.profile.name, "submitit_folder": str(folder),
+            "log_pattern": str(folder / executor.LOG_PATTERN),
+            "submitted_at": (record or {}).get("submitted_at") or records.now_iso()}
+
+
+def unit_record(plan: ArrayPlan, head: dict, entries: list[dict], job_ids: list[str], dirs: list[Path]) -> dict:
+    """sweep.json: the unit, its arrays and every task (job id, run dir, overrides, request)."""
+    array_of = {i: k for k, array in enumerate(plan.arrays) for i in array.tasks}
+    requests: dict[int, dict] = {}
+
+    def request(res: Resources) -> dict:
+        if id(res) not in requests:
+            requests[id(res)] = res.to_dict()
+        return requests[id(res)]
+
+    return {"kind": plan.kind, "name": plan.name, **head, "profile_source": plan.profile.source, **_common(plan),
+            "max_parallel": plan.max_parallel, "metric": plan.metric, "mode": plan.mode, "arrays": entries,
+            "tasks": [{"index": t.index, "job_id": jid, "run_dir": d.name, "overrides": t.overrides,
+                       "label": t.label, "array": array_of.get(i), "resources": request(t.resources)}
+                      for i, (t, jid, d) in enumerate(zip(plan.tasks, job_ids, dirs))]}
+
+
+def submit_sweep(plan: ArrayPlan, head: dict, python=None) -> JobArray:
+    """A sweep: sweep.json first (its tasks read their overrides there), one payload per array, then the ids."""
+    from .payload import SweepPayload
+
+    plan.unit_dir.mkdir(parents=True, exist_ok=True)
+    dirs = task_dirs(plan)
+    record = unit_record(plan, head, [], [""] * len(plan.tasks), dirs)
+    for entry in record["tasks"]:  # one request for all: the record's "resources", not one copy per task
+        del entry["resources"]
+    record["base_config"] = to_dict(plan.base)
+    records.write_unit(plan.unit_dir, record)
+    submitter = executor.make_executor(plan.unit_dir / "submitit", plan.profile, plan.arrays[0].resources, python)
+    try:
+        entries, job_ids = submit_arrays(plan, None, {a.resources.key(): submitter for a in plan.arrays},
+                                         shared=lambda array: SweepPayload(str(plan.unit_dir), array.offset))
+    except SubmissionError:  # nothing is queued: leave no record of a sweep that does not exist
+        (plan.unit_dir / records.SWEEP_FILE).unlink(missing_ok=True)
+        raise
+    record["arrays"] = entries
+    array_of = {i: k for k, array in enumerate(plan.arrays) for i in array.tasks}
+    for i, (entry, job_id) in enumerate(zip(record["tasks"], job_ids)):
+        entry["job_id"], entry["array"] = job_id, array_of[i]
+    record["submissions"] = [{"submitted_at": record["submitted_at"], "arrays": [e["job_id"] for e in entries],
+                              "tasks": [t.index for t in plan.tasks]}]
+    records.write_unit(plan.unit_dir, record)
     for entry in entries:
         records.register(entry["job_id"], plan.unit_dir)
     return JobArray(plan.unit_dir, record)
 
 
 __all__ = ["ArrayPlan", "ArraySpec", "ArrayTask", "group_by_request", "plan_arrays", "submit_arrays", "submit_plan",
-           "task_dirs", "train_payload"]
+           "submit_sweep", "task_dirs", "train_payload", "unit_record"]

@@ -7,6 +7,8 @@ payloads as one Slurm array. submitit itself is imported only when something is 
 """
 from __future__ import annotations
 
+import os
+import re
 import uuid
 from pathlib import Path
 from typing import Any, Sequence
@@ -17,6 +19,28 @@ from ..site.rendering import python_words, render_submitit
 from ..site.resources import Resources
 
 LOG_PATTERN = "{job_id}_{rank}_log.{stream}"
+_ARRAY_LINE = re.compile(r"^#SBATCH --array=.*$", re.M)
+
+
+def index_spec(indices: Sequence[int], max_parallel: int | None = None) -> str:
+    """Slurm's --array value for these indices: ``0-3``, ``2,5-7``, with ``%K`` when throttled."""
+    parts: list[str] = []
+    ordered = sorted(set(indices))
+    start = prev = ordered[0]
+    for i in ordered[1:] + [None]:
+        if i is not None and i == prev + 1:
+            prev = i
+            continue
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+        if i is not None:
+            start = prev = i
+    throttle = f"%{min(max_parallel, len(ordered))}" if max_parallel else ""
+    return ",".join(parts) + throttle
+
+
+def with_indices(script: str, indices: Sequence[int], max_parallel: int | None = None) -> str:
+    """A rendered array script whose ``#SBATCH --array=`` line runs exactly these indices."""
+    return _ARRAY_LINE.sub(f"#SBATCH --array={index_spec(indices, max_parallel)}", script)
 
 
 def _executor_class():
@@ -35,9 +59,35 @@ def _executor_class():
                                    ntasks_per_node=resources.tasks_per_node)
 
         def _make_submission_file_text(self, command: str, uid: str) -> str:
-            return render_submitit(self.profile, self.resources, folder=self.folder, python=self._python,
+            text = render_submitit(self.profile, self.resources, folder=self.folder, python=self._python,
                                    array_size=self.array.get("size"), max_parallel=self.array.get("max_parallel"),
                                    dependency=self.array.get("dependency"))
+            indices = self.array.get("indices")
+            return text if indices is None else with_indices(text, indices, self.array.get("max_parallel"))
+
+        def submit_shared(self, payload: Any, indices: Sequence[int], max_parallel=None, dependency=None):
+            """One pickled payload for a whole array (tasks ``indices``, e.g. 3,7,12): (array id, script path).
+
+            submitit's runner loads ``<array>_<index>_submitted.pkl``; each is a hard link to the one
+            payload, which picks its task from SLURM_ARRAY_TASK_ID. 10,000 links cost far less
+            than 10,000 pickles of a full config (and far less than symbolic links on ext4).
+            """
+            folder = sutils.JobPaths.get_first_id_independent_folder(self.folder)
+            folder.mkdir(parents=True, exist_ok=True)
+            delayed = sutils.DelayedSubmission(payload)
+            delayed.set_timeout(self.resources.time_min, self.max_num_timeout)
+            shared = folder / f"array-{uuid.uuid4().hex}.pkl"
+            delayed.dump(shared)
+            self.array = {"size": len(indices), "indices": list(indices), "max_parallel": max_parallel,
+                          "dependency": dependency}
+            try:
+                first = self._submit_command(self._submitit_command_str)
+            finally:
+                self.array = {}
+            array_id = first.job_id.split("_")[0]
+            for i in indices:
+                os.link(shared, folder / f"{array_id}_{i}_submitted.pkl")
+            return array_id, first.paths.submission_file
 
         def submit_as_array(self, payloads: Sequence[Any], max_parallel=None, dependency=None) -> list:
             """Always one array (even of one task), so ids are uniformly ARRAY_INDEX."""
@@ -84,4 +134,4 @@ def submitted(fn, what: str):
                               hint="the script is in the run directory; `sbatch --test-only` it to see why") from err
 
 
-__all__ = ["LOG_PATTERN", "make_executor", "submitted"]
+__all__ = ["LOG_PATTERN", "index_spec", "make_executor", "submitted", "with_indices"]

@@ -24,6 +24,7 @@ from .arrays import ArrayPlan, ArrayTask, plan_arrays, submit_plan
 from .handles import JobArray
 from .submission import job_config
 from .sweep import SweepSpec, check_ranking, expand, load_sweep, override_text, sweep_from_dict
+from .task_checks import preflight_configs
 
 
 def _site(profile, max_array_size: int | None) -> Profile:
@@ -63,9 +64,9 @@ def plan_array(job_or_sweep, grid=None, runs=None, profile=None, max_parallel=No
         res = replace(res, job_name=f"hpcnn-{spec.name}")
     parallel = max_parallel if max_parallel is not None else spec.max_parallel
     runs_dir = Path(base.train.runs_dir).expanduser().absolute()
-    preflight([t.config for t in tasks], prof, res, runs_dir, parallel)
+    preflight(preflight_configs(base, tasks), prof, res, runs_dir, parallel)
     unit_dir = new_run_dir(runs_dir, f"sweep-{spec.name}")
-    items = [ArrayTask(t.index, t.config, res, t.overrides, t.label) for t in tasks]
+    items = [ArrayTask(t.index, t, res, t.overrides, t.label) for t in tasks]
     return ArrayPlan("sweep", spec.name, prof, unit_dir, items, plan_arrays(items, prof, unit_dir, python, parallel),
                      parallel, spec.metric, spec.mode, spec.source, base)
 
@@ -77,7 +78,8 @@ def submit_array(job_or_sweep, grid=None, runs=None, profile=None, max_parallel=
     when max_parallel is set, so at most max_parallel tasks ever run at once)."""
     plan = plan_array(job_or_sweep, grid, runs, profile, max_parallel, resources, overrides, name, python,
                       max_array_size)
-    return submit_plan(plan, {"sweep_file": plan.source, "resources": plan.resources.to_dict()}, python)
+    return submit_plan(plan, {"sweep_file": plan.source, "resources": plan.resources.to_dict(),
+                              "max_array_size": plan.profile.max_array_size}, python)
 
 
 # ---------------------------------------------------------------- groups: one array per distinct request

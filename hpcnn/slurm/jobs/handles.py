@@ -2,11 +2,13 @@
 
 ``JobHandle`` is one job (or one array task); ``JobArray`` is a sweep or a mixed-resource
 group: one or more Slurm arrays, one run directory per task. Status comes from one batched
-Slurm query (``commands.query_states``) plus each run directory (``status.make_status``);
+Slurm query (``status.live_states``: sacct, and squeue for what may still be queued) plus
+each run directory (``status.make_status``);
 waits poll sparingly with a growing interval and always have a deadline.
 """
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections import Counter
@@ -18,7 +20,7 @@ from ..site import commands
 from ..site.commands import JobState
 from . import records
 from .results import rank_rows
-from .status import TaskStatus, make_status, tail_lines
+from .status import ACCOUNTING, TaskStatus, live_states, make_status, tail_lines
 
 
 class JobHandle:
@@ -66,14 +68,17 @@ class JobHandle:
 
     def status(self, states: dict[str, JobState] | None = None) -> TaskStatus:
         if states is None:
-            states = commands.query_states([self.job_id])
+            states = live_states([self.job_id], [self.job_id])
         return make_status(self.job_id, self.run_dir, states.get(self.job_id), self.log_path(0, "err"),
                            self.record.get("sweep_index"), self.record.get("overrides", []),
-                           self.record.get("label", ""), self.record.get("resources"))
+                           self.record.get("label", ""), self.record.get("resources"),
+                           getattr(states, "source", {}).get(self.job_id, ACCOUNTING),
+                           self.job_id in getattr(states, "gone", ()))
 
     def wait(self, timeout_s: float = 3600, poll_s: float = 2.0, poll_max_s: float = 30.0) -> TaskStatus:
         """Until the job has finished (one Slurm query per poll; the interval grows to poll_max_s)."""
-        return wait_for(lambda states: [self.status(states)], [self.job_id], timeout_s, poll_s, poll_max_s)[0]
+        return wait_for(lambda states: [self.status(states)], [self.job_id], timeout_s, poll_s, poll_max_s,
+                        [self.job_id])[0]
 
     def result(self, timeout_s: float = 3600, poll_max_s: float = 30.0) -> dict:
         """The run's summary once it has finished; a failure raises with its reason."""
@@ -87,12 +92,15 @@ class JobHandle:
         commands.scancel([self.job_id])
 
 
-def wait_for(collect, job_ids: list[str], timeout_s: float, poll_s: float, poll_max_s: float = 30.0):
-    """Poll ``collect(states)`` until every status is finished; one Slurm query per round, growing interval."""
+def wait_for(collect, job_ids: list[str], timeout_s: float, poll_s: float, poll_max_s: float = 30.0,
+             expected: list[str] | None = None):
+    """Poll ``collect(states)`` until every status is finished; one Slurm query per round, growing interval.
+
+    ``expected``: an array's task ids, so a task Slurm no longer knows at all ends the wait."""
     deadline = time.monotonic() + timeout_s
     delay = poll_s
     while True:
-        statuses = collect(commands.query_states(job_ids))
+        statuses = collect(live_states(job_ids, expected or ()))
         if all(s.finished for s in statuses):
             return statuses
         if time.monotonic() + delay > deadline:
@@ -113,12 +121,19 @@ class JobArray:
     def __init__(self, sweep_dir: str | Path, record: dict):
         self.sweep_dir = Path(sweep_dir)
         self.record = record
+
+    @functools.cached_property
+    def tasks(self) -> list[JobHandle]:
+        """One handle per task (its latest job), built on first use: a 10,000-task sweep's submit needs none."""
+        record = self.record
         folder = record.get("submitit_folder", str(self.sweep_dir / "submitit"))
         pattern = record.get("log_pattern") or str(Path(folder) / "{job_id}_{rank}_log.{stream}")
-        self.tasks = [JobHandle(t["job_id"], self.sweep_dir / t["run_dir"],
-                                {"log_pattern": pattern, "sweep_index": t["index"], "overrides": t["overrides"],
-                                 "label": t.get("label", ""), "resources": t.get("resources")})
-                      for t in record["tasks"]]
+        shared = record.get("resources")  # a sweep's one request (its tasks do not repeat it)
+        return [JobHandle(t["job_id"], self.sweep_dir / t["run_dir"],
+                          {"log_pattern": pattern, "sweep_index": t["index"], "overrides": t["overrides"],
+                           "label": t.get("label", ""), "resources": t.get("resources") or shared,
+                           "previous_jobs": t.get("previous_jobs", [])})
+                for t in record["tasks"]]
 
     @property
     def kind(self) -> str:
@@ -132,7 +147,7 @@ class JobArray:
         return f"JobArray(arrays={self.array_ids}, tasks={len(self)}, sweep_dir={str(self.sweep_dir)!r})"
 
     def __len__(self) -> int:
-        return len(self.tasks)
+        return len(self.record["tasks"])
 
     def __getitem__(self, index: int) -> JobHandle:
         return self.tasks[index]
@@ -152,14 +167,14 @@ class JobArray:
 
     def statuses(self, states: dict[str, JobState] | None = None) -> list[TaskStatus]:
         if states is None:
-            states = commands.query_states(self.array_ids)  # one query for the whole sweep
+            states = live_states(self.array_ids, [t.job_id for t in self.tasks])  # one query for the whole sweep
         return [t.status(states) for t in self.tasks]
 
     def status(self) -> dict[str, int]:
         return dict(Counter(s.state for s in self.statuses()))
 
     def wait(self, timeout_s: float = 3600, poll_s: float = 2.0, poll_max_s: float = 30.0) -> list[TaskStatus]:
-        return wait_for(self.statuses, self.array_ids, timeout_s, poll_s, poll_max_s)
+        return wait_for(self.statuses, self.array_ids, timeout_s, poll_s, poll_max_s, [t.job_id for t in self.tasks])
 
     def results(self, statuses: list[TaskStatus] | None = None, metric: str | None = None,
                 mode: str | None = None) -> list[dict]:

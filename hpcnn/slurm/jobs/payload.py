@@ -10,6 +10,8 @@ Importing this module must not import torch: only ``__call__`` imports the train
 """
 from __future__ import annotations
 
+import copy
+import json
 import logging
 import sys
 from dataclasses import dataclass
@@ -98,4 +100,61 @@ class TrainPayload:
         return DelayedSubmission(TrainPayload(self.config, self.run_dir))
 
 
-__all__ = ["TrainPayload", "job_state", "requeue_self", "restart_count"]
+@dataclass
+class SweepPayload:
+    """One payload for a whole sweep array: this task is ``offset +`` its array index.
+
+    Its config (the sweep's validated base plus the task's overrides) and run directory come
+    from ``sweep.json``; the task makes its run directory and ``job.json`` itself, so the
+    login node writes one file per sweep, not one per task.
+    """
+
+    sweep_dir: str
+    offset: int = 0
+
+    def task(self) -> tuple[dict, Path, dict, dict]:
+        """(config dict, run dir, task entry, sweep record) of the task this process runs."""
+        from ...config import apply_overrides
+
+        job_id = job_info().job_id or ""
+        if "_" not in job_id:
+            raise RuntimeError(f"a sweep task runs as a Slurm array task, but this is job {job_id or '(none)'}")
+        index = self.offset + int(job_id.split("_")[1])
+        record = json.loads((Path(self.sweep_dir) / "sweep.json").read_text())
+        entry = record["tasks"][index]
+        if entry["index"] != index:
+            raise RuntimeError(f"sweep.json task {index} holds index {entry['index']}")
+        config = apply_overrides(copy.deepcopy(record["base_config"]), entry["overrides"])
+        return config, Path(self.sweep_dir) / entry["run_dir"], entry, record
+
+    def __call__(self) -> dict[str, Any]:
+        config, run_dir, entry, record = self.task()
+        run_dir.mkdir(parents=True, exist_ok=True)
+        info = job_info()
+        if info.global_rank == 0:
+            _write_task_record(run_dir, info.job_id or entry["job_id"], entry, record)
+        return TrainPayload(config, str(run_dir))()
+
+    def checkpoint(self, *args: Any, **kwargs: Any):
+        """submitit's timeout hook: the same task again (submitit writes it beside, then renames over the
+        task's link to the shared pickle, so the other tasks' payload stays as it was)."""
+        from submitit.core.utils import DelayedSubmission
+
+        return DelayedSubmission(SweepPayload(self.sweep_dir, self.offset))
+
+
+def _write_task_record(run_dir: Path, job_id: str, entry: dict, record: dict) -> None:
+    """The task's job.json (what `hpcnn status RUN_DIR` reads), written by the task itself."""
+    from ...files import atomic_write_json
+    from ...rundir import JOB_FILE
+
+    atomic_write_json(run_dir / JOB_FILE, {
+        "kind": "array-task", "job_id": job_id, "array_job_id": job_id.split("_")[0],
+        "sweep_dir": str(run_dir.parent), "sweep_index": entry["index"], "overrides": entry["overrides"],
+        "label": entry.get("label", ""), "resources": entry.get("resources") or record.get("resources"),
+        "run_dir": str(run_dir), "profile": record.get("profile"), "submitit_folder": record.get("submitit_folder"),
+        "log_pattern": record.get("log_pattern"), "submitted_at": record.get("submitted_at"),
+        "previous_jobs": entry.get("previous_jobs", [])})
+
+
+__all__ = ["SweepPayload", "TrainPayload", "job_state", "requeue_self", "restart_count"]

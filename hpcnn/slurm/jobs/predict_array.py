@@ -22,10 +22,11 @@ from typing import Any, Iterable
 
 from ...errors import ConfigError, HpcnnError, SubmissionError
 from ...files import atomic_write_json, safe_name
+from ...rundir import SUMMARY_FILE
 from ..site import commands
 from ..site.commands import ACTIVE
-from ..site.preflight import check_array, check_python, check_setup, check_writable
-from ..site.profiles import Profile, load_profile
+from ..site.preflight import check_array, check_placeholders, check_python, check_setup, check_writable
+from ..site.profiles import Profile, load_profile, site_default_profile
 from ..site.resources import check_fits, resolve
 from . import executor, records
 from .arrays import ArrayPlan, ArrayTask, plan_arrays, submit_arrays
@@ -131,7 +132,7 @@ def prepare(run_dir, inputs: Iterable[str], out, shards: int, profile, max_paral
     """
     from ...predict import manifest, outputs
     from ...predict.listing import list_inputs
-    from ...results import read_summary
+    from ...rundir import read_summary
 
     out = Path(out).expanduser().absolute()
     outputs.check_output(out)
@@ -139,11 +140,13 @@ def prepare(run_dir, inputs: Iterable[str], out, shards: int, profile, max_paral
     manifest.checkpoint_path(run_dir, checkpoint)
     classes = (read_summary(run_dir) or {}).get("classes") or []
     directory = manifest.shards_dir_for(out)
-    spec_slurm = {"profile": str(profile) if profile is not None else "local", "resources": dict(resources or {}),
+    chosen = str(profile) if profile is not None else site_default_profile()  # stored: resubmits use the same
+    spec_slurm = {"profile": chosen, "resources": dict(resources or {}),
                   "max_parallel": max_parallel, "max_array_size": max_array_size}
     prof = _site({"slurm": spec_slurm})
     res = _request(prof, spec_slurm["resources"], safe_name(out.stem, 40))
     check_fits(res, prof)
+    check_placeholders(res, prof)
     check_array(shards, max_parallel)
     check_setup(prof)
     check_python(prof)
@@ -214,7 +217,7 @@ def submit_missing(shards_dir, python=None) -> PredictArray:
                      max_parallel, metric="images_per_second", mode="max")
     for i in todo:  # a stale summary of a shard whose rows are gone must not read as done
         manifest.shard_dir(directory, i).mkdir(parents=True, exist_ok=True)
-        (manifest.shard_dir(directory, i) / "summary.json").unlink(missing_ok=True)
+        (manifest.shard_dir(directory, i) / SUMMARY_FILE).unlink(missing_ok=True)
     submitters = {res.key(): executor.make_executor(directory / "submitit", prof, res, python)}
     entries, job_ids = submit_arrays(plan, [PredictPayload(str(directory), i) for i in todo], submitters)
     record = _record(directory, spec, record, plan, entries, job_ids, todo)

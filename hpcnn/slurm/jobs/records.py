@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import HpcnnError
+from ...rundir import JOB_FILE
 
-JOB_FILE = "job.json"
 SWEEP_FILE = "sweep.json"
 SCRIPT_FILE = "submission.sbatch"
 
@@ -41,6 +41,14 @@ def read_json(path: Path) -> dict[str, Any]:
                          "pass a run or sweep directory made by `hpcnn submit` / `hpcnn sweep`") from None
     except json.JSONDecodeError as err:
         raise HpcnnError(f"{Path(path).name} is not valid JSON: {err}", str(path)) from None
+
+
+def write_unit(directory: Path, record: dict) -> None:
+    """sweep.json, atomically: indented while small enough to read, compact (C-encoded, fast) beyond 1000 tasks."""
+    from ...files import atomic_write_text
+
+    indent = 2 if len(record.get("tasks", ())) <= 1000 else None
+    atomic_write_text(Path(directory) / SWEEP_FILE, json.dumps(record, indent=indent, default=str) + "\n")
 
 
 def register(job_id: str, directory: Path) -> None:
@@ -77,4 +85,4 @@ def recent(limit: int = 20) -> list[tuple[str, Path]]:
 
 
 __all__ = ["JOB_FILE", "SCRIPT_FILE", "SWEEP_FILE", "lookup", "now_iso", "read_json", "recent", "register",
-           "state_dir"]
+           "state_dir", "write_unit"]

@@ -6,6 +6,9 @@ Values come from ``hpcnn.results.value`` (the one results schema), so ``val.accu
 """
 from __future__ import annotations
 
+from pathlib import Path
+
+from ... import results, rundir
 from .status import TaskStatus
 
 EXTRA_COLUMNS = ("test.accuracy", "images_per_second")   # shown next to the ranked metric
@@ -30,6 +33,50 @@ def rank_rows(statuses: list[TaskStatus], metric: str = "val.accuracy", mode: st
     for row in running + failed:
         row["rank"] = None
     return done + running + failed
+
+
+RUN_FILES = (rundir.SUMMARY_FILE, rundir.CONFIG_FILE)   # a directory with either is a run directory
+
+
+def _is_run(path: Path) -> bool:
+    return any((path / name).is_file() for name in RUN_FILES)
+
+
+def run_dirs(root: Path) -> list[Path]:
+    """The run directories in ``root`` (runs/, or a sweep's directory): its children, and their children one
+    level down (a sweep's tasks), in name order."""
+    found = []
+    for child in sorted(p for p in root.iterdir() if p.is_dir()):
+        found += [child] if _is_run(child) else sorted(g for g in child.iterdir() if g.is_dir() and _is_run(g))
+    return found
+
+
+def rank_run_dirs(root: str | Path, metric: str = "val.accuracy", mode: str = "max") -> list[dict]:
+    """Rows like ``rank_rows`` for every run directory under ``root``, from their summary.json alone (no Slurm)."""
+    root = Path(root)
+    statuses = []
+    for index, run_dir in enumerate(run_dirs(root)):
+        summary = rundir.read_summary(run_dir)
+        job = (summary or {}).get("job") or {}
+        state = str(summary.get("status")).upper() if summary else "NO_SUMMARY"
+        row = {"index": index, "job_id": str(job.get("job_id") or "-"), "state": state, "run_dir": str(run_dir),
+               "label": str(run_dir.relative_to(root)), "overrides": [], "nodelist": job.get("nodelist"),
+               "metric": metric, "value": results.value(summary, metric),
+               "test_accuracy": results.value(summary, "test.accuracy"),
+               "images_per_second": results.value(summary, "images_per_second"),
+               "wall_seconds": results.value(summary, "wall_seconds"),
+               "reason": None if summary else "no summary.json: still running, or stopped before the end "
+                                               "(hpcnn status RUN_DIR says which)"}
+        if summary and row["value"] is None:
+            row["reason"] = f"{state}: no {metric} in summary.json"
+        statuses.append(row)
+    done = sorted((r for r in statuses if r["reason"] is None), key=lambda r: r["value"], reverse=(mode == "max"))
+    for rank, row in enumerate(done, 1):
+        row["rank"] = rank
+    rest = [r for r in statuses if r["reason"] is not None]
+    for row in rest:
+        row["rank"] = None
+    return done + rest
 
 
 def format_number(value, digits: int | None = None) -> str:
@@ -67,4 +114,4 @@ def format_table(rows: list[dict], metric: str = "val.accuracy") -> str:
     return "\n".join(out)
 
 
-__all__ = ["format_number", "format_table", "rank_rows"]
+__all__ = ["format_number", "format_table", "rank_rows", "rank_run_dirs", "run_dirs"]

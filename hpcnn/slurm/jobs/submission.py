@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from ...config import JobConfig, apply_overrides, dump_yaml, from_dict, load_job, to_dict
+from ...config import JobConfig, apply_overrides, from_dict, load_job, to_dict
 from ...files import atomic_write_json, new_run_dir
+from ...rundir import write_config
 from ..site.preflight import preflight
 from ..site.profiles import Profile, load_profile
 from ..site.rendering import render_submitit
@@ -79,7 +80,7 @@ def submit(job, profile=None, resources: dict | None = None, overrides: Iterable
     run_dir, folder = plan.run_dir, plan.run_dir / "submitit"
     submitter = executor.make_executor(folder, plan.profile, plan.resources, python)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.resolved.yaml").write_text(dump_yaml(plan.config))
+    write_config(run_dir, plan.config)
     job = executor.submitted(lambda: submitter.submit(TrainPayload(to_dict(plan.config), str(run_dir))),
                              "sbatch failed")
     record = {"kind": "job", "job_id": job.job_id, "name": plan.config.name, "profile": plan.profile.name,

@@ -23,14 +23,15 @@ from __future__ import annotations
 import copy
 import itertools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from ...config import JobConfig, apply_overrides, from_dict, read_yaml, strict
+from ...config import JobConfig, apply_overrides, examples, from_dict, read_yaml, strict
 from ...config.schema import SlurmConfig
 from ...config.strict import doc
 from ...errors import ConfigError
+from .task_checks import check_tasks
 
 
 @dataclass
@@ -50,9 +51,21 @@ class SweepSpec:
 
 @dataclass
 class SweepTask:
+    """One task: its overrides of the sweep's base. Its full config is built only when asked for
+    (the login node checks overrides against the base; the job builds its own config)."""
+
     index: int
     overrides: list[str]
-    config: JobConfig
+    base_data: dict = field(repr=False, default_factory=dict)
+    where: str = "sweep"
+    _config: Optional[JobConfig] = field(default=None, repr=False, compare=False)
+
+    @property
+    def config(self) -> JobConfig:
+        if self._config is None:
+            data = apply_overrides(copy.deepcopy(self.base_data), self.overrides)
+            self._config = from_dict(data, f"{self.where}, task {self.index} [{self.label}]")
+        return self._config
 
     @property
     def label(self) -> str:
@@ -107,7 +120,7 @@ def check_ranking(metric: Any, mode: Any, where: str | None = None) -> None:
 
 
 def load_sweep(path: str | Path) -> SweepSpec:
-    path = Path(path)
+    path = examples.resolve(path, "sweep")  # a missing jobs/NAME.yaml may name a shipped example
     if not path.is_file():
         raise ConfigError(f"sweep file not found: {path}", None, "example: jobs/sweep_lr.yaml")
     spec = strict.load_named(SweepSpec, path, ConfigError, "sweep")
@@ -146,15 +159,17 @@ def base_dict(spec: SweepSpec, extra_overrides=(), base_data: dict | None = None
 
 
 def expand(spec: SweepSpec, extra_overrides=(), base_data: dict | None = None) -> tuple[JobConfig, list[SweepTask]]:
-    """(base config, one validated config per task). Errors name the task and its overrides."""
+    """(base config, one checked task per override list). Errors name the task and its overrides.
+
+    The base is validated once; each task's overrides are checked against it (type, range,
+    and the checks that relate several keys when a task changes one of those), so a
+    10,000-task grid costs a few distinct values, not 10,000 config loads.
+    """
     data, where = base_dict(spec, extra_overrides, base_data)
     base = from_dict(copy.deepcopy(data), where)
-    tasks = []
-    for index, overrides in enumerate(task_overrides(spec)):
-        task_data = apply_overrides(copy.deepcopy(data), overrides)
-        cfg = from_dict(task_data, f"{where}, task {index} [{' '.join(overrides)}]")
-        tasks.append(SweepTask(index, overrides, cfg))
-    return base, tasks
+    lists = task_overrides(spec)
+    check_tasks(base, data, lists, where)
+    return base, [SweepTask(index, overrides, data, where) for index, overrides in enumerate(lists)]
 
 
 def chunks(n_tasks: int, max_array_size: int) -> list[tuple[int, int]]:

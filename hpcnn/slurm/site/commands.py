@@ -85,10 +85,12 @@ def parse_sacct(text: str) -> dict[str, JobState]:
     """Parse `sacct -X -n -P -o JobID,State,ExitCode,Elapsed,NodeList,Submit` output (steps skipped).
 
     A job id can appear more than once when a cluster's job ids restarted but its accounting
-    database did not: the most recently submitted record wins.
+    database did not: the most recently submitted record wins. Within one submission a task's
+    own row wins over a range row (``123_[0-2%2] CANCELLED``, left when a pending task of a
+    throttled array is cancelled), whichever comes first.
     """
     states: dict[str, JobState] = {}
-    submitted: dict[str, str] = {}
+    submitted: dict[str, tuple[str, bool]] = {}
     for line in text.splitlines():
         parts = line.split("|")
         if len(parts) < len(SACCT_FIELDS) or not parts[0] or "." in parts[0]:
@@ -96,9 +98,10 @@ def parse_sacct(text: str) -> dict[str, JobState]:
         job_field, state, exit_code, elapsed, nodes, submit = parts[:6]
         word = state.split()[0] if state.strip() else "UNKNOWN"
         reason = state.strip() if word == "CANCELLED" else ""
+        rank = (submit, "[" not in job_field)
         for job_id in expand_job_ids(job_field.strip()):
-            if submit >= submitted.get(job_id, ""):
-                submitted[job_id] = submit
+            if rank >= submitted.get(job_id, ("", False)):
+                submitted[job_id] = rank
                 states[job_id] = JobState(job_id, word, exit_code, elapsed, nodes, reason)
     return states
 

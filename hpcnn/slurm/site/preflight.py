@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import os
 import shlex
 import tempfile
@@ -18,11 +19,12 @@ from typing import Iterator, Sequence
 from ...config import JobConfig
 from ...config.weights_names import weights_source
 from ...errors import ConfigError, DatasetError, HpcnnError, ProfileError, ResourceError, SubmissionError
-from .profiles import Profile
+from .data_checks import check_data_size
+from .profiles import PLACEHOLDER_KEYS, Profile, is_placeholder
 from .rendering import check_slurm_path
 from .resources import Resources, check_fits
 
-SOURCES_WITH_ROOT = {"folder": "dir", "torchvision": "dir", "hdf5": "file"}
+SOURCES_WITH_ROOT = {"folder": "dir", "torchvision": "dir", "hdf5": "file", "shards": "dir"}
 
 
 def check_data(cfg: JobConfig) -> None:
@@ -39,6 +41,35 @@ def check_data(cfg: JobConfig) -> None:
         raise DatasetError(f"data.root must be a file for data.source=hdf5: {root}", "data.root")
     if not os.access(root, os.R_OK | (os.X_OK if kind == "dir" else 0)):
         raise DatasetError(f"data.root is not readable: {root}", "data.root", "check the permissions")
+
+
+def _data_bytes(cfg: JobConfig) -> int:
+    """Bytes data.stage copies: the HDF5 file, or a pack's shards and indexes (read from its index.json)."""
+    root = Path(os.path.expanduser(cfg.data.root or ""))
+    if cfg.data.source == "hdf5":
+        return root.stat().st_size
+    try:
+        manifest = json.loads((root / "index.json").read_text())
+        shards = [s for split in manifest["splits"].values() for s in split["shards"]]
+    except (OSError, ValueError, KeyError, AttributeError):
+        raise DatasetError(f"data.root is not a shard pack (no readable index.json): {root}", "data.root",
+                           "write one with `hpcnn data pack SOURCE --out DIR`") from None
+    return sum(s["bytes"] + (root / s["index"]).stat().st_size for s in shards)
+
+
+def check_stage(cfg: JobConfig, profile: Profile) -> None:
+    """data.stage: a source that can be staged, no larger than the node-local space the profile declares."""
+    if cfg.data.stage == "none":
+        return
+    if cfg.data.source not in ("shards", "hdf5"):
+        raise ConfigError(f"data.stage works for data.source shards or hdf5, not {cfg.data.source}", "data.stage",
+                          "pack the data first (`hpcnn data pack`), or set data.stage: none")
+    limit = profile.local_scratch_gb
+    size = _data_bytes(cfg)
+    if limit and size > limit * 1e9:
+        raise ResourceError(f"data.stage: the data ({size / 1e9:.2f} GB) does not fit node-local storage "
+                            f"(profile {profile.name} local_scratch_gb: {limit:g})", "data.stage",
+                            "read it in place (data.stage: none), or stage to a larger disk (data.stage: PATH)")
 
 
 def check_weights(cfg: JobConfig) -> None:
@@ -119,6 +150,17 @@ def check_launch(cfg: JobConfig, res: Resources) -> None:
                             "ask for GPUs (slurm.gpus_per_node), or use data.decode: auto")
 
 
+def check_placeholders(res: Resources, profile: Profile) -> None:
+    """A shipped profile's ``<your-account>``-style value must be filled in before anything is charged to it."""
+    for key in PLACEHOLDER_KEYS:
+        value = getattr(res, key)
+        if is_placeholder(value):
+            where = profile.source or f"profile {profile.name}"
+            raise ProfileError(f"{key} is the placeholder {value} of profile {profile.name}", where,
+                               f"put your site's {key} into a copy of {where} and submit with --profile COPY.yaml "
+                               f"(or set it as your default), or give it per job: --{key} VALUE or slurm.{key}=VALUE")
+
+
 def check_array(n_tasks: int, max_parallel: int | None) -> None:
     if n_tasks < 1:
         raise ConfigError("a sweep or group must have at least one task")
@@ -150,20 +192,23 @@ def preflight_tasks(tasks: Sequence[tuple[str | None, JobConfig, Resources]], pr
         if res.key() not in fitted:
             with naming_task(label):
                 check_fits(res, profile)
+                check_placeholders(res, profile)
             fitted.add(res.key())
     check_array(len(tasks), max_parallel)
     check_setup(profile)
     check_python(profile)
     check_writable(Path(runs_dir), "train.runs_dir")
-    seen_data, seen_weights = set(), set()
+    seen_data, seen_weights, counted = set(), set(), {}
     for label, cfg, res in tasks:
         with naming_task(label):
             check_launch(cfg, res)
             check_horovod(cfg, profile)
-            key = (cfg.data.source, cfg.data.root)
+            key = (cfg.data.source, cfg.data.root, cfg.data.stage)
             if key not in seen_data:
                 check_data(cfg)
+                check_stage(cfg, profile)
                 seen_data.add(key)
+            check_data_size(cfg, res, counted)  # counts each data set once, compares each task's global batch
             key = (cfg.model.name, cfg.model.weights, cfg.model.weights_cache)
             if key not in seen_weights:
                 check_weights(cfg)
@@ -176,5 +221,5 @@ def preflight(configs: Sequence[JobConfig], profile: Profile, res: Resources, ru
     preflight_tasks([(None, cfg, res) for cfg in configs], profile, runs_dir, max_parallel)
 
 
-__all__ = ["check_data", "check_setup", "check_weights", "check_writable", "naming_task", "preflight",
-           "preflight_tasks"]
+__all__ = ["check_data", "check_placeholders", "check_setup", "check_stage", "check_weights", "check_writable",
+           "naming_task", "preflight", "preflight_tasks"]

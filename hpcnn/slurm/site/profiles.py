@@ -26,6 +26,15 @@ SIGNALS = ("USR1", "USR2", "TERM", "INT", "URG")
 TEMPLATES_PACKAGE = "hpcnn.slurm_templates"  # the top-level slurm_templates/ directory, mapped in pyproject/setup.py
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _OPTION = re.compile(r"^[a-z][a-z0-9-]*$")
+_PLACEHOLDER = re.compile(r"^<[^<>]+>$")  # `account: <your-project>` in a shipped profile: fill in before use
+PLACEHOLDER_KEYS = ("partition", "account", "qos", "constraint")
+
+
+def is_placeholder(value) -> bool:
+    """A value written ``<like this>``: a site fact the user must fill in (pre-flight refuses it)."""
+    return isinstance(value, str) and bool(_PLACEHOLDER.match(value.strip()))
+# local_scratch is written into the script inside double quotes: $VAR expands, nothing else can run
+_SCRATCH = re.compile(r"^(?:[A-Za-z0-9_./@+-]|\$[A-Za-z_][A-Za-z0-9_]*|\$\{[A-Za-z_][A-Za-z0-9_]*\})+$")
 
 
 @dataclass(frozen=True)
@@ -62,6 +71,11 @@ class Profile:
     python: Union[str, list, None] = doc(None, "interpreter the job runs (path, or a list such as "
                                                "[apptainer, exec, img.sif, python]); null = the one submitting")
     extra_sbatch: dict = doc({}, "more #SBATCH options for every job at this site, {option: value}")
+    local_scratch: Optional[str] = doc(None, "node-local storage for data.stage: auto (e.g. /local/$USER or "
+                                             "$SLURM_TMPDIR; $VAR is expanded on the node); null = $SLURM_TMPDIR, "
+                                             "else $TMPDIR")
+    local_scratch_gb: Optional[float] = doc(None, "space one job may use there (GB); pre-flight rejects data.stage "
+                                                  "of larger data; null = unknown (checked on the node)")
     links: dict = doc({}, "network links for the scaling model: {inter: {alpha_s, beta_bytes_per_s}, intra: {...}} "
                           "(latency s, bandwidth bytes/s, e.g. from `hpcnn bench allreduce`); empty = unknown")
     source: Optional[str] = doc(None, "file the profile was read from (set by the loader)")
@@ -164,6 +178,11 @@ def _validate(p: Profile, where: str) -> None:
                        f"got {p.signal!r}")
     if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", p.name):
         fail("name", f"must be a simple name (letters, digits, '-', '_', '.'), got {p.name!r}")
+    if p.local_scratch is not None and not _SCRATCH.match(p.local_scratch):
+        fail("local_scratch", f"must be a path of letters, digits, '/', '.', '_', '-', '@', '+' and $VAR or ${{VAR}}, "
+                              f"got {p.local_scratch!r}")
+    if p.local_scratch_gb is not None and p.local_scratch_gb <= 0:
+        fail("local_scratch_gb", f"must be > 0 or null, got {p.local_scratch_gb}")
     _validate_links(p.links, fail)
     if isinstance(p.python, list) and (not p.python or not all(isinstance(x, str) for x in p.python)):
         fail("python", "must be a path or a non-empty list of strings")
@@ -184,10 +203,22 @@ def _validate_links(links: dict, fail) -> None:
                 fail(f"links.{level}.{key}", f"must be a number {'>= 0' if low == 0 else '> 0'}, got {number!r}")
 
 
-def load_profile(name_or_path: str | os.PathLike | Profile) -> Profile:
-    """A shipped profile by name (``local``, ``generic``, ...) or a YAML file by path."""
+def site_default_profile() -> str:
+    """The user's default profile (name or path): $HPCNN_PROFILE, else the user config file (``site.choice``)."""
+    from .choice import site_default
+
+    return site_default(shipped=list_profiles()).value
+
+
+def load_profile(name_or_path: str | os.PathLike | Profile | None = None) -> Profile:
+    """A shipped profile by name (``local``, ``generic``, ...) or a YAML file by path.
+
+    None: the user's site default ($HPCNN_PROFILE, else the user config file; ``site.choice``).
+    """
     if isinstance(name_or_path, Profile):
         return name_or_path
+    if name_or_path is None:
+        name_or_path = site_default_profile()
     path = find_profile(name_or_path)
     profile = strict.load_named(Profile, path, ProfileError, "profile")
     _validate(profile, str(path))
@@ -201,4 +232,5 @@ def profile_from_dict(data: dict, where: str = "<dict>") -> Profile:
     return profile
 
 
-__all__ = ["Profile", "list_profiles", "load_profile", "profile_from_dict", "profiles_dir", "templates_dir"]
+__all__ = ["PLACEHOLDER_KEYS", "Profile", "is_placeholder", "list_profiles", "load_profile", "profile_from_dict",
+           "profiles_dir", "site_default_profile", "templates_dir"]

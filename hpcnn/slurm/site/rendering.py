@@ -168,7 +168,9 @@ def _common(profile: Profile, title: str, options: dict) -> dict:
             "profile_source": comment(_source_label(profile)), "directives": header_lines(options),
             "setup": [trusted(line) for line in profile.setup],
             "env": [(Shell(k), q(v)) for k, v in sorted(profile.env.items())],
-            "srun_args": [q(a) for a in profile.srun_args]}
+            "srun_args": [q(a) for a in profile.srun_args],
+            # validated to letters, '/', '.', '_', '-', '@', '+' and $VAR: double quotes let only $VAR expand
+            "local_scratch": Shell(f'"{profile.local_scratch}"') if profile.local_scratch else None}
 
 
 def check_slurm_path(path: str | Path, what: str) -> None:
@@ -239,8 +241,15 @@ def render_job(cfg: JobConfig, profile: Profile, res: Resources, *, runs_dir: st
     context.update(python=python_words(profile, python), run_dir=run_dir_expr, config_yaml=Shell(config_text),
                    eof=Shell(_heredoc_delimiter(config_text)), requeue=profile.requeue,
                    max_requeues=int(res.max_requeues), exit_preempted=EXIT_PREEMPTED, nproc_per_node=int(per_node),
-                   total_tasks=int(res.nodes * per_node), signal=Shell(profile.signal))
+                   total_tasks=int(res.nodes * per_node), signal=Shell(profile.signal), stage_base=_stage_base(cfg))
     return render_template(LAUNCH_TEMPLATES[kind], context)
+
+
+def _stage_base(cfg: JobConfig) -> Shell | None:
+    """data.stage's directory as the script names it (hpcnn.data.staging.stage_base, in shell)."""
+    if cfg.data.stage == "none":
+        return None
+    return Shell('"$HPCNN_LOCAL_SCRATCH"') if cfg.data.stage == "auto" else q(Path(cfg.data.stage).expanduser())
 
 
 __all__ = ["RenderError", "Shell", "check_slurm_path", "comment", "gpu_option", "header_lines", "launch_kind",

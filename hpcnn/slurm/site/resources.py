@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Optional
 
 from ...config import JobConfig
@@ -51,6 +51,11 @@ class Resources:
 
     def to_dict(self) -> dict:
         return {**asdict(self), "walltime": self.walltime}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Resources":
+        """The inverse of to_dict (job.json and sweep.json records)."""
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
     def key(self) -> str:
         """Equal for equal requests: tasks with the same key can share one Slurm array."""

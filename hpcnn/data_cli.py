@@ -1,0 +1,85 @@
+"""``hpcnn data pack`` and ``hpcnn data inspect``: data sets laid out for a cluster's file systems.
+
+SOURCE is what a user has at hand: a folder of class folders, an HDF5 file, a shard pack, or a job
+config YAML (its data section, with key=value overrides). torch is imported only to pack.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
+
+
+def data_config(items: list[str]):
+    """The data section SOURCE stands for: a folder, HDF5 file or pack as the default job would read it, a job
+    config's, or (no SOURCE, only overrides such as data.source=digits) the default job's."""
+    from .config import load_job, split_config_args
+
+    source, overrides = split_config_args(items)
+    if source is None:
+        return load_job(None, overrides).data
+    path = Path(source).expanduser()
+    if path.is_dir() or path.suffix.lower() in HDF5_SUFFIXES:
+        cfg = load_job(None, overrides)
+        if (path / "index.json").is_file():
+            kind = "shards"
+        else:
+            kind = "folder" if path.is_dir() else "hdf5"
+        return dataclasses.replace(cfg.data, source=kind, root=str(path))
+    return load_job(path, overrides).data
+
+
+def cmd_data_pack(args) -> int:
+    from .data.pack import pack, parse_size
+    from .data.sources import load_splits
+
+    shard_bytes = parse_size(args.shard_size)
+    data = dataclasses.replace(data_config(args.items), stage="none")
+    splits = load_splits(data)
+    manifest = pack(splits, args.out, shard_bytes, {"source": data.source, "root": data.root,
+                                                    "image_size": data.image_size, "channels": data.channels})
+    summary = {name: {"images": s["count"], "shards": len(s["shards"]), "bytes": sum(x["bytes"] for x in s["shards"])}
+               for name, s in manifest["splits"].items()}
+    print(json.dumps({"out": str(Path(args.out).expanduser()), "classes": manifest["classes"],
+                      "skipped": len(manifest["skipped"]), "splits": summary}, indent=2))
+    print(f"train from it with: data.source=shards data.root={Path(args.out).expanduser()}")
+    return 0
+
+
+def cmd_data_inspect(args) -> int:
+    from .data.inspect import advice, inspect_source
+
+    report = inspect_source(data_config(args.items), args.profile)
+    if args.json:
+        print(json.dumps({**report, "advice": advice(report)}, indent=2))
+        return 0
+    print(f"{report['kind']}: {report['root']}")
+    print(f"  files: {report['files']:,}   size: {report['bytes'] / 1e6:,.1f} MB   "
+          f"classes: {len(report['classes'])} ({', '.join(report['classes'][:10])}"
+          f"{', ...' if len(report['classes']) > 10 else ''})")
+    print(f"  file system: {report['fstype']}{' (shared)' if report['shared_fs'] else ''}")
+    for line in advice(report):
+        print(f"  advice: {line}")
+    return 0
+
+
+def register(dsub) -> None:
+    """The pack and inspect verbs under ``hpcnn data``."""
+    p = dsub.add_parser("pack", help="write a data set as tar shards (WebDataset layout) with an index, split by split")
+    p.add_argument("items", nargs="+", metavar="SOURCE [key.sub=value ...]",
+                   help="a class-per-folder tree, an HDF5 file, or a job config YAML (its data section), and "
+                        "overrides; only overrides: the default job's data (e.g. data.source=digits)")
+    p.add_argument("--out", required=True, help="directory for the shards and index.json")
+    p.add_argument("--shard-size", default="256MB", help="bytes per shard (e.g. 256MB, 1GB); default 256MB")
+    p.set_defaults(func=cmd_data_pack)
+    i = dsub.add_parser("inspect", help="file count, size and classes of a data set, and whether to pack or stage it")
+    i.add_argument("items", nargs="+", metavar="SOURCE [key.sub=value ...]",
+                   help="a class-per-folder tree, an HDF5 file, a shard pack, or a job config YAML, and overrides")
+    i.add_argument("--profile", help="site profile whose local_scratch_gb bounds what can be staged")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=cmd_data_inspect)
+
+
+__all__ = ["cmd_data_inspect", "cmd_data_pack", "data_config", "register"]

@@ -1,0 +1,135 @@
+"""Which trial a worker runs next: its own running one, a retry, a new one, or none (budget spent).
+
+Rules, all through the study in the journal (no server, no coordinator process):
+
+* a worker (Slurm ``ARRAYJOB_TASK``, the same after a requeue) first takes back the trial the
+  study records as its own (``worker:<id>``) if that trial is still running;
+* a running trial whose heartbeat file (``RUN_DIR/tune-heartbeat``, touched every
+  ``workers.heartbeat_s``) is older than ``workers.grace_s`` belongs to a dead worker: one
+  worker (an O_EXCL marker file decides which) marks it failed and queues a retry with the same
+  parameters and run directory, so the retry resumes from that trial's newest checkpoint;
+* otherwise a new trial, unless the budget is spent. Finished (completed, pruned) and running
+  trials count; failed ones do not (their retry does). Two workers asking at once may both get
+  a trial: the one numbered past the budget is closed at once as over budget.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from .spec import Search
+
+HEARTBEAT = "tune-heartbeat"
+TRIALS_DIR = "trials"
+
+
+def trial_dir_name(number: int) -> str:
+    return f"{TRIALS_DIR}/trial-{number:04d}"
+
+
+def _states():
+    from optuna.trial import TrialState
+
+    return TrialState
+
+
+def counts_toward_budget(trial) -> bool:
+    state = _states()
+    return trial.state in (state.COMPLETE, state.PRUNED, state.RUNNING, state.WAITING) \
+        and not trial.user_attrs.get("over_budget")
+
+
+def device_hours(trials) -> float:
+    return sum(t.user_attrs.get("device_hours", 0.0) for t in trials if t.state.is_finished())
+
+
+def budget_spent(search: Search, trials) -> bool:
+    budget = search.spec.budget
+    if budget.trials is not None and sum(map(counts_toward_budget, trials)) >= budget.trials:
+        return True
+    return budget.gpu_hours is not None and device_hours(trials) >= budget.gpu_hours
+
+
+def heartbeat_age(search_dir: Path, trial, now: float) -> float:
+    run_dir = trial.user_attrs.get("run_dir")
+    try:
+        return now - (search_dir / run_dir / HEARTBEAT).stat().st_mtime
+    except (OSError, TypeError):
+        start = trial.datetime_start.timestamp() if trial.datetime_start else now
+        return now - start
+
+
+def _claim(path: Path) -> bool:
+    """True for the one process that creates ``path`` (O_EXCL: atomic on NFSv3+ too)."""
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        return True
+    except FileExistsError:
+        return False
+
+
+def retry_stale(study, search: Search, search_dir: Path, mine: int | None = None) -> list[int]:
+    """Fail and retry every running trial whose worker stopped beating; the numbers retried."""
+    from optuna.storages import RetryFailedTrialCallback
+
+    state, now, retried = _states(), time.time(), []
+    for trial in study.get_trials(deepcopy=False, states=(state.RUNNING,)):
+        if trial.number == mine or heartbeat_age(search_dir, trial, now) <= search.spec.workers.grace_s:
+            continue
+        run_dir = search_dir / trial.user_attrs.get("run_dir", trial_dir_name(trial.number))
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not _claim(run_dir / f"tune-retried-{trial.number}"):
+            continue
+        study._storage.set_trial_user_attr(trial._trial_id, "failure", "worker stopped beating (killed or node lost)")
+        study._storage.set_trial_state_values(trial._trial_id, state.FAIL)
+        RetryFailedTrialCallback()(study, study._storage.get_trial(trial._trial_id))
+        retried.append(trial.number)
+    return retried
+
+
+def own_trial(study, worker_id: str):
+    """The trial this worker ran before a requeue, if it is still running (else None)."""
+    number = study.user_attrs.get(f"worker:{worker_id}")
+    if number is None:
+        return None
+    trials = [t for t in study.get_trials(deepcopy=False) if t.number == number]
+    return trials[0] if trials and trials[0].state == _states().RUNNING else None
+
+
+def new_trial(study, search: Search, worker_id: str):
+    """A trial to run (a queued retry first), or None once the budget is spent."""
+    import optuna
+
+    trials = study.get_trials(deepcopy=False)
+    waiting = any(t.state == _states().WAITING for t in trials)
+    if not waiting and budget_spent(search, trials):
+        return None
+    trial = study.ask()
+    frozen = study._storage.get_trial(trial._trial_id)
+    if "failed_trial" not in frozen.system_attrs and search.spec.budget.trials is not None:
+        before = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number]
+        if sum(map(counts_toward_budget, before)) >= search.spec.budget.trials:
+            study._storage.set_trial_user_attr(trial._trial_id, "over_budget", True)
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            return None
+    if "run_dir" not in frozen.user_attrs:
+        trial.set_user_attr("run_dir", trial_dir_name(trial.number))
+    trial.set_user_attr("worker", worker_id)
+    study.set_user_attr(f"worker:{worker_id}", trial.number)
+    return trial
+
+
+def next_trial(study, search: Search, search_dir: Path, worker_id: str):
+    """(trial, resumed?): this worker's own running trial, else a retry or a new one; (None, False) when done."""
+    import optuna
+
+    own = own_trial(study, worker_id)
+    retry_stale(study, search, search_dir, mine=own.number if own else None)
+    if own is not None:
+        return optuna.trial.Trial(study, own._trial_id), True
+    return new_trial(study, search, worker_id), False
+
+
+__all__ = ["HEARTBEAT", "budget_spent", "counts_toward_budget", "device_hours", "heartbeat_age", "new_trial",
+           "next_trial", "own_trial", "retry_stale", "trial_dir_name"]

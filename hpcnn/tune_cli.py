@@ -1,0 +1,68 @@
+"""`hpcnn tune SEARCH.yaml --profile SITE [--dry-run]` and `hpcnn tune status DIR`: searches from the login node.
+
+Torch-free: the search is checked, pre-flighted and queued (one array of workers) without the
+training stack; ``status`` replays the study's journal.
+"""
+from __future__ import annotations
+
+import json
+
+from .errors import ConfigError
+
+EXAMPLE = "hpcnn tune jobs/tune_digits.yaml --profile local   |   hpcnn tune status runs/tune-digits-..."
+
+
+def cmd_tune(args) -> int:
+    items = list(args.items)
+    if items[0] == "status":
+        return _status(items[1:], args.json, args.plots)
+    if len(items) != 1:
+        raise ConfigError(f"hpcnn tune takes one search file (or search directory), got {' '.join(items)}", None,
+                          EXAMPLE)
+    from .tune.submit import plan_tune, submit_tune
+
+    plan = (plan_tune if args.dry_run else submit_tune)(items[0], args.profile, workers=args.workers)
+    search = plan.search
+    head = {"search_dir": str(plan.search_dir), "workers": plan.workers, "profile": plan.profile.name,
+            "metric": search.metric, "direction": search.direction, "space": list(search.space),
+            "budget": {"trials": search.spec.budget.trials, "gpu_hours": search.spec.budget.gpu_hours},
+            "cost_at_most": plan.cost.describe()}
+    if args.json:
+        print(json.dumps({**head, "dry_run": args.dry_run}, indent=2))
+    elif args.dry_run:
+        print(f"# dry run: {plan.workers} worker(s) as one array on site '{plan.profile.name}'; "
+              f"search dir would be {plan.search_dir}; cost: at most {head['cost_at_most']}")
+        print(plan.script, end="")
+    else:
+        print(f"queued {plan.workers} worker(s) for search '{search.spec.name}' ({search.direction} {search.metric}, "
+              f"{len(search.space)} keys); cost: at most {head['cost_at_most']}")
+        print(f"search directory: {plan.search_dir}")
+        print(f"follow it: hpcnn tune status {plan.search_dir}")
+    return 0
+
+
+def _status(items: list[str], as_json: bool, plots: bool) -> int:
+    if len(items) != 1:
+        raise ConfigError("hpcnn tune status takes one search directory", None, EXAMPLE)
+    from .tune.status import format_report, report
+
+    rep = report(items[0], plots=plots)
+    print(json.dumps(rep, indent=2, default=str) if as_json else format_report(rep))
+    return 0
+
+
+def register(sub) -> None:
+    t = sub.add_parser("tune", help="hyperparameter search: K Slurm workers pull trials, bad ones pruned early",
+                       description="Queue a search (one Slurm array of workers) and return, or read one: "
+                                   "`hpcnn tune status DIR`. See docs/tuning.md.")
+    t.add_argument("items", nargs="+", metavar="SEARCH",
+                   help="a search file (SEARCH.yaml), a search directory (more workers for it), or: status DIR")
+    t.add_argument("--profile", help="site profile (default: the job config's slurm.profile)")
+    t.add_argument("--dry-run", action="store_true", help="check and pre-flight, print the script; queue nothing")
+    t.add_argument("--workers", type=int, help="K array tasks (default: the search file's workers.count)")
+    t.add_argument("--json", action="store_true", help="machine-readable output")
+    t.add_argument("--plots", action="store_true", help="status: also write history.png and importance.png")
+    t.set_defaults(func=cmd_tune)
+
+
+__all__ = ["register"]

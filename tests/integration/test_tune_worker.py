@@ -1,0 +1,143 @@
+"""Tuning workers as real processes on one search directory (no Slurm here: tests/slurm/test_tune.py has it).
+
+Two workers pull trials from the journal at once, prune, and never share a trial; a worker
+SIGKILLed mid-trial has that trial retried by another worker from its checkpoint (preemption and
+requeue: tests/slurm/test_tune.py). Tiny digits trials, bounded in epochs.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from hpcnn.tune.spec import search_from_dict
+from hpcnn.tune.study import read_study
+from hpcnn.tune.submit import prepare
+from hpcnn.tune.trials import HEARTBEAT
+
+from tests.helpers import PYTHON, REPO, TINY
+
+WORKER_TIMEOUT_S = 300
+
+
+def make_search(root, trials: int, epochs: int, pruner: str = "asha", extra: list | None = None, **space):
+    data = {"name": "t", "overrides": TINY + [f"train.runs_dir={root / 'runs'}", f"train.epochs={epochs}",
+                                              "monitor.enabled=false", *(extra or [])],
+            "space": space or {"optim.lr": {"type": "float", "low": 1e-4, "high": 0.1, "log": True},
+                               "train.batch_size": {"type": "categorical", "choices": [32, 64]}},
+            "budget": {"trials": trials}, "sampler": {"name": "random", "seed": 0}, "pruner": {"name": pruner}}
+    search = search_from_dict(data, "test search")
+    search_dir = root / "search"
+    prepare(search, search_dir)
+    return search_dir
+
+
+def worker(search_dir, worker_id: str, log) -> subprocess.Popen:
+    return subprocess.Popen([PYTHON, "-m", "hpcnn.tune.worker", str(search_dir), "--worker-id", worker_id],
+                            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def wait_for(predicate, proc, what: str):
+    """Poll until ``predicate()``; the worker ending first fails the test (no wall-clock bound on work)."""
+    while not predicate():
+        if proc.poll() is not None:
+            raise AssertionError(f"worker ended ({proc.returncode}) before {what}")
+        time.sleep(0.05)
+
+
+def trials_of(search_dir):
+    return sorted(read_study(search_dir).get_trials(), key=lambda t: t.number)
+
+
+WRITER = """
+import sys
+from hpcnn.tune.study import storage
+import optuna
+study = optuna.load_study(study_name="search", storage=storage(sys.argv[1]))
+for i in range(int(sys.argv[3])):
+    trial = study.ask()
+    trial.set_user_attr("writer", sys.argv[2])
+    study.tell(trial, float(i))
+"""
+
+
+def test_two_processes_write_the_journal_at_once(tmp_path):
+    search_dir = make_search(tmp_path, trials=1, epochs=1)
+    procs = [subprocess.Popen([PYTHON, "-c", WRITER, str(search_dir), name, "40"], cwd=REPO) for name in "ab"]
+    assert [p.wait(timeout=WORKER_TIMEOUT_S) for p in procs] == [0, 0]
+    trials = trials_of(search_dir)
+    assert [t.number for t in trials] == list(range(80))           # every ask got its own trial
+    assert sorted(t.user_attrs["writer"] for t in trials) == ["a"] * 40 + ["b"] * 40
+    assert all(t.state.name == "COMPLETE" for t in trials)          # no update lost or applied twice
+
+
+def test_two_workers_pull_trials_prune_and_never_share_one(tmp_path):
+    search_dir = make_search(tmp_path, trials=6, epochs=3)
+    with open(tmp_path / "a.log", "w") as log_a, open(tmp_path / "b.log", "w") as log_b:
+        procs = [worker(search_dir, "wa", log_a), worker(search_dir, "wb", log_b)]
+        assert [p.wait(timeout=WORKER_TIMEOUT_S) for p in procs] == [0, 0], (tmp_path / "a.log").read_text()[-3000:]
+    trials = [t for t in trials_of(search_dir) if not t.user_attrs.get("over_budget")]
+    assert len(trials) == 6 and all(t.state.name in ("COMPLETE", "PRUNED") for t in trials)
+    assert any(t.state.name == "PRUNED" for t in trials)
+    assert all(len(t.intermediate_values) < 3 for t in trials if t.state.name == "PRUNED")  # never after the last
+    assert len({t.user_attrs["run_dir"] for t in trials}) == 6        # one run directory per trial
+    for t in trials:
+        run_dir = search_dir / t.user_attrs["run_dir"]
+        summary = json.loads((run_dir / "summary.json").read_text())
+        epochs = [json.loads(line)["epoch"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        assert epochs == list(range(len(epochs)))                      # trained once, by one worker
+        assert len(epochs) == len(t.intermediate_values)
+        assert summary["status"] == ("pruned" if t.state.name == "PRUNED" else "completed")
+        assert (run_dir / "checkpoints" / "model_final.pt").is_file() or list((run_dir / "checkpoints").glob("*.pt"))
+    logs = (tmp_path / "a.log").read_text() + (tmp_path / "b.log").read_text()
+    started = [int(line.rsplit(" ", 1)[1]) for line in logs.splitlines() if ": starting trial " in line]
+    assert sorted(started) == [t.number for t in trials]              # each trial started exactly once
+    from hpcnn.tune.status import report
+
+    rep = report(search_dir, plots=True)
+    assert rep["epochs_saved_by_pruning"] > 0 and rep["best"] and (search_dir / "best.yaml").is_file()
+    assert (search_dir / "history.png").read_bytes().startswith(b"\x89PNG")
+    from hpcnn.compare.runs import expand
+
+    runs = expand(search_dir)  # `hpcnn compare DIR`: every trial's curve, pruned ones marked
+    assert [r.name for r in runs] == [f"trial-{t.number:04d}" for t in trials]
+    assert [r.state for r in runs] == [t.user_attrs["status"] for t in trials]
+
+
+LONG = {"optim.lr": {"type": "float", "low": 0.01, "high": 0.02}}
+
+
+def first_checkpoint(search_dir):
+    return sorted(search_dir.glob("trials/trial-0000/checkpoints/ckpt-*.pt"))
+
+
+def test_a_killed_workers_trial_is_retried_by_another_from_its_checkpoint(tmp_path):
+    search_dir = make_search(tmp_path, trials=1, epochs=10, pruner="none", extra=["train.log_every=2"], **LONG)
+    with open(tmp_path / "a.log", "w") as log:
+        proc = worker(search_dir, "wa", log)
+        wait_for(lambda: first_checkpoint(search_dir), proc, "a first checkpoint")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    assert trials_of(search_dir)[0].state.name == "RUNNING"
+    beat = search_dir / "trials" / "trial-0000" / HEARTBEAT
+    old = time.time() - 10_000      # its heartbeat, as it looks once workers.grace_s has passed
+    os.utime(beat, (old, old))
+    proc = subprocess.run([PYTHON, "-m", "hpcnn.tune.worker", str(search_dir), "--worker-id", "wb"], cwd=REPO,
+                          capture_output=True, text=True, timeout=WORKER_TIMEOUT_S)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    dead, retry = trials_of(search_dir)
+    assert dead.state.name == "FAIL" and "stopped beating" in dead.user_attrs["failure"]
+    assert retry.state.name == "COMPLETE" and retry.system_attrs["failed_trial"] == 0
+    assert retry.params == dead.params and retry.user_attrs["run_dir"] == dead.user_attrs["run_dir"]
+    assert "resuming from" in proc.stderr + proc.stdout
+    lines = (search_dir / "trials" / "trial-0000" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines][-1] == 9
+
+
+if sys.platform != "linux":  # pragma: no cover
+    pytestmark = pytest.mark.skip("signals and O_EXCL locks as on the cluster's Linux nodes")

@@ -12,9 +12,12 @@ val/test evaluation) under ``strace -f -e trace=%file`` (every process: the torc
 
 Per case: all file-system calls (``total``), those naming a path under the data folder (``data``), the
 ``openat`` calls among them, and the manifest's own count of files verified (opened to check) and
-reused from the cache. ``baseline``: the same cold jobs on a folder of ``--tiny`` files: what a rank
-costs whatever the data (Python, torch, scipy importing themselves: ~50,000 calls per process, on the
-software install, not the data). ``above_baseline``: each cold case minus its baseline, the data's own.
+reused from the cache; ``processes``: the calls of the torchrun agent, of each rank (with its DataLoader
+workers) and of other programs (``ldconfig``). ``baseline``: the same cold jobs on a folder of ``--tiny``
+files: what a process costs whatever the data (on the software install, not the data: Python and torch
+importing themselves, ~22,000 calls, and in a rank ``torch._dynamo``, ~16,000 more, which torch.optim
+and DDP import on first use).
+``above_baseline``: each cold case minus its baseline, the data's own.
 """
 from __future__ import annotations
 
@@ -37,21 +40,40 @@ JOB = ["data.source=folder", "model.name=simple_cnn", "model.channels=[8,16]", "
        "train.epochs=1", "train.max_steps_per_epoch=2", "train.batch_size=64", "train.threads=1",
        "train.device=cpu", "dist.backend=gloo", "train.plots=false", "train.tensorboard=false",
        "monitor.enabled=false"]
-CALL = re.compile(r'^\d+\s+(\w+)\((.*)')
+CALL = re.compile(r'^(\d+)\s+(\w+)\((.*)')
+SPAWN = ("clone", "clone3", "vfork", "fork")  # traced for the process tree only, never counted
+RESUMED = re.compile(r'^(\d+)\s+<\.\.\. (\w+) resumed>(.*)')
+CHILD = re.compile(r'= (\d+)$')
 
 
 def count_calls(log: Path, data_root: str) -> dict:
-    """Calls in an ``strace -f -o`` log (an interrupted call counted once), by kind and by path."""
+    """Calls in an ``strace -f -o`` log (an interrupted call counted once), by kind, by path and by process."""
     total = data = data_open = 0
+    parent, role, calls = {}, {}, {}
     for line in log.read_text(errors="replace").splitlines():
-        m = CALL.match(line)
-        if not m:  # "<... resumed>", exits and signals
+        m = CALL.match(line) or RESUMED.match(line)
+        if not m:  # exits and signals
             continue
+        pid, name, rest = int(m.group(1)), m.group(2), m.group(3)
+        if name in SPAWN:
+            child = CHILD.search(rest.strip())
+            if child:
+                parent[int(child.group(1))] = pid
+            continue
+        if "resumed>" in line:  # the rest of a call counted when it started
+            continue
+        role.setdefault(pid, role.get(parent.get(pid), "agent"))  # a thread or fork: its parent's
+        if name == "execve" and calls:  # the first execve is the agent's own
+            program = re.match(r'"([^"]*)"', rest)
+            role[pid] = f"rank {pid}" if program and "python" in program.group(1) else "other"
+        calls[role[pid]] = calls.get(role[pid], 0) + 1
         total += 1
-        if f'"{data_root}' in m.group(2):
+        if f'"{data_root}' in rest:
             data += 1
-            data_open += m.group(1) in ("open", "openat", "openat2")
-    return {"total": total, "data": data, "data_openat": data_open}
+            data_open += name in ("open", "openat", "openat2")
+    ranks = [n for r, n in calls.items() if r.startswith("rank")]
+    return {"total": total, "data": data, "data_openat": data_open,
+            "processes": {"agent": calls.get("agent", 0), "ranks": ranks, "other": calls.get("other", 0)}}
 
 
 def run_case(ranks: int, root: Path, size: int, work: Path, name: str, cold: bool, tree: Path = REPO) -> dict:
@@ -60,7 +82,7 @@ def run_case(ranks: int, root: Path, size: int, work: Path, name: str, cold: boo
     if cold:
         (root / ".hpcnn-verified.json").unlink(missing_ok=True)
     shutil.rmtree(run_dir, ignore_errors=True)
-    cmd = ["strace", "-f", "-qq", "-e", "trace=%file", "-o", str(log), sys.executable, "-m",
+    cmd = ["strace", "-f", "-qq", "-e", f"trace=%file,{','.join(SPAWN)}", "-o", str(log), sys.executable, "-m",
            "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}", "-m", "hpcnn", "train", *JOB,
            f"data.root={root}", f"data.image_size={size}", f"--run-dir={run_dir}"]
     t0 = time.perf_counter()

@@ -9,10 +9,14 @@ val/test evaluation) with the images kept at their size (``data.image_size = --s
 as large in memory as on disk) and once resized (``--resize``: chunked, straight to uint8). Per rank:
 peak RSS (``VmHWM``, read by the rank itself at its end). Per job: the peak over time of the summed
 proportional set size (``Pss`` of ``/proc/PID/smaps_rollup``, shared pages split between the processes
-mapping them) of the whole process tree, sampled every 0.2 s: the node's memory. ``above_baseline``:
-minus the same job on the tiny file (torch's own footprint). ``load_only``: the data alone, each rank's
+mapping them) of the whole process tree, sampled every 0.2 s: the node's memory, and what each process
+(launcher, rank, DataLoader worker) held at that peak (``Pss`` split into private ``anon`` and the shared
+``shmem`` file). ``above_baseline``: minus the same job on the tiny file (torch's own footprint); the tiny
+job holds out ``--tiny-val-fraction`` for validation so that every rank evaluates full batches of 64 like the
+big job (with 15% of 200 images a rank's batches held ~15 images: the baseline lacked most of a rank's
+evaluation working set). ``load_only``: the data alone, each rank's
 PSS growth across loading it (every rank then faults in every image), summed over the node; training
-adds a working set per rank (activations of a 64-image evaluation batch at 256²: ~300 MB) that a node
+adds a working set per rank (a 64-image evaluation batch at 256² through the model: ~500 MB) that a node
 holds once per rank whatever hpcnn does. The generated files are removed unless ``--dir`` is given.
 """
 from __future__ import annotations
@@ -29,7 +33,7 @@ import time
 from pathlib import Path
 
 from emit import emit  # benchmarks/emit.py: the script's own folder is on sys.path
-from procfs import process_tree, pss_kib
+from procfs import process_tree
 
 REPO = Path(__file__).resolve().parents[1]
 JOB = ["data.source=hdf5", "model.name=simple_cnn", "model.channels=[8,16]", "model.hidden=[32]",
@@ -94,16 +98,54 @@ def write_hdf5(path: Path, n: int, side: int, seed: int = 0) -> int:
 
 
 
-def run_job(h5: Path, ranks: int, size: int, work: Path, name: str) -> dict:
+def rollup_kib(pid: int) -> dict:
+    """Pss and its private (anon) and shared-memory (shmem) parts; empty once the process is gone."""
+    out = {}
+    try:
+        for line in open(f"/proc/{pid}/smaps_rollup"):
+            key, _, value = line.partition(":")
+            if key in ("Pss", "Pss_Anon", "Pss_Shmem"):
+                out[key] = int(value.split()[0])
+    except OSError:
+        pass
+    return out
+
+
+def role(pid: int, launcher: int) -> str:
+    """launcher, rank R, or rank R worker (a DataLoader worker inherits its rank's RANK)."""
+    def env_rank(p):
+        try:
+            env = open(f"/proc/{p}/environ", "rb").read().split(b"\0")
+        except OSError:
+            return None
+        return next((e[5:].decode() for e in env if e.startswith(b"RANK=")), None)
+
+    rank = env_rank(pid)
+    if pid == launcher or rank is None:
+        return "launcher" if pid == launcher else "other"
+    try:
+        parent = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        parent = launcher
+    return f"rank {rank} worker" if parent != launcher and env_rank(parent) == rank else f"rank {rank}"
+
+
+def run_job(h5: Path, ranks: int, size: int, work: Path, name: str, extra: tuple = ()) -> dict:
     script = work / "measure.py"
     script.write_text(MEASURE)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}", str(script),
-           "train", *JOB, f"data.root={h5}", f"data.image_size={size}", f"--run-dir={work / ('run-' + name)}"]
+           "train", *JOB, *extra, f"data.root={h5}", f"data.image_size={size}", f"--run-dir={work / ('run-' + name)}"]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    node_peak = 0
+    node_peak, at_peak, peak_s = 0, [], 0.0
     t0 = time.perf_counter()
     while proc.poll() is None:
-        node_peak = max(node_peak, sum(pss_kib(p) for p in process_tree(proc.pid)))
+        sample = {p: rollup_kib(p) for p in process_tree(proc.pid)}
+        total = sum(r.get("Pss", 0) for r in sample.values())
+        if total > node_peak:
+            node_peak, peak_s = total, time.perf_counter() - t0
+            at_peak = [{"process": role(p, proc.pid), **{k: round(r.get(v, 0) / 1024, 1) for k, v in
+                        (("pss_mib", "Pss"), ("anon_mib", "Pss_Anon"), ("shmem_mib", "Pss_Shmem"))}}
+                       for p, r in sample.items() if r]
         time.sleep(0.2)
     stdout, stderr = proc.communicate(timeout=600)
     if proc.returncode != 0:
@@ -112,7 +154,9 @@ def run_job(h5: Path, ranks: int, size: int, work: Path, name: str) -> dict:
                    key=lambda r: r["rank"])
     shutil.rmtree(work / ("run-" + name), ignore_errors=True)
     return {"case": name, "ranks": ranks, "image_size": size, "rank_peak_rss_mib": [round(p["kib"] / 1024, 1) for p in peaks],
-            "node_peak_pss_mib": round(node_peak / 1024, 1), "seconds": round(time.perf_counter() - t0, 1)}
+            "node_peak_pss_mib": round(node_peak / 1024, 1), "node_peak_at_s": round(peak_s, 1),
+            "node_peak_by_process": sorted(at_peak, key=lambda r: r["process"]),
+            "seconds": round(time.perf_counter() - t0, 1)}
 
 
 def load_only(h5: Path, ranks: int, size: int, work: Path) -> dict:
@@ -133,7 +177,9 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--images", type=int, default=8000)
     p.add_argument("--side", type=int, default=256)
-    p.add_argument("--tiny", type=int, default=200)
+    p.add_argument("--tiny", type=int, default=300)
+    p.add_argument("--tiny-val-fraction", type=float, default=0.5,
+                   help="the tiny job's data.val_fraction: every rank evaluates a full batch of 64, as the big job's")
     p.add_argument("--resize", type=int, default=64, help="image_size of the resized case (0 = skip it)")
     p.add_argument("--load-only", action="store_true", help="only the data-loading cases (no training jobs)")
     p.add_argument("--dir", help="work directory (kept, files reused); default a temporary one, removed")
@@ -141,7 +187,7 @@ def main() -> int:
     args = p.parse_args()
     work = Path(args.dir or tempfile.mkdtemp(prefix="hpcnn-bench-memory-"))
     work.mkdir(parents=True, exist_ok=True)
-    big, tiny = work / "big.h5", work / "tiny.h5"
+    big, tiny = work / f"big-{args.images}x{args.side}.h5", work / f"tiny-{args.tiny}x{args.side}.h5"
     file_bytes = write_hdf5(big, args.images, args.side)
     write_hdf5(tiny, args.tiny, args.side, seed=1)
     loads = [load_only(big, ranks, args.side, work) for ranks in (1, 2)]
@@ -155,7 +201,8 @@ def main() -> int:
         return 0
     cases = {}
     for ranks in (1, 2):
-        cases[f"tiny-{ranks}rank"] = run_job(tiny, ranks, args.side, work, f"tiny-{ranks}rank")
+        cases[f"tiny-{ranks}rank"] = run_job(tiny, ranks, args.side, work, f"tiny-{ranks}rank",
+                                             (f"data.val_fraction={args.tiny_val_fraction}",))
         cases[f"big-{ranks}rank"] = run_job(big, ranks, args.side, work, f"big-{ranks}rank")
     if args.resize:
         cases["resized-1rank"] = run_job(big, 1, args.resize, work, "resized-1rank")

@@ -48,7 +48,7 @@ def search_file(root: Path, name: str, grid: bool, args) -> Path:
     data = {"name": name, "overrides": JOB + [f"train.epochs={args.epochs}", f"train.runs_dir={root / 'runs'}"],
             "space": space, "budget": {"trials": args.trials},
             "sampler": {"name": "grid", "seed": 0} if grid else {"name": "tpe", "seed": 0, "startup_trials": 5},
-            "pruner": {"name": "none"} if grid else {"name": "asha", "min_epochs": args.min_epochs,
+            "pruner": {"name": "none"} if grid else {"name": args.pruner, "min_epochs": args.min_epochs,
                                                       "reduction_factor": args.reduction_factor},
             "workers": {"count": args.workers, "slurm": {"time": "01:00:00"}}}
     path = root / f"{name}.yaml"
@@ -83,8 +83,9 @@ def main() -> int:
     p.add_argument("--trials", type=int, default=16)
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--min-epochs", type=int, default=2, help="ASHA's first rung")
-    p.add_argument("--reduction-factor", type=int, default=2, help="ASHA keeps the best 1/this at each rung")
+    p.add_argument("--pruner", default="asha", choices=["asha", "hyperband", "median"])
+    p.add_argument("--min-epochs", type=int, default=1, help="the pruner's first rung")
+    p.add_argument("--reduction-factor", type=int, default=3, help="keep the best 1/this at each rung")
     p.add_argument("--repeats", type=int, default=3, help="adaptive searches (the grid is run once: it is fixed)")
     p.add_argument("--profile", default="local")
     p.add_argument("--out", help="also write the JSON here")
@@ -102,7 +103,8 @@ def main() -> int:
         run["epochs_ratio"] = round(run["epochs"] / grid["epochs"], 3)
         run["done_when"] = run["epochs_ratio"] <= 0.6 and run["best_val_accuracy"] >= grid["best_val_accuracy"]
     emit({"benchmark": "tune", "trials": args.trials, "epochs_per_trial": args.epochs, "workers": args.workers,
-          "asha": {"min_epochs": args.min_epochs, "reduction_factor": args.reduction_factor}, "grid": grid,
+          "pruner": {"name": args.pruner, "min_epochs": args.min_epochs,
+                                                                       "reduction_factor": args.reduction_factor}, "grid": grid,
           "tpe_asha": searches, "done_when_met": f"{sum(r['done_when'] for r in searches)} of {len(searches)}"},
          args.out)
     return 0

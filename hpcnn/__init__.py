@@ -14,18 +14,19 @@ _LAZY = {
 }
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        import importlib
+# hpcnn.slurm's API (its __all__; a test keeps the two equal). Named here so that `from . import results`
+# and other submodule lookups never pull the Slurm stack (and jinja2) into a training rank.
+_SLURM = frozenset({"JobArray", "JobHandle", "Profile", "Resources", "SweepSpec", "TaskStatus", "TrainPayload",
+                    "check_fits", "expand", "list_profiles", "load_profile", "load_sweep", "locate", "plan_array",
+                    "plan_group", "plan_job", "render", "resolve", "submit", "submit_array", "submit_group"})
 
+
+def __getattr__(name):
+    import importlib
+
+    if name in _LAZY:
         module, attr = _LAZY[name]
         return getattr(importlib.import_module(module), attr)
-    try:
-        import importlib
-
-        slurm = importlib.import_module("hpcnn.slurm")
-    except ImportError:
-        raise AttributeError(name) from None
-    if name in getattr(slurm, "__all__", ()):
-        return getattr(slurm, name)
+    if name in _SLURM:
+        return getattr(importlib.import_module("hpcnn.slurm"), name)
     raise AttributeError(f"module 'hpcnn' has no attribute {name!r}")

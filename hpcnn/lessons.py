@@ -1,7 +1,7 @@
 """The course lessons (``jobs/lessons/*.yaml``) run locally, task after task, with the numbers each one is about.
 
 A lesson is a sweep file: ``hpcnn sweep jobs/lessons/X.yaml`` sends it to Slurm as one array;
-``python -m hpcnn.lessons jobs/lessons/X.yaml`` runs the same tasks here, one after the other, and
+``hpcnn lessons jobs/lessons/X.yaml`` runs the same tasks here, one after the other, and
 prints one line per task: validation and test accuracy, the training split's accuracy (the best
 checkpoint in eval mode, so the train-val gap is measured like for like), and the epochs run; the
 same rows go to RUNS_DIR/<lesson name>/lesson.json.
@@ -9,10 +9,8 @@ docs/lessons.md has each lesson's command, measured numbers and picture.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
-import sys
 from pathlib import Path
 
 import torch
@@ -22,6 +20,7 @@ from .config import to_dict
 from .files import atomic_write_text
 from .results import is_final
 from .slurm.jobs.sweep import expand, load_sweep
+from .tables import format_table
 
 BATCH = 256
 
@@ -95,34 +94,26 @@ def task_row(task, run_dir, summary: dict) -> dict:
             "status": summary.get("status")}
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m hpcnn.lessons", description=__doc__.splitlines()[0])
-    p.add_argument("lesson", help="a sweep file, e.g. jobs/lessons/overfitting.yaml")
-    p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="overrides for every task")
-    p.add_argument("--runs-dir", default="runs/lessons", help="run directories go to RUNS_DIR/<lesson name>/")
-    p.add_argument("--task", type=int, action="append", help="run only this task (repeatable)")
-    p.add_argument("--json", action="store_true", help="print the rows as JSON")
-    args = p.parse_args(argv)
-    tasks = lesson_tasks(args.lesson, args.overrides)
-    name = load_sweep(args.lesson).name
+def run_lesson(lesson, overrides=(), runs_dir="runs/lessons", only=None) -> list[dict]:
+    """Train (or read back) the lesson's tasks, ``only`` these indices if given, into RUNS_DIR/<lesson name>/;
+    their rows, also written to lesson.json there."""
+    name = load_sweep(lesson).name
     rows = []
-    for task in tasks:
-        if args.task and task.index not in args.task:
+    for task in lesson_tasks(lesson, overrides):
+        if only and task.index not in only:
             continue
-        run_dir = task_dir(Path(args.runs_dir) / name, task)
+        run_dir = task_dir(Path(runs_dir) / name, task)
         rows.append(task_row(task, run_dir, run_task(task, run_dir)))
     if rows:
-        atomic_write_text(Path(args.runs_dir) / name / "lesson.json", json.dumps(rows, indent=2) + "\n")
-    if args.json:
-        print(json.dumps(rows, indent=2))
-    else:
-        print(f"{'task':<5}{'train':>8}{'val':>8}{'test':>8}{'gap':>8}  label")
-        for r in rows:
-            test = "-" if r["test_accuracy"] is None else f"{r['test_accuracy']:.3f}"
-            print(f"{r['task']:<5}{r['train_accuracy']:>8.3f}{r['val_accuracy']:>8.3f}{test:>8}{r['gap']:>8.3f}  "
-                  f"{r['label']}")
-    return 0
+        atomic_write_text(Path(runs_dir) / name / "lesson.json", json.dumps(rows, indent=2) + "\n")
+    return rows
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def format_rows(rows: list[dict]) -> str:
+    """The rows as a table: task, train/val/test accuracy, gap, label."""
+    table = [("task", "train", "val", "test", "gap", "label")]
+    for r in rows:
+        test = "-" if r["test_accuracy"] is None else f"{r['test_accuracy']:.3f}"
+        table.append((r["task"], f"{r['train_accuracy']:.3f}", f"{r['val_accuracy']:.3f}", test, f"{r['gap']:.3f}",
+                      r["label"]))
+    return format_table(table, align="lrrrrl")

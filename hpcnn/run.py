@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import JobConfig, from_dict
-from .errors import EXIT_PREEMPTED, ConfigError, DistributedError, HpcnnError
+from .errors import EXIT_PREEMPTED, DistributedError, HpcnnError
 from .files import new_run_dir
 from .rundir import write_config
 
@@ -54,43 +54,6 @@ class StopFlag:
         log.warning("received %s: will checkpoint at the next step boundary and stop", self.signal_name)
 
 
-def torch_cuda():
-    """torch's CUDA facts for env.check_gpus_usable; the reason CUDA failed comes from torch.cuda.init()."""
-    import torch
-
-    from .env import TorchCuda
-
-    available = torch.cuda.is_available()
-    error = None
-    if torch.version.cuda and not available:
-        try:
-            torch.cuda.init()
-        except Exception as err:  # torch's own words: no driver, driver too old, ...
-            error = str(err)
-    return TorchCuda(torch.__version__, torch.version.cuda, available,
-                     torch.cuda.device_count() if available else 0, error)
-
-
-def pick_device(cfg: JobConfig, world):
-    import torch
-
-    from .env import check_gpus_usable
-
-    want = cfg.train.device
-    if want != "cpu":  # GPUs this job holds but torch cannot use: stop now, not train on the CPU
-        check_gpus_usable(os.environ, want, torch_cuda())
-    has_cuda = torch.cuda.is_available()
-    if want == "cuda" and not has_cuda:
-        raise ConfigError("train.device is cuda but no GPU is visible", "train.device",
-                          "request GPUs from Slurm (slurm.gpus_per_node) or use device: auto")
-    if want == "cpu" or not has_cuda:
-        return torch.device("cpu")
-    count = torch.cuda.device_count()
-    device = torch.device("cuda", world.local_rank % count)
-    torch.cuda.set_device(device)
-    return device
-
-
 def _set_threads(cfg: JobConfig, world, device) -> None:
     import torch
 
@@ -121,7 +84,7 @@ def bootstrap(cfg: JobConfig | None = None, world=None, log_to_stderr: bool = Fa
     """
     import torch
 
-    from .dist import make_comm
+    from .dist import choose_device, make_comm
     from .env import detect_world
     from .train.logs import setup_logging
 
@@ -131,7 +94,7 @@ def bootstrap(cfg: JobConfig | None = None, world=None, log_to_stderr: bool = Fa
         handler.setStream(sys.stderr)
     if cfg is None:
         return world, torch.device("cpu"), make_comm(world, "auto", torch.device("cpu"), timeout_s or 3600.0)
-    device = pick_device(cfg, world)
+    device = choose_device(cfg.train.device, world.local_rank, strict=True)
     if device.type == "cuda":
         from .env import validate_against_request
 

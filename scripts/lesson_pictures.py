@@ -1,6 +1,6 @@
-"""Draw the pictures of docs/lessons.md from finished lesson runs (``python -m hpcnn.lessons ...`` first).
+"""Draw the pictures of docs/lessons.md from finished lesson runs (``hpcnn lessons ...`` first).
 
-    python -m hpcnn.lessons jobs/lessons/shortcut.yaml      # ... and the other lessons: runs/lessons/<lesson>/
+    hpcnn lessons jobs/lessons/shortcut.yaml                # ... and the other lessons: runs/lessons/<lesson>/
     python scripts/lesson_pictures.py --runs runs/lessons --out docs/img
     # docs/img was drawn from the tests' runs, the MLP-vs-CNN lesson at the tests' short setting:
     #   --runs /tmp/lesson-runs --set mlp_vs_cnn data.image_size=32 data.n_train=3000 train.epochs=8 train.threads=1

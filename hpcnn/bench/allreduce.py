@@ -30,6 +30,7 @@ import torch.distributed as dist
 
 from ..errors import ConfigError
 from ..files import atomic_write_json
+from ..tables import format_table
 from .timing import device_sync, human_size, size_range
 
 log = logging.getLogger("hpcnn.bench")
@@ -129,11 +130,11 @@ def run_allreduce(sizes: str | None = None, iters: int = 20, warmup: int = 5, ba
 def table(result: dict) -> str:
     """nccl-tests-like text table plus the fit."""
     lines = [f"# allreduce, {result['world_size']} ranks, {result['backend']} on {result['device']}, "
-             f"nodes {','.join(result['nodes'])}",
-             f"{'size':>8} {'count':>12} {'time(us)':>12} {'algbw(GB/s)':>12} {'busbw(GB/s)':>12}"]
-    for r in result["rows"]:
-        lines.append(f"{r['size']:>8} {r['count']:>12} {r['time_s'] * 1e6:>12.1f} "
-                     f"{r['algbw_bytes_per_s'] / 1e9:>12.3f} {r['busbw_bytes_per_s'] / 1e9:>12.3f}")
+             f"nodes {','.join(result['nodes'])}"]
+    rows = [("size", "count", "time(us)", "algbw(GB/s)", "busbw(GB/s)")]
+    rows += [(r["size"], r["count"], f"{r['time_s'] * 1e6:.1f}", f"{r['algbw_bytes_per_s'] / 1e9:.3f}",
+              f"{r['busbw_bytes_per_s'] / 1e9:.3f}") for r in result["rows"]]
+    lines.append(format_table(rows, align="rrrrr"))
     lines.append(f"# fit ({result['model']}): alpha {result['alpha_s'] * 1e6:.2f} us, "
                  f"beta {result['beta_bytes_per_s'] / 1e9:.3f} GB/s")
     return "\n".join(lines)

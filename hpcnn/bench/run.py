@@ -75,12 +75,14 @@ def bench_job(cfg, out: str | os.PathLike | None = None, data: str = "synthetic"
 
 def _pipeline(cfg, comm, device, work_batch: int):
     """The config's own input pipeline: (normalisation, endless batch source, decode mode)."""
+    from ..data import jobscope
     from ..data.gpu_decode import resolve_decode, train_loader
     from ..data.loaders import RankBatchSampler
     from ..train.inputs import job_inputs
 
     resolve_decode(cfg.data, device)  # a gpu request without a GPU fails before any data loads
-    splits, normalize = job_inputs(cfg, announce=comm.is_main)
+    with jobscope.bound(comm, None):  # as in training: a folder listed on one rank, sets held once per node
+        splits, normalize = job_inputs(cfg, announce=comm.is_main)
     sampler = RankBatchSampler(len(splits.train), work_batch * comm.world_size, comm.rank, comm.world_size, cfg.seed)
     pin = cfg.data.pin_memory and device.type == "cuda"
     loader, decode = train_loader(splits.train, sampler, cfg.data, device, pin)

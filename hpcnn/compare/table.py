@@ -5,7 +5,7 @@ best epoch's validation metrics and ``test.*`` the best weights on the test spli
 """
 from __future__ import annotations
 
-from .. import results
+from .. import results, tables
 from .diff import MISSING, flatten, format_value
 from .runs import Run
 
@@ -48,14 +48,7 @@ def format_table(rows: list[dict], keys: list[str], metric: str) -> str:
                   (format_value(MISSING) if config is None else "null") for k in keys]
         lines.append([row["name"], *values, row["state"], str(row["epochs"]),
                       *(_number(row["metrics"][m], m) for m in metric_columns(metric))])
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    out = []
-    for line, row in zip(lines, [None, *rows]):
-        text = "  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip()
-        if row and row["reason"]:
-            text += f"    <- {row['reason']}"
-        out.append(text)
-    return "\n".join(out)
+    return tables.format_table(lines, [None, *(row["reason"] for row in rows)])
 
 
 __all__ = ["EXTRA_METRICS", "comparison", "format_table", "metric_columns"]

@@ -1,6 +1,8 @@
 """The per-GPU table of `hpcnn top` and `hpcnn gpus`: plain text, one line per GPU."""
 from __future__ import annotations
 
+from .. import tables
+
 COLUMNS = ("NODE", "GPU", "UTIL", "MEMORY", "POWER", "TEMP", "SM MHZ", "THROTTLE", "JOB AT")
 
 
@@ -38,12 +40,8 @@ def gpu_rows(rows: list[dict], where: dict | None = None) -> list[tuple[str, ...
 
 def render(rows: list[dict], where: dict | None = None, title: str = "") -> str:
     """The table as text; ``where`` (the job's progress) fills the JOB AT column, else each row's own tag."""
-    body = gpu_rows(rows, where)
-    widths = [max(len(c), *(len(row[i]) for row in body)) if body else len(c) for i, c in enumerate(COLUMNS)]
-    lines = [title] if title else []
-    lines.append("  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths)).rstrip())
-    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in body]
-    return "\n".join(lines)
+    table = tables.format_table([COLUMNS, *gpu_rows(rows, where)])
+    return f"{title}\n{table}" if title else table
 
 
 __all__ = ["COLUMNS", "position_text", "render"]

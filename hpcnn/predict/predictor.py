@@ -18,7 +18,6 @@ import dataclasses
 import logging
 import os
 import socket
-import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -30,9 +29,11 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..data.augment import Normalize, model_input
 from ..data.imagesets import FileImageSet, resize_uint8, to_channels
+from ..dist.device import choose_device
 from ..errors import CheckpointError, ConfigError
 from ..files import atomic_write
 from ..models.registry import build_model
+from ..progress import Progress
 from ..regular_files import require_regular
 from ..train import checkpoint as ckpt
 from . import outputs
@@ -81,17 +82,6 @@ def _preprocess_of(cfg) -> dict:
     return preprocessing(input_data(cfg), normalize)
 
 
-def pick_device(device: str | torch.device = "auto") -> torch.device:
-    """"auto": this process's GPU (LOCAL_RANK via hpcnn.env) when there is one, else the CPU."""
-    if str(device) != "auto":
-        return torch.device(device)
-    if not torch.cuda.is_available():
-        return torch.device("cpu")
-    from ..env import detect_world
-
-    return torch.device("cuda", detect_world().local_rank % torch.cuda.device_count())
-
-
 def load_predictor(run_dir: str | Path, checkpoint: str = "best", device: str | torch.device = "cpu",
                    precision: str = "fp32", channels_last: bool = False, compile: bool = False) -> Predictor:
     from ..rundir import config_for_resume, read_summary
@@ -109,7 +99,7 @@ def load_predictor(run_dir: str | Path, checkpoint: str = "best", device: str | 
     model, _ = build_model(dataclasses.replace(cfg.model, weights=None), len(classes), pre["channels"],
                            pre["image_size"])
     model.load_state_dict(state["model"])
-    device = pick_device(device)
+    device = choose_device(device)
     model = model.to(device).eval()
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -207,42 +197,10 @@ def _collate(items):
     return torch.stack(images), list(index), list(errors)
 
 
-class Progress:
+def progress_for(total: int, enabled: bool, every_s: float = 30.0, every_batches: int = 0) -> Progress:
     """A bar on a terminal; otherwise a timestamped line every ``every_s`` seconds or ``every_batches``."""
-
-    def __init__(self, total: int, enabled: bool, every_s: float = 30.0, every_batches: int = 0, stream=None):
-        self.stream = stream or sys.stderr
-        self.total, self.enabled, self.every_s, self.every_batches = total, enabled, every_s, every_batches
-        self.tty = enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.t0 = self.last = time.perf_counter()
-        self.done = self.batches = 0
-
-    def update(self, n: int) -> None:
-        self.done += n
-        self.batches += 1
-        if not self.enabled:
-            return
-        now = time.perf_counter()
-        due = (self.every_batches and self.batches % self.every_batches == 0) or now - self.last >= self.every_s
-        if not (self.tty or due):
-            return
-        self.last = now
-        rate = self.done / max(now - self.t0, 1e-9)
-        eta = (self.total - self.done) / rate if rate > 0 else 0.0
-        text = (f"predicted {self.done:,}/{self.total:,} ({100 * self.done / max(1, self.total):.1f}%), "
-                f"{rate:,.0f} img/s, eta {eta:,.0f} s")
-        if self.tty:
-            from ..train.logs import bar
-
-            self.stream.write("\r\033[K" + bar(self.done, self.total) + " " + text)
-            self.stream.flush()
-        else:
-            log.info(text)
-
-    def close(self) -> None:
-        if self.tty:
-            self.stream.write("\r\033[K")
-            self.stream.flush()
+    return Progress(enabled, total, what="predicted", unit="img", every_s=every_s, every_batches=every_batches,
+                    log=log)
 
 
 @torch.no_grad()
@@ -307,7 +265,7 @@ def predict_files(predictor: Predictor, paths, out: str | Path, topk: int = 3, b
     paths = paths if isinstance(paths, (EntryList, list)) else EntryList.write(paths)  # 8 bytes per input held
     lo, hi = len(paths) * comm.rank // comm.world_size, len(paths) * (comm.rank + 1) // comm.world_size
     k = min(topk, len(predictor.classes))
-    bar = Progress(hi - lo, comm.is_main and progress, log_every_s, log_every_batches)
+    bar = progress_for(hi - lo, comm.is_main and progress, log_every_s, log_every_batches)
     t0 = time.perf_counter()
     direct = comm.world_size == 1 and not outputs.is_parquet(out)
     target = out if direct else _part(out, comm.rank, comm.world_size)
@@ -339,5 +297,5 @@ def predict_files(predictor: Predictor, paths, out: str | Path, topk: int = 3, b
     return result
 
 
-__all__ = ["PRECISIONS", "Predictor", "Progress", "load_predictor", "pick_device", "predict_csv", "predict_files",
-           "predict_rows", "write_rows"]
+__all__ = ["PRECISIONS", "Predictor", "load_predictor", "predict_csv", "predict_files", "predict_rows",
+           "progress_for", "write_rows"]

@@ -17,7 +17,7 @@ from ..env import job_info
 from ..results import make_summary, write_summary
 from . import manifest
 from .listing import EntryList
-from .predictor import Progress, load_predictor, predict_csv
+from .predictor import load_predictor, predict_csv, progress_for
 
 log = logging.getLogger("hpcnn.predict")
 
@@ -37,7 +37,7 @@ def run_shard(directory: str | Path, index: int) -> dict:
     log.info("shard %d of %d: inputs %d..%d on %s (%s)", index, spec["shards"], lo, hi - 1, predictor.device,
              socket.gethostname())
     t0 = time.perf_counter()
-    bar = Progress(len(entries), True, opts["log_every_s"], opts.get("log_every_batches", 0))
+    bar = progress_for(len(entries), True, opts["log_every_s"], opts.get("log_every_batches", 0))
     errors = predict_csv(predictor, entries, manifest.rows_file(directory, index), spec["k"], opts["batch_size"],
                          opts["num_workers"], bar)
     seconds = time.perf_counter() - t0

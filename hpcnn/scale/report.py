@@ -4,6 +4,8 @@ from __future__ import annotations
 import csv
 import io
 
+from .. import tables
+
 CSV_COLUMNS = ("key", "nodes", "per_node", "ranks", "batch_per_rank", "global_batch", "status", "images_per_second",
                "images_per_second_min", "images_per_second_max", "speedup", "efficiency", "step_s", "data_s",
                "compute_s", "comm_s", "optimizer_s", "predicted_images_per_second", "predicted_efficiency",
@@ -77,9 +79,7 @@ def format_table(report: dict) -> str:
                      f"links from {m['links_source']}")
     else:
         lines.append(f"model: not shown ({m['links_source'] if not m['links'] else 'needs a measured 1-rank point'})")
-    rows = table_rows(report)
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines.append(tables.format_table(table_rows(report)))
     for r in report["points"]:
         for flag in r.get("flags") or []:
             lines.append(f"! {r['key']}: placement differs from the request: {flag} (not used as baseline)")
@@ -87,7 +87,7 @@ def format_table(report: dict) -> str:
             lines.append(f"  {r['key']}: {r['reason']}")
     if report.get("predictions"):
         lines.append("model beyond the measured sizes:")
-        lines += [f"  {p['ranks']:>6} ranks ({p['nodes']} node(s) x {p['ranks_per_node']}): "
+        lines += [f"  {p['ranks']} ranks ({p['nodes']} node(s) x {p['ranks_per_node']}): "
                   f"{p['images_per_second']:.1f} img/s, efficiency {p['efficiency']:.2f}, step "
                   f"{1000 * p['step_s']:.1f} ms (exposed comm {1000 * p['exposed_comm_s']:.1f} ms)"
                   + (f", allreduce {algorithm_mix(p.get('algorithms'))}" if m["algorithm"] == "auto" else "")

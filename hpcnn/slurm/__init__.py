@@ -4,7 +4,7 @@
 the sbatch renderer, pre-flight checks and the only module that runs Slurm's commands.
 ``jobs/`` is what a user holds: submissions of one job, sweeps and mixed-resource groups,
 the payload every task runs, records on disk, and the handles, statuses and result tables
-that work from any later shell. ``cli`` adds the verbs to ``hpcnn``.
+that work from any later shell. ``hpcnn/cli/jobs.py`` adds the verbs to ``hpcnn``.
 
 Never imports torch (a login node may not have it); only ``TrainPayload.__call__`` loads the trainer.
 """

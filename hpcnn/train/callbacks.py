@@ -3,32 +3,35 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 from .. import rundir
+from ..progress import Progress, bar
 from .events import Callback, LogPoint
-from .logs import JsonlWriter, Progress, bar
+from .logs import JsonlWriter
 from .tensorboard import TensorBoardWriter
 
 log = logging.getLogger("hpcnn.train")
 
 
 class ProgressLine(Callback):
-    """A live line on a terminal, a plain timestamped line per log point in batch logs (rank 0)."""
+    """A tqdm bar on a terminal, a plain timestamped line per log point in batch logs (rank 0)."""
 
     def __init__(self):
         self.progress = None
 
     def on_run_start(self, trainer) -> None:
-        self.progress = Progress(trainer.is_main)
+        self.progress = Progress(trainer.is_main, unit="step", stream=sys.stdout, log=log)
 
     def on_log(self, trainer, p: LogPoint) -> None:
-        phase = f"{p.phase}: " if len(trainer.phases) > 1 else ""
-        self.progress.update(f"{phase}epoch {p.epoch + 1}/{trainer.total_epochs} {bar(p.step, p.steps_per_epoch)} "
-                             f"step {p.step}/{p.steps_per_epoch} loss {p.loss:.4f} lr {p.lr:.2e} "
-                             f"{p.images_per_second:,.0f} img/s")
+        epoch = f"{p.phase + ': ' if len(trainer.phases) > 1 else ''}epoch {p.epoch + 1}/{trainer.total_epochs}"
+        stats = f"loss {p.loss:.4f} lr {p.lr:.2e} {p.images_per_second:,.0f} img/s"
+        self.progress.show(p.step, p.steps_per_epoch, epoch, stats,
+                           f"{epoch} {bar(p.step, p.steps_per_epoch)} step {p.step}/{p.steps_per_epoch} {stats}")
 
-    def on_epoch_end(self, trainer, record: dict) -> None:
-        self.progress.done()
+    def on_stage(self, trainer, stage: str, global_step: int) -> None:
+        if stage != "train":  # the bar leaves the terminal before evaluation and checkpoints log their lines
+            self.progress.close()
 
 
 class MetricsFile(Callback):

@@ -1,4 +1,4 @@
-"""Rank-0 output: a progress line on a terminal, plain timestamped lines in batch logs.
+"""Rank-0 output: plain timestamped log lines (hpcnn.progress draws the bars), metrics.jsonl, TensorBoard.
 
 Other ranks log only warnings and errors, so a 64-rank job's slurm-*.out stays readable.
 """
@@ -30,35 +30,6 @@ def setup_logging(rank: int, debug: bool = False) -> logging.Logger:
     logger.setLevel(logging.DEBUG if debug else (logging.INFO if rank == 0 else logging.WARNING))
     logger.propagate = False
     return logger
-
-
-class Progress:
-    """In-place progress on a TTY (rank 0); on files every update is its own log line."""
-
-    def __init__(self, enabled: bool, stream=None):
-        self.stream = stream or sys.stdout
-        self.enabled = enabled
-        self.tty = enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.log = logging.getLogger("hpcnn.train")
-
-    def update(self, text: str) -> None:
-        if not self.enabled:
-            return
-        if self.tty:
-            self.stream.write("\r\033[K" + text)
-            self.stream.flush()
-        else:
-            self.log.info(text)
-
-    def done(self) -> None:
-        if self.tty:
-            self.stream.write("\r\033[K")
-            self.stream.flush()
-
-
-def bar(done: int, total: int, width: int = 24) -> str:
-    filled = int(width * done / max(1, total))
-    return "[" + "#" * filled + "." * (width - filled) + "]"
 
 
 class JsonlWriter:

@@ -12,6 +12,7 @@ what its previous run published.
 from __future__ import annotations
 
 import json
+import socket
 import time
 from pathlib import Path
 
@@ -21,14 +22,21 @@ POLL_S = 0.2
 
 
 class Assignments:
-    def __init__(self, search_dir: Path, worker_id: str, restart: int, base_port: int = 29500):
+    def __init__(self, search_dir: Path, worker_id: str, restart: int):
         self.folder = Path(search_dir) / "workers" / safe_name(worker_id)
-        self.prefix, self.seq, self.base_port = f"r{restart}-", 0, base_port
+        self.prefix, self.seq = f"r{restart}-", 0
 
-    def port(self) -> int:
-        """The next trial's rendezvous port: the worker's own, moved on by one per trial (cycling within 500)."""
-        offset = 1 + self.seq % 500
-        return self.base_port + offset if self.base_port + offset <= 65535 else self.base_port - offset
+    @staticmethod
+    def port() -> int:
+        """The next trial's rendezvous port (rank 0): one the OS finds free on this host, where the trial's
+        store listens, as torchrun --standalone does; the other ranks read it from the assignment.
+
+        Was: the worker's job port + 1, + 2, ...: on a node shared with other jobs that walked into the
+        port another job derives from its own id (EADDRINUSE; seen on the local cluster).
+        """
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind(("", 0))
+            return probe.getsockname()[1]
 
     def _path(self) -> Path:
         return self.folder / f"{self.prefix}{self.seq:05d}.json"

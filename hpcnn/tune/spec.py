@@ -8,7 +8,7 @@
     space: {...}                      # see hpcnn.tune.space
     budget: {trials: 16}              # and/or gpu_hours: 4.0
     sampler: {name: tpe, seed: 0}     # tpe | random | grid
-    pruner: {name: asha, min_epochs: 1, reduction_factor: 3}   # asha | median | none
+    pruner: {name: asha, min_epochs: 1, reduction_factor: 3}   # asha | hyperband | median | none
     workers: {count: 2, slurm: {time: "00:30:00", gpus_per_node: 1}}
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ from ..errors import ConfigError
 from . import space as space_mod
 
 SAMPLERS = ("tpe", "random", "grid")
-PRUNERS = ("asha", "median", "none")
+PRUNERS = ("asha", "hyperband", "median", "none")
 
 
 @dataclass
@@ -46,9 +46,9 @@ class SamplerSpec:
 
 @dataclass
 class PrunerSpec:
-    name: str = doc("asha", "asha (successive halving) | median | none")
-    min_epochs: int = doc(1, "asha: epochs before the first rung; median: epochs before pruning starts")
-    reduction_factor: int = doc(3, "asha: keep the best 1/reduction_factor at each rung")
+    name: str = doc("asha", "asha (successive halving) | hyperband (several asha brackets) | median | none")
+    min_epochs: int = doc(1, "asha, hyperband: epochs before the first rung; median: epochs before pruning starts")
+    reduction_factor: int = doc(3, "asha, hyperband: keep the best 1/reduction_factor at each rung")
     startup_trials: int = doc(3, "median: trials that are never pruned")
 
 

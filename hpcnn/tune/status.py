@@ -10,9 +10,10 @@ from collections import Counter
 from pathlib import Path
 
 from ..files import atomic_write_text
+from ..tables import format_table
 from ..rundir import config_path
 from .spec import read_record
-from .study import read_study
+from .study import read_study, retried_from
 from .trials import device_hours
 
 BEST_FILE = "best.yaml"
@@ -64,7 +65,7 @@ def _row(trial) -> dict:
     return {"trial": trial.number, "state": trial.state.name.lower(), "value": trial.value,
             "epochs": len(trial.intermediate_values), "params": trial.params,
             "run_dir": trial.user_attrs.get("run_dir"), "worker": trial.user_attrs.get("worker"),
-            "retry_of": trial.system_attrs.get("failed_trial"), "failure": trial.user_attrs.get("failure")}
+            "retry_of": retried_from(trial), "failure": trial.user_attrs.get("failure")}
 
 
 def format_report(rep: dict) -> str:
@@ -81,11 +82,12 @@ def format_report(rep: dict) -> str:
         lines.append(f"  best config: {best['config']}  (hpcnn train {best['config']})")
     for path in rep.get("plots") or []:
         lines.append(f"  plot: {path}")
-    lines.append(f"  {'trial':>5}  {'state':<9} {'value':>8} {'epochs':>6}  params")
+    table = [("trial", "state", "value", "epochs", "params")]
     for row in rep["trials"]:
         value = f"{row['value']:.4f}" if isinstance(row["value"], float) else "-"
         params = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row["params"].items())
-        lines.append(f"  {row['trial']:>5}  {row['state']:<9} {value:>8} {row['epochs']:>6}  {params}")
+        table.append((row["trial"], row["state"], value, row["epochs"], params))
+    lines.append(format_table(table, align="rlrr", indent="  "))
     return "\n".join(lines)
 
 

@@ -51,8 +51,9 @@ def sampler(search: Search, seed: int | None):
         return optuna.samplers.GridSampler(grid_space(search.space, "search"), seed=seed)
     with warnings.catch_warnings():  # multivariate and group are "experimental" in 5.1, and what conditional keys need
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        # constant_liar: a trial still running counts as a poor one, so K workers do not all draw near the same point
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=spec.startup_trials, multivariate=True,
-                                          group=any(p.when for p in search.space.values()))
+                                          group=any(p.when for p in search.space.values()), constant_liar=True)
 
 
 def pruner(search: Search):
@@ -62,6 +63,9 @@ def pruner(search: Search):
     if spec.name == "asha":
         return optuna.pruners.SuccessiveHalvingPruner(min_resource=spec.min_epochs,
                                                       reduction_factor=spec.reduction_factor)
+    if spec.name == "hyperband":  # the last rung: the epochs of the first trial that ran to its end
+        return optuna.pruners.HyperbandPruner(min_resource=spec.min_epochs, max_resource="auto",
+                                              reduction_factor=spec.reduction_factor)
     if spec.name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=spec.startup_trials, n_warmup_steps=spec.min_epochs)
     return optuna.pruners.NopPruner()
@@ -77,6 +81,27 @@ def open_study(search_dir: str | Path, search: Search, worker_id: str = "login")
                                pruner=pruner(search))
 
 
+def running_trial(study, frozen):
+    """A live ``Trial`` for a trial already running (a requeued worker takes its own back).
+
+    Optuna has no public call for this (``study.ask`` only hands out new or queued trials); the
+    ``Trial(study, trial_id)`` constructor is the one place hpcnn touches a private attribute of
+    Optuna (``FrozenTrial._trial_id``), pinned by ``optuna>=5.1,<6`` and held by the requeue tests.
+    """
+    import optuna
+
+    return optuna.trial.Trial(study, frozen._trial_id)
+
+
+def retried_from(frozen) -> int | None:
+    """The number of the failed trial this one retries (Optuna's retry callback records it), else None."""
+    import optuna
+
+    with warnings.catch_warnings():  # "experimental" in 5.1, though present since 2.8
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RetryFailedTrialCallback.retried_trial_number(frozen)
+
+
 def read_study(search_dir: str | Path):
     """The study for reading (status, plots): no sampler state needed."""
     import optuna
@@ -85,4 +110,4 @@ def read_study(search_dir: str | Path):
     return optuna.load_study(study_name=STUDY_NAME, storage=storage(search_dir))
 
 
-__all__ = ["JOURNAL", "open_study", "pruner", "read_study", "sampler", "storage", "worker_seed"]
+__all__ = ["JOURNAL", "open_study", "pruner", "read_study", "retried_from", "running_trial", "sampler", "storage", "worker_seed"]

@@ -88,6 +88,7 @@ def submit_tune(search_file: str | Path, profile=None, python=None, workers: int
     path = plan.search_dir / "arrays.json"
     arrays = records.read_json(path) if path.is_file() else []
     atomic_write_json(path, arrays + [entry])
+    records.register(array_id, plan.search_dir)  # `hpcnn status` lists it; `hpcnn status JOB_ID` finds it
     return plan
 
 

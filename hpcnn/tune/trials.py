@@ -19,9 +19,11 @@ import time
 from pathlib import Path
 
 from .spec import Search
+from .study import running_trial
 
 HEARTBEAT = "tune-heartbeat"
 TRIALS_DIR = "trials"
+STOPPED_BEATING = "worker stopped beating (killed or node lost)"
 
 
 def trial_dir_name(number: int) -> str:
@@ -81,9 +83,9 @@ def retry_stale(study, search: Search, search_dir: Path, mine: int | None = None
         run_dir.mkdir(parents=True, exist_ok=True)
         if not _claim(run_dir / f"tune-retried-{trial.number}"):
             continue
-        study._storage.set_trial_user_attr(trial._trial_id, "failure", "worker stopped beating (killed or node lost)")
-        study._storage.set_trial_state_values(trial._trial_id, state.FAIL)
-        RetryFailedTrialCallback()(study, study._storage.get_trial(trial._trial_id))
+        running_trial(study, trial).set_user_attr("failure", STOPPED_BEATING)
+        failed = study.tell(trial.number, state=state.FAIL, skip_if_finished=True)
+        RetryFailedTrialCallback()(study, failed)
         retried.append(trial.number)
     return retried
 
@@ -106,14 +108,14 @@ def new_trial(study, search: Search, worker_id: str):
     if not waiting and budget_spent(search, trials):
         return None
     trial = study.ask()
-    frozen = study._storage.get_trial(trial._trial_id)
-    if "failed_trial" not in frozen.system_attrs and search.spec.budget.trials is not None:
+    retry = "run_dir" in trial.user_attrs  # RetryFailedTrialCallback copies the user attributes
+    if not retry and search.spec.budget.trials is not None:
         before = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number]
         if sum(map(counts_toward_budget, before)) >= search.spec.budget.trials:
-            study._storage.set_trial_user_attr(trial._trial_id, "over_budget", True)
+            trial.set_user_attr("over_budget", True)
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             return None
-    if "run_dir" not in frozen.user_attrs:
+    if not retry:
         trial.set_user_attr("run_dir", trial_dir_name(trial.number))
     trial.set_user_attr("worker", worker_id)
     study.set_user_attr(f"worker:{worker_id}", trial.number)
@@ -122,14 +124,12 @@ def new_trial(study, search: Search, worker_id: str):
 
 def next_trial(study, search: Search, search_dir: Path, worker_id: str):
     """(trial, resumed?): this worker's own running trial, else a retry or a new one; (None, False) when done."""
-    import optuna
-
     own = own_trial(study, worker_id)
     retry_stale(study, search, search_dir, mine=own.number if own else None)
     if own is not None:
-        return optuna.trial.Trial(study, own._trial_id), True
+        return running_trial(study, own), True
     return new_trial(study, search, worker_id), False
 
 
 __all__ = ["HEARTBEAT", "budget_spent", "counts_toward_budget", "device_hours", "heartbeat_age", "new_trial",
-           "next_trial", "own_trial", "retry_stale", "trial_dir_name"]
+           "next_trial", "STOPPED_BEATING", "own_trial", "retry_stale", "trial_dir_name"]

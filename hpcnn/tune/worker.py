@@ -117,7 +117,7 @@ def run_trial(study, search: Search, search_dir: Path, trial, assignments=None) 
     from .space import suggest
 
     overrides = suggest(trial, search.space)
-    run_dir = study._storage.get_trial(trial._trial_id).user_attrs["run_dir"]
+    run_dir = trial.user_attrs["run_dir"]
     trial.set_user_attr("overrides", overrides)
     port = None
     if assignments is not None:  # the other ranks of a distributed trial train the same
@@ -182,7 +182,7 @@ def work(search_dir: str | Path, worker_id: str | None = None, max_trials: int |
     search_dir = Path(search_dir).absolute()
     search = read_record(search_dir)
     worker_id = worker_id or default_worker_id()
-    assignments = (Assignments(search_dir, worker_id, job_info().restart_count, world.master_port)
+    assignments = (Assignments(search_dir, worker_id, job_info().restart_count)
                    if world.world_size > 1 else None)
     if world.rank != 0:
         return follow(search, search_dir, assignments)

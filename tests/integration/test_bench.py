@@ -5,6 +5,8 @@ Bounded in steps; no timing asserts — only that the numbers are consistent wit
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import statistics
 import subprocess
 
@@ -95,6 +97,28 @@ def test_bench_two_gloo_ranks(tmp_path):
     assert r["batch_size_per_rank"] == 8
     assert r["step_time_s"]["comm"] > 0  # measured explicitly, bucket by bucket
     assert r["bucket_bytes"] and sum(r["bucket_bytes"]) == r["gradient_bytes"]
+
+
+@pytest.mark.skipif(shutil.which("strace") is None and os.environ.get("CI") != "true",
+                    reason="needs strace (tests/slurm/cluster.sh install brings it; CI must run this)")
+def test_bench_on_a_folder_lists_it_once_per_job(tmp_path):
+    """Two ranks of `hpcnn bench --data real` list and verify the folder once, as training does (was: each rank)."""
+    root = tmp_path / "img"
+    write_image_folder(root, 400, size=16, seed=1)
+    calls = {}
+    for ranks in (1, 2):
+        (root / ".hpcnn-verified.json").unlink(missing_ok=True)
+        log = tmp_path / f"strace{ranks}.log"
+        launch = [PYTHON, "-m", "hpcnn"] if ranks == 1 else [PYTHON, "-m", "torch.distributed.run", "--standalone",
+                                                             "--nproc_per_node=2", "-m", "hpcnn"]
+        proc = subprocess.run(["strace", "-f", "-qq", "-e", "trace=%file", "-o", str(log), *launch, "bench", *SMALL,
+                               "data.source=folder", f"data.root={root}", "data.num_workers=0", "--data", "real",
+                               "--warmup", "0", "--steps", "1", "--windows", "1"],
+                              capture_output=True, text=True, timeout=300, cwd=REPO)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        calls[ranks] = sum(f'"{root}' in line for line in log.read_text(errors="replace").splitlines())
+    assert calls[1] >= 2 * 400  # a stat and a verifying open per file, at least
+    assert calls[2] <= 1.2 * calls[1], calls  # each rank's own batches only on top
 
 
 @pytest.mark.parametrize("ranks, factor", [(3, 4 / 3), (4, 3 / 2)])

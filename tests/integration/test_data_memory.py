@@ -169,3 +169,51 @@ def test_statistics_of_a_large_sample_are_streamed(monkeypatch):
     monkeypatch.setattr(inputs, "STREAM_CHUNK_BYTES", 8 * 3 * 24 * 24 * 7)  # 7 images a chunk
     streamed = inputs._sample_statistics(train, True)
     assert torch.allclose(streamed.mean, exact.mean, atol=1e-6) and torch.allclose(streamed.std, exact.std, atol=1e-6)
+
+
+STATS = textwrap.dedent("""
+    import json, sys, torch
+    from hpcnn.config import load_job
+    from hpcnn.data import jobscope
+    from hpcnn.data.imagesets import TensorImageSet
+    from hpcnn.dist import make_comm
+    from hpcnn.env import detect_world
+    from hpcnn.train.inputs import job_inputs
+    calls = []
+    for name in ("stats_sample", "stats_chunks"):  # count who reads the statistics' sample
+        def counted(self, *args, _f=getattr(TensorImageSet, name), _name=name, **kwargs):
+            calls.append(_name)
+            return _f(self, *args, **kwargs)
+        setattr(TensorImageSet, name, counted)
+    comm = make_comm(detect_world(), "gloo", torch.device("cpu"), 120)
+    with jobscope.bound(comm, None):
+        _, normalize = job_inputs(load_job(None, sys.argv[2:]), announce=False)
+    result = {"calls": calls, "mean": normalize.mean.flatten().tolist(), "std": normalize.std.flatten().tolist()}
+    open(f"{sys.argv[1]}/rank{comm.rank}.json", "w").write(json.dumps(result))
+    comm.shutdown()
+""")
+
+
+def test_normalisation_statistics_are_computed_once_per_job(big_h5, tmp_path):
+    """Rank 0 samples (2,000 images of 128², summed in float64 chunks); the others get its values, bitwise."""
+    script = tmp_path / "stats_rank.py"
+    script.write_text(STATS)
+    shm = Path(tempfile.mkdtemp(dir="/dev/shm" if os.path.isdir("/dev/shm") else tmp_path))
+    env = {**os.environ, "HPCNN_SHM_DIR": str(shm), "OMP_NUM_THREADS": "1"}
+    results = {}
+    try:
+        for ranks in (1, 2):
+            out = tmp_path / f"stats{ranks}"
+            out.mkdir()
+            launch = [PYTHON] if ranks == 1 else [PYTHON, "-m", "torch.distributed.run", "--standalone",
+                                                  f"--nproc_per_node={ranks}"]
+            proc = subprocess.run([*launch, str(script), str(out), "data.source=hdf5", f"data.root={big_h5}",
+                                   f"data.image_size={SIDE}"], capture_output=True, text=True, timeout=300,
+                                  cwd=REPO, env=env)
+            assert proc.returncode == 0, proc.stderr[-3000:]
+            results[ranks] = [json.loads((out / f"rank{r}.json").read_text()) for r in range(ranks)]
+    finally:
+        shutil.rmtree(shm)
+    (alone,), (first, second) = results[1], results[2]
+    assert alone["calls"] == first["calls"] == ["stats_chunks"] and second["calls"] == []
+    assert first["mean"] == second["mean"] == alone["mean"] and first["std"] == second["std"] == alone["std"]

@@ -98,14 +98,14 @@ SKIP = {
     "/project/torch-cache": NET,
     "HPCNN_WEIGHTS_MIRROR=/shared/pytorch-models hpcnn weights fetch convnext_tiny --cache /project/torch-cache": NET,
     "hpcnn train model.name=resnet18 model.weights=/project/weights/resnet18-finetuned.pth": SITE,
-    "python -m hpcnn.lessons jobs/lessons/overfitting.yaml":
+    "hpcnn lessons jobs/lessons/overfitting.yaml":
         "every lesson's tasks, trained (tests/integration/test_lessons.py runs the lessons, bounded)",
-    "python -m hpcnn.lessons jobs/lessons/overfitting.yaml --task 1 train.epochs=10":
+    "hpcnn lessons jobs/lessons/overfitting.yaml --task 1 train.epochs=10":
         "a lesson's task, trained (tests/integration/test_lessons.py)",
-    "python -m hpcnn.lessons jobs/lessons/mlp_vs_cnn.yaml": "a lesson, trained (tests/integration/test_lessons.py)",
-    "python -m hpcnn.lessons jobs/lessons/optimizers.yaml": "a lesson, trained (tests/integration/test_lessons.py)",
-    "python -m hpcnn.lessons jobs/lessons/shortcut.yaml": "a lesson, trained (tests/integration/test_lessons.py)",
-    "python -m hpcnn.lessons jobs/lessons/penalties.yaml": "a lesson, trained (tests/integration/test_lessons.py)",
+    "hpcnn lessons jobs/lessons/mlp_vs_cnn.yaml": "a lesson, trained (tests/integration/test_lessons.py)",
+    "hpcnn lessons jobs/lessons/optimizers.yaml": "a lesson, trained (tests/integration/test_lessons.py)",
+    "hpcnn lessons jobs/lessons/shortcut.yaml": "a lesson, trained (tests/integration/test_lessons.py)",
+    "hpcnn lessons jobs/lessons/penalties.yaml": "a lesson, trained (tests/integration/test_lessons.py)",
 }
 
 

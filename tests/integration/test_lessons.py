@@ -115,7 +115,10 @@ def test_mlp_vs_cnn_lesson_holds_the_shipped_mlp_baseline():
 
 @pytest.mark.slow
 def test_lessons_runner_prints_a_row_per_task_and_reuses_finished_runs(tmp_path, capsys):
-    from hpcnn.lessons import main
+    from hpcnn.cli import main as hpcnn_main
+
+    def main(argv):
+        return hpcnn_main(["lessons", *argv])
 
     tiny = ["data.n_train=64", "data.n_val=32", "data.n_test=32", "train.epochs=1", "train.plots=false"]
     args = [str(LESSONS / "shortcut.yaml"), *tiny, "--runs-dir", str(tmp_path)]

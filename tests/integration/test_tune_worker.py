@@ -137,6 +137,11 @@ def test_a_killed_workers_trial_is_retried_by_another_from_its_checkpoint(tmp_pa
     assert "resuming from" in proc.stderr + proc.stdout
     lines = (search_dir / "trials" / "trial-0000" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines][-1] == 9
+    from hpcnn.tune.status import format_report, report
+
+    rows = report(search_dir)["trials"]  # `hpcnn tune status`: the retry names the trial it retries
+    assert [(r["state"], r["retry_of"]) for r in rows] == [("fail", None), ("complete", 0)]
+    assert "stopped beating" in rows[0]["failure"] and "  trial  state" in format_report(report(search_dir))
 
 
 if sys.platform != "linux":  # pragma: no cover

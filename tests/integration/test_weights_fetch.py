@@ -26,7 +26,7 @@ from hpcnn.errors import ConfigError
 from hpcnn.models.registry import build_model
 from hpcnn.models.weights import WeightsError, fetch
 from hpcnn.train.events import Callback
-from hpcnn.weights_cli import register
+from hpcnn.cli.weights import register
 from tests.helpers import TINY, run_hpcnn
 
 REAL_NAME = "squeezenet1_1-b8a52dc0.pth"

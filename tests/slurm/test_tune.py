@@ -17,7 +17,7 @@ import hpcnn as hpcnn_api
 from hpcnn.slurm.site import commands
 from hpcnn.tune.study import read_study
 
-from tests.slurm.support import JOB_TIMEOUT_S, POLL_MAX_S, hpcnn, sacct_rows, tiny, wait_until
+from tests.slurm.support import JOB_TIMEOUT_S, POLL_MAX_S, hpcnn, hpcnn_json, sacct_rows, tiny, wait_until
 
 FINISHED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL"}
 
@@ -69,8 +69,10 @@ def searches(slurm_cluster, tmp_path_factory):
             wait_until(lambda: array_done(slurm_cluster, array_id, tasks), 3 * JOB_TIMEOUT_S,
                        f"the workers of {search_dir.name}", poll_s=1.0)
         reference.wait(timeout_s=3 * JOB_TIMEOUT_S, poll_max_s=POLL_MAX_S)
+        listed = hpcnn("status", "--limit", "10").stdout  # this module's submissions, the searches among them
+        by_id = hpcnn_json("status", pulled[1])
         yield {"pulled": pulled, "preempted": preempted, "distributed": distributed, "cluster": slurm_cluster,
-               "reference": reference.run_dir}
+               "reference": reference.run_dir, "listed": listed, "by_id": by_id}
 
 
 def test_workers_pull_trials_until_the_budget_is_spent_and_prune_bad_ones(searches):
@@ -84,6 +86,11 @@ def test_workers_pull_trials_until_the_budget_is_spent_and_prune_bad_ones(search
     status = json.loads(hpcnn("tune", "status", search_dir, "--json").stdout)
     assert status["best"] and status["epochs_saved_by_pruning"] > 0
     assert (search_dir / "best.yaml").is_file()
+    # `hpcnn status` lists searches with the other submissions, and finds one by its workers' array id
+    assert f"search {search_dir}\n  trials: " in searches["listed"] and "Traceback" not in searches["listed"]
+    assert searches["listed"].count("search ") == 3 and str(searches["reference"]) in searches["listed"]
+    assert searches["by_id"]["kind"] == "search" and searches["by_id"]["search_dir"] == str(search_dir)
+    assert searches["by_id"]["best"] == status["best"]
 
 
 def test_a_preempted_worker_is_requeued_and_finishes_the_same_trial(searches):

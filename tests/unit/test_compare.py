@@ -125,8 +125,8 @@ def test_clear_errors_for_a_directory_that_is_no_run_and_for_runs_without_metric
 
 
 def test_compare_never_imports_torch():
-    code = ("import argparse, sys, hpcnn.compare, hpcnn.compare.plot, hpcnn.compare_cli; "
-            "hpcnn.compare_cli.register(argparse.ArgumentParser().add_subparsers()); "
+    code = ("import argparse, sys, hpcnn.compare, hpcnn.compare.plot, hpcnn.cli.compare; "
+            "hpcnn.cli.compare.register(argparse.ArgumentParser().add_subparsers()); "
             "assert 'torch' not in sys.modules, 'torch imported'")
     proc = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
     assert proc.returncode == 0, proc.stderr

@@ -21,12 +21,12 @@ COMMANDS_MODULE = PKG / "slurm" / "site" / "commands.py"
 # docs/architecture.md's list, top to bottom: a module imports only from its own layer or the ones below it
 # (at any depth: function-level imports too). A part is a top-level module or package, slurm's split in three.
 LAYERS = [
-    ("cli, *_cli, slurm/cli, lessons", {"__main__", "cli", "cli_parser", "bench_cli", "compare_cli", "data_cli", "explain_cli",
-                    "monitor_cli", "predict_cli", "runs_cli", "scale_cli", "tune_cli", "weights_cli", "lessons", "slurm",
-                    "slurm.cli"}),
+    ("cli/", {"__main__", "cli"}),
+    ("lessons", {"lessons"}),
     ("tune/", {"tune"}),
     ("scale/", {"scale"}),
     ("compare/, runlist", {"compare", "runlist"}),
+    ("slurm", {"slurm"}),
     ("slurm/jobs/", {"slurm.jobs"}),
     ("bench/, predict/, explain/", {"bench", "predict", "explain"}),
     ("run", {"run"}),
@@ -39,20 +39,25 @@ LAYERS = [
     ("env/", {"env"}),
     ("config/, rundir", {"config", "rundir"}),
     ("results", {"results"}),
-    ("files, rundir_lock, regular_files", {"files", "rundir_lock", "regular_files"}),
+    ("files, rundir_lock, regular_files, tables, progress", {"files", "rundir_lock", "regular_files", "tables",
+                                                            "progress"}),
     ("errors, __init__", {"errors", "hpcnn"}),
 ]
 # Login-node modules never import torch or torchvision (at any depth), not even when both are installed ...
-NO_TORCH_PARTS = {"config", "rundir", "env", "slurm", "slurm.cli", "slurm.site", "slurm.jobs", "monitor", "scale",
-                  "compare", "runlist", "results", "files", "rundir_lock", "regular_files", "errors", "hpcnn",
-                  "cli_parser", "compare_cli", "monitor_cli", "runs_cli", "scale_cli"}
+NO_TORCH_PARTS = {"config", "rundir", "env", "slurm", "slurm.site", "slurm.jobs", "monitor", "scale",
+                  "compare", "runlist", "results", "files", "rundir_lock", "regular_files", "tables", "progress", "errors",
+                  "hpcnn"}
 NO_TORCH_ELSEWHERE = {"hpcnn.predict", "hpcnn.predict.listing", "hpcnn.predict.outputs", "hpcnn.predict.manifest",
                       "hpcnn.predict.labelled", "hpcnn.tune", "hpcnn.tune.payload", "hpcnn.tune.plots", "hpcnn.tune.ranks", "hpcnn.tune.space",
                       "hpcnn.tune.spec", "hpcnn.tune.status", "hpcnn.tune.study", "hpcnn.tune.submit",
-                      "hpcnn.tune.trials"}
-# ... and these front ends import it only inside the command that needs it (hpcnn.lessons is a compute-side tool).
-LAZY_TORCH_PARTS = {"cli", "bench_cli", "data_cli", "explain_cli", "predict_cli", "tune_cli", "weights_cli"}
-TORCH_PARTS = ("train", "dist", "models", "data", "run", "ssl", "objectives", "bench", "explain")
+                      "hpcnn.tune.trials",
+                      # the login-node front ends: the verb registry, its helpers, Slurm, compare, scale, monitor, runs
+                      "hpcnn.cli", "hpcnn.cli.args", "hpcnn.cli.jobs", "hpcnn.cli.compare", "hpcnn.cli.scale",
+                      "hpcnn.cli.monitor", "hpcnn.cli.runs"}
+# ... and the other front ends (hpcnn.cli.train, data, bench, explain, predict, tune, weights, lessons) import it only
+# inside the command that needs it (hpcnn.lessons, the library, is a compute-side tool).
+LAZY_TORCH_PARTS = {"cli"}
+TORCH_PARTS = ("train", "dist", "models", "data", "run", "ssl", "objectives", "bench", "explain", "lessons")
 def module_name(path: Path) -> str:
     parts = path.relative_to(REPO).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
@@ -86,7 +91,7 @@ def _type_checking_only(tree: ast.AST) -> set[int]:
 def resolve_imports(tree: ast.AST, name: str, is_package: bool = False) -> list[tuple[ast.AST, str]]:
     """(node, absolute module) for every import in module ``name``, at any depth (function-level ones too).
 
-    Relative imports are resolved (``from ..train import x`` in hpcnn/slurm/cli.py -> hpcnn.train);
+    Relative imports are resolved (``from ..train import x`` in hpcnn/cli/jobs.py -> hpcnn.train);
     ``from PKG import X`` means the submodule PKG.X when there is one, else PKG itself.
     """
     skip = _type_checking_only(tree)
@@ -129,7 +134,7 @@ def _payload_calls(tree: ast.AST) -> set[int]:
 
 
 def test_imports_are_resolved_like_python_does():
-    found = {target for _, target in imports(PKG / "slurm" / "cli.py")}
+    found = {target for _, target in imports(PKG / "cli" / "jobs.py")}
     assert {"hpcnn.errors", "hpcnn.config", "hpcnn.slurm.site.commands", "hpcnn.slurm.jobs.records",
             "hpcnn.slurm.jobs.handles", "hpcnn.slurm"} <= found
 
@@ -318,8 +323,8 @@ def test_a_payload_runs_one_of_the_job_entries():
 
 
 def test_processes_that_join_a_group_start_with_run_bootstrap():
-    """run (training), bench/run (benchmark) and predict_cli (multi-process prediction) share one bootstrap."""
-    for path in (PKG / "run.py", PKG / "bench" / "run.py", PKG / "predict_cli.py"):
+    """run (training), bench/run (benchmark) and cli/predict (multi-process prediction) share one bootstrap."""
+    for path in (PKG / "run.py", PKG / "bench" / "run.py", PKG / "cli" / "predict.py"):
         called = {ast.unparse(n.func) for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Call)}
         assert "bootstrap" in called, f"{path.relative_to(REPO)} does not call run.bootstrap"
 

@@ -1,31 +1,9 @@
-"""Progress on a terminal, plain timestamped lines in batch logs; only rank 0 talks."""
+"""Plain timestamped lines in batch logs; only rank 0 talks (progress bars: test_progress.py)."""
 from __future__ import annotations
 
-import io
 import logging
 
-from hpcnn.train.logs import Progress, bar, setup_logging
-
-
-class FakeTTY(io.StringIO):
-    def isatty(self):
-        return True
-
-
-def test_progress_redraws_in_place_on_a_terminal():
-    out = FakeTTY()
-    p = Progress(True, stream=out)
-    p.update("step 1")
-    p.update("step 2")
-    p.done()
-    assert out.getvalue().count("\r") == 3 and "\n" not in out.getvalue()
-
-
-def test_progress_logs_lines_in_batch_files(caplog):
-    out = io.StringIO()
-    with caplog.at_level(logging.INFO, logger="hpcnn.train"):
-        Progress(True, stream=out).update("epoch 1/3 step 5")
-    assert out.getvalue() == "" and "epoch 1/3 step 5" in caplog.text
+from hpcnn.train.logs import setup_logging
 
 
 def test_other_ranks_only_warn(capsys):
@@ -37,6 +15,3 @@ def test_other_ranks_only_warn(capsys):
     setup_logging(rank=0)
     assert log.level == logging.INFO
 
-
-def test_bar():
-    assert bar(5, 10, width=10) == "[#####.....]"

@@ -296,12 +296,12 @@ def _hpcnn(*args, env):
 
 
 def test_monitor_and_its_cli_import_without_torch():
-    code = "import sys; sys.modules['torch'] = None; import hpcnn.monitor, hpcnn.monitor.report, hpcnn.monitor_cli"
+    code = "import sys; sys.modules['torch'] = None; import hpcnn.monitor, hpcnn.monitor.report, hpcnn.cli.monitor"
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
 
 
 def test_top_finds_a_jobs_run_directory_through_the_records(tmp_path, monkeypatch):
-    from hpcnn.monitor_cli import find_run_dir
+    from hpcnn.cli.monitor import find_run_dir
     from hpcnn.slurm.jobs.records import register
 
     monkeypatch.setenv("HPCNN_STATE_DIR", str(tmp_path / "state"))

@@ -224,6 +224,6 @@ def test_model_cli_prints_the_functions_numbers(tmp_path):
 
 def test_scale_imports_without_torch():
     code = ("import sys; sys.modules['torch'] = None; sys.modules['torchvision'] = None; "
-            "import hpcnn.scale, hpcnn.scale_cli, hpcnn.scale.payload, hpcnn.scale.plots, hpcnn.scale.runner")
+            "import hpcnn.scale, hpcnn.cli.scale, hpcnn.scale.payload, hpcnn.scale.plots, hpcnn.scale.runner")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr

@@ -188,7 +188,7 @@ def test_array_index_spec_names_exactly_the_tasks():
 
 
 def test_status_prefers_the_live_queue_and_says_so(tmp_path, capsys):
-    from hpcnn.slurm.cli import _print_status
+    from hpcnn.cli.jobs import _print_status
     from hpcnn.slurm.jobs.status import ACCOUNTING, LIVE, make_status, prefer_live
     from hpcnn.slurm.site.commands import JobState
 
@@ -204,7 +204,7 @@ def test_status_prefers_the_live_queue_and_says_so(tmp_path, capsys):
 def test_status_without_arguments_lists_a_unit_once_however_many_arrays(tmp_path, monkeypatch):
     import json
 
-    from hpcnn.slurm.cli import _recent_units
+    from hpcnn.cli.jobs import _recent_units
     from hpcnn.slurm.jobs import records
 
     monkeypatch.setenv("HPCNN_STATE_DIR", str(tmp_path / "state"))

@@ -77,7 +77,7 @@ def test_a_bad_search_file_fails_naming_the_key(tmp_path, case):
 @pytest.mark.parametrize("extra, words", [
     ("budget: {}\n", "'budget' needs trials and/or gpu_hours"),
     ("budget: {trials: 4}\nsampler: {name: cmaes}\n", "'sampler.name' must be one of tpe, random, grid"),
-    ("budget: {trials: 4}\npruner: {name: hyperband}\n", "'pruner.name'"),
+    ("budget: {trials: 4}\npruner: {name: hband}\n", "'pruner.name' must be one of asha, hyperband, median, none"),
     ("budget: {trials: 4}\nworkers: {count: 2, slurm: {gpus: 1}}\n", "unknown key 'workers.slurm.gpus'"),
     ("budget: {trials: 4}\nmetric: train.loss\n", "'metric' must be a validation metric"),
     ("budget: {trials: 4}\nsampler: {name: grid}\n", "the grid sampler"),
@@ -86,6 +86,20 @@ def test_bad_search_settings_are_named(tmp_path, extra, words):
     with pytest.raises(ConfigError, match=None) as err:
         load_search(search_file(tmp_path, extra=extra))
     assert words in str(err.value)
+
+
+@pytest.mark.parametrize("name, kind", [("asha", "SuccessiveHalvingPruner"), ("hyperband", "HyperbandPruner"),
+                                        ("median", "MedianPruner"), ("none", "NopPruner")])
+def test_each_pruner_name_builds_that_pruner_with_the_files_settings(tmp_path, name, kind):
+    from hpcnn.tune.study import pruner, sampler
+
+    search = load_search(search_file(tmp_path, extra=f"budget: {{trials: 4}}\n"
+                                                     f"pruner: {{name: {name}, min_epochs: 2, reduction_factor: 4}}\n"))
+    built = pruner(search)
+    assert type(built).__name__ == kind
+    if name in ("asha", "hyperband"):
+        assert (built._min_resource, built._reduction_factor) == (2, 4)
+    assert sampler(search, 0)._constant_liar  # K workers: a running trial counts as a poor one
 
 
 def test_several_mistakes_are_reported_at_once(tmp_path):

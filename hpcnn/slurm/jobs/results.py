@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ... import results, rundir
+from ... import results, rundir, tables
 from .status import TaskStatus
 
 EXTRA_COLUMNS = ("test.accuracy", "images_per_second")   # shown next to the ranked metric
@@ -104,14 +104,8 @@ def format_table(rows: list[dict], metric: str = "val.accuracy") -> str:
         lines.append([format_number(r["rank"]), format_number(r["index"]), r["job_id"], r["state"],
                       format_number(r["value"]), *(format_number(_extra(r, k)) for k in extras),
                       format_number(r["wall_seconds"], 1), r.get("nodelist") or "-", label])
-    widths = [max(len(str(line[i])) for line in lines) for i in range(len(header) - 1)]
-    out = []
-    for line, row in zip(lines, [None] + rows):
-        text = "  ".join(str(c).ljust(w) for c, w in zip(line, widths)) + "  " + line[-1]
-        if row and row["reason"] and row["rank"] is None:
-            text += f"    <- {row['reason']}"
-        out.append(text.rstrip())
-    return "\n".join(out)
+    notes = [None] + [r["reason"] if r["reason"] and r["rank"] is None else None for r in rows]
+    return tables.format_table(lines, notes)
 
 
 __all__ = ["format_number", "format_table", "rank_rows", "rank_run_dirs", "run_dirs"]

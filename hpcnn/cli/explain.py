@@ -1,15 +1,14 @@
 """`hpcnn explain RUN_DIR`: Grad-CAM heatmaps of a run's best checkpoint, as PNG grids in RUN_DIR/explain/.
 
-``register(subparsers)`` adds the verb to the main parser (hpcnn/cli.py); torch is imported only
-when the command runs. Errors are HpcnnErrors, printed by the main CLI as one line (exit 2).
+torch is imported only when the command runs.
 """
 from __future__ import annotations
 
-from .rundir import CONFIG_FILE
+from ..rundir import CONFIG_FILE
 
 
 def cmd_explain(args) -> int:
-    from .explain.report import explain_run
+    from ..explain.report import explain_run
 
     report = explain_run(args.run_dir, split=args.split, n=args.n, layer=args.layer, checkpoint=args.checkpoint,
                          device=args.device)

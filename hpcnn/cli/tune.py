@@ -1,13 +1,14 @@
 """`hpcnn tune SEARCH.yaml --profile SITE [--dry-run]` and `hpcnn tune status DIR`: searches from the login node.
 
-Torch-free: the search is checked, pre-flighted and queued (one array of workers) without the
-training stack; ``status`` replays the study's journal.
+The search is checked, pre-flighted and queued (one array of workers) without the training stack;
+``status`` replays the study's journal. Torch-free; Optuna is loaded only where a command needs it.
 """
 from __future__ import annotations
 
-import json
-
-from .errors import ConfigError
+from ..errors import ConfigError
+from ..tune.status import format_report, report
+from ..tune.submit import plan_tune, submit_tune
+from .args import add_json, print_json
 
 EXAMPLE = "hpcnn tune jobs/tune_digits.yaml --profile local   |   hpcnn tune status runs/tune-digits-..."
 
@@ -19,8 +20,6 @@ def cmd_tune(args) -> int:
     if len(items) != 1:
         raise ConfigError(f"hpcnn tune takes one search file (or search directory), got {' '.join(items)}", None,
                           EXAMPLE)
-    from .tune.submit import plan_tune, submit_tune
-
     plan = (plan_tune if args.dry_run else submit_tune)(items[0], args.profile, workers=args.workers)
     search = plan.search
     head = {"search_dir": str(plan.search_dir), "workers": plan.workers, "profile": plan.profile.name,
@@ -28,7 +27,7 @@ def cmd_tune(args) -> int:
             "budget": {"trials": search.spec.budget.trials, "gpu_hours": search.spec.budget.gpu_hours},
             "cost_at_most": plan.cost.describe()}
     if args.json:
-        print(json.dumps({**head, "dry_run": args.dry_run}, indent=2))
+        print_json({**head, "dry_run": args.dry_run})
     elif args.dry_run:
         print(f"# dry run: {plan.workers} worker(s) as one array on site '{plan.profile.name}'; "
               f"search dir would be {plan.search_dir}; cost: at most {head['cost_at_most']}")
@@ -44,10 +43,11 @@ def cmd_tune(args) -> int:
 def _status(items: list[str], as_json: bool, plots: bool) -> int:
     if len(items) != 1:
         raise ConfigError("hpcnn tune status takes one search directory", None, EXAMPLE)
-    from .tune.status import format_report, report
-
     rep = report(items[0], plots=plots)
-    print(json.dumps(rep, indent=2, default=str) if as_json else format_report(rep))
+    if as_json:
+        print_json(rep)
+    else:
+        print(format_report(rep))
     return 0
 
 
@@ -60,7 +60,7 @@ def register(sub) -> None:
     t.add_argument("--profile", help="site profile (default: the job config's slurm.profile)")
     t.add_argument("--dry-run", action="store_true", help="check and pre-flight, print the script; queue nothing")
     t.add_argument("--workers", type=int, help="K array tasks (default: the search file's workers.count)")
-    t.add_argument("--json", action="store_true", help="machine-readable output")
+    add_json(t, help="machine-readable output")
     t.add_argument("--plots", action="store_true", help="status: also write history.png and importance.png")
     t.set_defaults(func=cmd_tune)
 

@@ -10,19 +10,28 @@ place; piped it prints one snapshot (``--watch`` keeps printing); it ends when t
 from __future__ import annotations
 
 import json
+import socket
 import sys
 import time
 from pathlib import Path
 
-from .errors import HpcnnError
+from ..env.hostlist import expand
+from ..errors import HpcnnError
+from ..monitor.advice import limit
+from ..monitor.memory import memory_advice
+from ..monitor.report import make_report
+from ..monitor.series import latest_rows, read_progress
+from ..monitor.snapshot import snapshot
+from ..monitor.table import position_text, render
+from ..slurm.jobs.records import JOB_FILE, SWEEP_FILE, lookup
+from ..slurm.site import commands
+from .args import add_json, print_json
 
 CLEAR = "\x1b[H\x1b[2J"
 
 
 def find_run_dir(job_id: str) -> Path | None:
     """The run directory `hpcnn submit`/`sweep` recorded for this job id (an array task in its sweep), or None."""
-    from .slurm.jobs.records import JOB_FILE, SWEEP_FILE, lookup
-
     base = job_id.split("_")[0]
     for key in (job_id, base):
         directory = lookup(key)
@@ -42,14 +51,10 @@ def find_run_dir(job_id: str) -> Path | None:
 
 def _job_state(job_id: str):
     """squeue for a live job (accounting lags a few seconds behind), sacct once squeue forgot it."""
-    from .slurm.site.commands import query_states, squeue
-
-    return squeue([job_id]).get(job_id) or query_states([job_id]).get(job_id)
+    return commands.squeue([job_id]).get(job_id) or commands.query_states([job_id]).get(job_id)
 
 
 def _job_position(run_dir: Path | None, rows: list[dict]) -> dict | None:
-    from .monitor.series import latest_rows, read_progress
-
     where = read_progress(run_dir)
     if where is None and run_dir is not None:
         tagged = [r for r in latest_rows(run_dir) if r.get("stage")]
@@ -59,9 +64,7 @@ def _job_position(run_dir: Path | None, rows: list[dict]) -> dict | None:
 
 def snapshot_job(job_id: str, nodes: int, timeout: float) -> list[dict]:
     """One sample of every GPU of the job, from every node (rows with "error" are nodes without NVML)."""
-    from .slurm.site.commands import srun_overlap
-
-    proc = srun_overlap(job_id, nodes, [sys.executable, "-m", "hpcnn.monitor.snapshot"], timeout=timeout)
+    proc = commands.srun_overlap(job_id, nodes, [sys.executable, "-m", "hpcnn.monitor.snapshot"], timeout=timeout)
     rows = []
     for line in proc.stdout.splitlines():
         try:
@@ -72,8 +75,6 @@ def snapshot_job(job_id: str, nodes: int, timeout: float) -> list[dict]:
 
 
 def _frame(job_id: str, state, rows: list[dict], where: dict | None, run_dir: Path | None) -> str:
-    from .monitor.table import position_text, render
-
     gpus = [r for r in rows if "error" not in r]
     head = (f"job {job_id} {state.state} on {state.nodes} — {time.strftime('%H:%M:%S')} — "
             f"job at: {position_text(where)}" + (f" — {run_dir}" if run_dir else ""))
@@ -85,8 +86,6 @@ def _frame(job_id: str, state, rows: list[dict], where: dict | None, run_dir: Pa
 
 
 def cmd_top(args) -> int:
-    from .env.hostlist import expand
-
     job_id = str(args.job_id)
     run_dir = Path(args.run_dir) if args.run_dir else find_run_dir(job_id)
     live = sys.stdout.isatty() and not args.once
@@ -121,14 +120,9 @@ def cmd_top(args) -> int:
 
 
 def cmd_gpus(args) -> int:
-    import socket
-
-    from .monitor.snapshot import snapshot
-    from .monitor.table import render
-
     rows = snapshot()
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print_json(rows)
         return 0
     if not rows:
         print(f"{socket.gethostname()}: no GPU visible to NVML (no NVIDIA driver, or nvidia-ml-py missing)")
@@ -138,8 +132,6 @@ def cmd_gpus(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .monitor.report import make_report
-
     md, pngs = make_report(Path(args.run_dir), Path(args.out) if args.out else None)
     print(f"GPU report: {md}")
     for png in pngs:
@@ -148,13 +140,10 @@ def cmd_report(args) -> int:
 
 
 def cmd_memory(args) -> int:
-    from .monitor.advice import limit
-    from .monitor.memory import memory_advice
-
     target = args.target if args.target is not None else limit("MEMORY_TARGET_FRACTION")
     result = memory_advice([Path(p) for p in args.bench], args.capacity_mib, target)
     if args.json:
-        print(json.dumps(result, indent=2))
+        print_json(result)
         return 0
     print(f"peak memory = {result['fixed_mib']:,.0f} MiB + {result['per_image_mib']:,.1f} MiB per image "
           f"(fit through batches {', '.join(map(str, result['batches']))}; {result['peak_memory_kind']})")
@@ -179,7 +168,7 @@ def register(subparsers) -> None:
     g = subparsers.add_parser("gpus", help="per-GPU table of this node's (this job's) GPUs",
                               description="One NVML sample of the GPUs this shell may use (Slurm's allocation or "
                               "CUDA_VISIBLE_DEVICES; all GPUs outside a job).")
-    g.add_argument("--json", action="store_true", help="the raw rows as JSON")
+    add_json(g, help="the raw rows as JSON")
     g.set_defaults(func=cmd_gpus)
     r = subparsers.add_parser("report", help="GPU plots and a Markdown summary of a finished (or running) run",
                               description="PNG plots of utilisation, memory, power and clocks per GPU over time "
@@ -194,7 +183,7 @@ def register(subparsers) -> None:
     m.add_argument("bench", nargs="+", metavar="BENCH.json", help="`hpcnn bench --out` files (two or more batches)")
     m.add_argument("--capacity-mib", type=float, help="GPU memory (default: from the results' NVML samples)")
     m.add_argument("--target", type=float, help="share of the GPU's memory to fill (default: 0.85)")
-    m.add_argument("--json", action="store_true", help="the fit as JSON")
+    add_json(m, help="the fit as JSON")
     m.set_defaults(func=cmd_memory)
 
 

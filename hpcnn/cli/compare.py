@@ -1,14 +1,16 @@
 """`hpcnn compare RUN_DIR... | SWEEP_DIR`: learning curves of several runs in one PNG and a table of their results.
 
-``register(subparsers)`` adds the verb to the main parser (hpcnn/cli.py). Torch-free: it reads
-each run directory's resolved config, metrics.jsonl and summary.json (``hpcnn.rundir``). Errors are HpcnnErrors (one line, exit 2).
+Torch-free: it reads each run directory's resolved config, metrics.jsonl and summary.json
+(``hpcnn.rundir``); matplotlib is loaded only to draw. Errors are HpcnnErrors (one line, exit 2).
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from .errors import HpcnnError
+from ..compare import collect, comparison, curve, format_table, monitored_metric
+from ..compare.plot import overlay
+from ..errors import HpcnnError
+from .args import add_json, print_json
 
 DEFAULT_PNG = "compare.png"
 
@@ -21,9 +23,6 @@ def default_out(paths: list[str]) -> Path:
 
 
 def cmd_compare(args) -> int:
-    from .compare import collect, comparison, curve, format_table, monitored_metric
-    from .compare.plot import overlay
-
     runs, keys = collect(args.paths)
     metric = args.metric or monitored_metric(runs)
     rows = comparison(runs, keys, metric)
@@ -33,7 +32,7 @@ def cmd_compare(args) -> int:
     title = f"{len(runs)} runs; differing: {', '.join(keys)}" if keys else f"{len(runs)} runs, same config"
     png, _ = overlay(runs, metric, args.out or default_out(args.paths), title)
     if args.json:
-        print(json.dumps({"metric": metric, "differing_keys": keys, "png": str(png), "runs": rows}, indent=2))
+        print_json({"metric": metric, "differing_keys": keys, "png": str(png), "runs": rows})
         return 0
     print(format_table(rows, keys, metric))
     print(f"\ndiffering config keys: {', '.join(keys) if keys else '(none: the configs are identical)'}")
@@ -52,5 +51,5 @@ def register(subparsers) -> None:
                    help="per-epoch metric to draw and tabulate (default: what the runs monitored, e.g. val.accuracy)")
     c.add_argument("--out", metavar="PNG", help=f"where the plot goes (default: SWEEP_DIR/{DEFAULT_PNG} for a "
                    f"sweep, else ./{DEFAULT_PNG})")
-    c.add_argument("--json", action="store_true", help="print the table as JSON")
+    add_json(c, help="print the table as JSON")
     c.set_defaults(func=cmd_compare)

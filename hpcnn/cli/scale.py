@@ -8,9 +8,19 @@ done. ``collect``/``check``/``status`` take the study directory (or the study fi
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+from collections import Counter
 from pathlib import Path
+
+from ..errors import ConfigError
+from ..scale import check, collect, model, run_study
+from ..scale.report import algorithm_mix, format_table
+from ..scale.state import point_states, require_state
+from ..scale.study import load_study, read_allreduce, study_dir
+from ..slurm.jobs.handles import JobArray
+from ..tables import format_table as table_text
+from .args import add_json, print_json
+from .jobs import planned_site_and_cost, recorded_site_and_cost
 
 ACTIONS = ("run", "collect", "check", "status", "model")
 
@@ -32,29 +42,16 @@ class _ActionOrStudy(argparse.ArgumentParser):
         return super().parse_known_args(args, namespace)
 
 
-def _print_json(data) -> None:
-    print(json.dumps(data, indent=2, default=str))
-
-
 def _study_dir(ref: str) -> Path:
-    from .scale.study import load_study, study_dir
-
     path = Path(ref)
     return path if path.is_dir() else study_dir(load_study(path))
 
 
 def _study_profile(study) -> str | None:
-    from .scale.study import load_study
-
     return load_study(study).profile if not Path(study).is_dir() else None
 
 
 def cmd_run(args) -> int:
-    from .scale import run_study
-    from .scale.report import format_table
-    from .slurm.cli import planned_site_and_cost, recorded_site_and_cost
-    from .slurm.jobs.handles import JobArray
-
     run = run_study(args.study, profile=args.profile, dry_run=args.dry_run)
     named = {"named": _study_profile(args.study), "named_by": f"the study's profile ({args.study})"}
     if args.dry_run:
@@ -68,7 +65,7 @@ def cmd_run(args) -> int:
         print(planned_site_and_cost(run.plan, args.profile, **named), file=sys.stderr)
         return 0
     if args.json:
-        _print_json({"study_dir": str(run.study_dir), "submitted": run.submitted, "array_ids": run.array_ids,
+        print_json({"study_dir": str(run.study_dir), "submitted": run.submitted, "array_ids": run.array_ids,
                      "unit_dir": str(run.unit_dir) if run.unit_dir else None,
                      "states": {k: s.status for k, s in run.states.items()}, "report": run.report})
         return 0
@@ -89,8 +86,6 @@ def cmd_run(args) -> int:
 
 
 def _counts(states) -> str:
-    from collections import Counter
-
     counts = Counter(s.status for s in states.values())
     return ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
 
@@ -104,30 +99,26 @@ def _print_states(states, skip=()) -> None:
 
 
 def cmd_status(args) -> int:
-    from .scale.state import point_states, require_state
-
     sdir = _study_dir(args.study)
     state = require_state(sdir)
     states = point_states(state, state.get("order"))
     if args.json:
-        _print_json({k: {"status": s.status, "job_id": s.attempt["job_id"] if s.attempt else None,
+        print_json({k: {"status": s.status, "job_id": s.attempt["job_id"] if s.attempt else None,
                          "nodelist": s.nodelist, "reason": s.reason} for k, s in states.items()})
         return 0
     print(f"study {state.get('name')}: {_counts(states)}    {sdir}")
-    for key, s in states.items():
-        job = s.attempt["job_id"] if s.attempt else "-"
-        print(f"  {key:<8} {s.status:<8} job {job:<10} {s.nodelist or '-':<12} {s.reason}")
+    rows = [(key, s.status, f"job {s.attempt['job_id'] if s.attempt else '-'}", s.nodelist or "-", s.reason or "")
+            for key, s in states.items()]
+    if rows:
+        print(table_text(rows, indent="  "))
     return 0
 
 
 def cmd_collect(args) -> int:
-    from .scale import collect
-    from .scale.report import format_table
-
     sdir = _study_dir(args.study)
     report = collect(sdir)
     if args.json:
-        _print_json(report)
+        print_json(report)
     else:
         print(format_table(report))
         print(f"wrote points.json, points.csv, table.txt and plots in {sdir}")
@@ -135,24 +126,19 @@ def cmd_collect(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from .scale import check
-
     results = check(_study_dir(args.study))
     failed = [r for r in results if not r["ok"]]
     if args.json:
-        _print_json({"ok": not failed, "checks": results})
+        print_json({"ok": not failed, "checks": results})
     elif not results:
         print("no reference figures in the study: nothing to check")
     else:
-        for r in results:
-            print(f"{'ok  ' if r['ok'] else 'FAIL'} {r['point']:<8} {r['figure']:<18} {r['why']}")
+        print(table_text([("ok" if r["ok"] else "FAIL", r["point"], r["figure"], r["why"]) for r in results], gap=" "))
         print(f"{len(failed)} of {len(results)} check(s) below the reference" if failed else "all checks passed")
     return 1 if failed else 0
 
 
 def _floats(text: str, what: str) -> list[float]:
-    from .errors import ConfigError
-
     try:
         return [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
@@ -161,10 +147,6 @@ def _floats(text: str, what: str) -> list[float]:
 
 def model_links(args):
     """Links from --alpha/--beta (and --intra-*) or `hpcnn bench allreduce` files (--links)."""
-    from .errors import ConfigError
-    from .scale import model
-    from .scale.study import read_allreduce
-
     levels = {}
     for path in args.links or []:
         level, link = read_allreduce(Path(path), "--links")
@@ -185,9 +167,6 @@ def model_links(args):
 
 
 def cmd_model(args) -> int:
-    from .scale import model
-    from .scale.report import algorithm_mix
-
     links = model_links(args)
     algorithm = model.algorithm_name(args.algorithm, "--algorithm")
     buckets = _floats(args.buckets, "--buckets") if args.buckets else args.bucket_bytes
@@ -199,19 +178,18 @@ def cmd_model(args) -> int:
     gpus = [int(x) for x in _floats(args.gpus, "--gpus")]
     rows = model.predict(profile, links, gpus, args.gpus_per_node, args.mode, algorithm, not args.no_overlap)
     if args.json:
-        _print_json({"links": links.to_dict(), "mode": args.mode, "algorithm": algorithm,
+        print_json({"links": links.to_dict(), "mode": args.mode, "algorithm": algorithm,
                      "overlap": not args.no_overlap, "predictions": [r.to_dict() for r in rows]})
         return 0
     print(f"{algorithm} allreduce, {'with' if not args.no_overlap else 'without'} overlap, {args.mode} scaling, "
           f"{rows[0].buckets if rows else 0} bucket(s), {args.gpus_per_node} rank(s) per node")
     per_image = args.batch is not None  # without --batch images are unknown: say steps/s, not img/s
     rate = "img/s" if per_image else "steps/s"
-    print(f"{'gpus':>6} {'nodes':>6} {'step ms':>9} {'comm ms':>9} {'exposed':>9} {rate:>11} {'speed-up':>9} "
-          f"{'eff':>6}  allreduce")
-    for r in rows:
-        print(f"{r.ranks:>6} {r.nodes:>6} {1000 * r.step_s:>9.2f} {1000 * r.comm_s:>9.2f} "
-              f"{1000 * r.exposed_comm_s:>9.2f} {r.images_per_second if per_image else 1 / r.step_s:>11.1f} {r.speedup:>9.1f} {r.efficiency:>6.3f}  "
-              f"{algorithm_mix(r.algorithms)}")
+    table = [("gpus", "nodes", "step ms", "comm ms", "exposed", rate, "speed-up", "eff", "allreduce")]
+    table += [(r.ranks, r.nodes, f"{1000 * r.step_s:.2f}", f"{1000 * r.comm_s:.2f}", f"{1000 * r.exposed_comm_s:.2f}",
+               f"{r.images_per_second if per_image else 1 / r.step_s:.1f}", f"{r.speedup:.1f}", f"{r.efficiency:.3f}",
+               algorithm_mix(r.algorithms)) for r in rows]
+    print(table_text(table, align="rrrrrrrrl"))
     return 0
 
 
@@ -229,7 +207,7 @@ def register(subparsers) -> None:
     r.add_argument("study", metavar="STUDY.yaml")
     r.add_argument("--profile", help="site profile (default: the study's, else the config's slurm.profile)")
     r.add_argument("--dry-run", action="store_true", help="pre-flight and print the scripts; submit nothing")
-    r.add_argument("--json", action="store_true")
+    add_json(r)
     r.set_defaults(func=cmd_run)
 
     for name, func, text in (("collect", cmd_collect, "write points.json/.csv, table.txt and plots; print the table"),
@@ -237,7 +215,7 @@ def register(subparsers) -> None:
                              ("status", cmd_status, "every point's state (one Slurm query)")):
         a = sub.add_parser(name, help=text)
         a.add_argument("study", metavar="STUDY_DIR|STUDY.yaml")
-        a.add_argument("--json", action="store_true")
+        add_json(a)
         a.set_defaults(func=func)
 
     m = sub.add_parser("model", help="predict step time, throughput and efficiency at many GPU counts",
@@ -269,5 +247,5 @@ def register(subparsers) -> None:
                         "batch (--other-time: the old name)")
     m.add_argument("--backward-fraction", type=float, default=2 / 3, help="share of --step-time that is backward")
     m.add_argument("--no-overlap", action="store_true", help="communication starts after backward")
-    m.add_argument("--json", action="store_true")
+    add_json(m)
     m.set_defaults(func=cmd_model)

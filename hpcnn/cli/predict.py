@@ -3,10 +3,19 @@
 Without --shards it predicts here (under torchrun/srun each rank takes a shard); with
 ``--profile SITE --shards N`` it lists the inputs, submits one Slurm array and returns;
 ``--collect DIR`` merges the finished shards, ``--resubmit DIR`` reruns the missing ones.
+`hpcnn export` writes a run's network with torch.export. torch is imported only when a command runs.
 """
 from __future__ import annotations
 
-import json
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..predict import list_inputs, manifest
+from ..predict.outputs import check_output
+from ..slurm.jobs import records
+from ..slurm.jobs.predict_array import PredictArray, submit_missing, submit_predict
+from .args import add_json, add_resource_flags, print_json, resources
+from .jobs import recorded_site_and_cost
 
 SHARD_RESOURCE_FLAGS = ("gpus_per_node", "cpus_per_task", "mem_gb", "time", "partition", "account", "qos",
                         "constraint", "job_name")
@@ -19,14 +28,11 @@ def _options(args) -> dict:
 
 
 def _say_submitted(preds, as_json: bool) -> None:
-    from .predict.manifest import read_spec
-    from .slurm.cli import recorded_site_and_cost
-
-    spec = read_spec(preds.sweep_dir)
+    spec = manifest.read_spec(preds.sweep_dir)
     ids = preds.record["submissions"][-1]["arrays"] if preds.submitted else []
     if as_json:
-        print(json.dumps({"shards_dir": str(preds.sweep_dir), "out": spec["out"], "inputs": spec["inputs"],
-                          "shards": spec["shards"], "submitted": preds.submitted, "arrays": ids}, indent=2))
+        print_json({"shards_dir": str(preds.sweep_dir), "out": spec["out"], "inputs": spec["inputs"],
+                    "shards": spec["shards"], "submitted": preds.submitted, "arrays": ids})
         return
     if not preds.submitted:
         print(f"nothing to submit: every shard of {preds.sweep_dir} has output or a queued/running job")
@@ -41,27 +47,17 @@ def _say_submitted(preds, as_json: bool) -> None:
 
 
 def _submit(args) -> int:
-    from .errors import ConfigError
-    from .slurm.jobs.predict_array import submit_predict
-
     if not args.profile:
         raise ConfigError("--shards submits a Slurm array and needs --profile SITE", "--shards",
                           "e.g. --profile local; without --shards the prediction runs here")
-    resources = {k: getattr(args, k) for k in SHARD_RESOURCE_FLAGS if getattr(args, k, None) is not None}
     preds = submit_predict(args.run_dir, args.inputs, args.out, args.shards, args.profile, args.max_parallel,
-                           resources, args.checkpoint, args.topk, _options(args),
+                           resources(args, SHARD_RESOURCE_FLAGS), args.checkpoint, args.topk, _options(args),
                            max_array_size=args.max_array_size)
     _say_submitted(preds, args.json)
     return 0
 
 
 def _collect(args) -> int:
-    from pathlib import Path
-
-    from .predict import manifest
-    from .slurm.jobs import records
-    from .slurm.jobs.predict_array import PredictArray
-
     directory = Path(args.collect)
     if not (directory / manifest.SPEC_FILE).is_file() and manifest.shards_dir_for(directory).is_dir():
         directory = manifest.shards_dir_for(directory)  # the output file named instead of its .shards directory
@@ -70,23 +66,20 @@ def _collect(args) -> int:
     else:
         result = manifest.collect(directory, args.out)
     if args.json:
-        print(json.dumps(result, indent=2))
+        print_json(result)
     else:
         print(f"wrote {result['out']}: {result['inputs']:,} rows from {result['shards']} shards, in input order")
     return 0
 
 
 def _resubmit(args) -> int:
-    from .slurm.jobs.predict_array import submit_missing
-
     _say_submitted(submit_missing(args.resubmit), args.json)
     return 0
 
 
 def _here(args) -> int:
-    from .predict import list_inputs, load_predictor, predict_files
-    from .predict.outputs import check_output
-    from .run import bootstrap
+    from ..predict import load_predictor, predict_files
+    from ..run import bootstrap
 
     check_output(args.out)
     _, _, comm = bootstrap(timeout_s=3600.0)  # a CPU (gloo) group: rank 0 waits for every part on disk
@@ -98,14 +91,11 @@ def _here(args) -> int:
     finally:
         comm.shutdown()
     if comm.is_main and args.json:
-        print(json.dumps(result, indent=2))
+        print_json(result)
     return 0
 
 
 def cmd_predict(args) -> int:
-    from .errors import ConfigError
-    from .predict.outputs import check_output
-
     if args.out:  # a place that cannot be written fails now, in one line, before any input is read
         check_output(args.out)
     if args.collect:
@@ -121,7 +111,7 @@ def cmd_predict(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .predict.export import export_run
+    from ..predict.export import export_run
 
     model, meta = export_run(args.run_dir, args.out, args.checkpoint)
     print(f"wrote {model} and {meta}: load with torch.export.load({str(model)!r}).module() (no hpcnn needed)")
@@ -129,8 +119,6 @@ def cmd_export(args) -> int:
 
 
 def register(subparsers) -> None:
-    from .slurm.cli import RESOURCE_FLAGS
-
     p = subparsers.add_parser("predict", help="apply a trained run to images (CSV/Parquet: top-k classes per input)",
                               description="Predict with a run's best checkpoint and exactly its evaluation "
                                           "preprocessing. Under torchrun/srun each rank takes a shard; with "
@@ -148,15 +136,13 @@ def register(subparsers) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the network first")
     p.add_argument("--log-every", type=float, default=30.0, metavar="SECONDS",
                    help="progress line interval when not on a terminal")
-    p.add_argument("--json", action="store_true", help="print the counts and throughput (or submission) as JSON")
+    add_json(p, help="print the counts and throughput (or submission) as JSON")
     g = p.add_argument_group("Slurm array (submit, follow with `hpcnn status`, then --collect)")
     g.add_argument("--profile", help="site profile: submit the prediction as one Slurm array")
     g.add_argument("--shards", type=int, help="array tasks, each predicting a contiguous shard of the inputs")
     g.add_argument("--max-parallel", type=int, help="most shards running at once (%%K)")
     g.add_argument("--max-array-size", type=int, help="split arrays at this size (default: the profile's)")
-    for flag, typ, key in RESOURCE_FLAGS:
-        if key in SHARD_RESOURCE_FLAGS:
-            g.add_argument(flag, type=typ, dest=key, metavar=key.upper())
+    add_resource_flags(g, SHARD_RESOURCE_FLAGS)
     g.add_argument("--collect", metavar="DIR", help="merge the finished shards of FILE.shards/ (DIR) into FILE")
     g.add_argument("--resubmit", metavar="DIR", help="submit the shards of DIR that have no output and no live job")
     p.set_defaults(func=cmd_predict)

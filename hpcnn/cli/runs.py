@@ -2,27 +2,24 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from .errors import HpcnnError
+from ..errors import HpcnnError
+from ..runlist import human_age, human_size, list_runs, parse_age, plan_removal, remove
+from ..tables import format_table
+from .args import add_json, intermixed, print_json
 
 
 def _table(infos) -> str:
-    from .runlist import human_age, human_size
-
     rows = [("run", "kind", "status", "metric", "best", "age", "size")]
     for r in infos:
         rows.append((r.name, r.kind, r.status, r.metric or "-", f"{r.value:.4g}" if r.value is not None else "-",
                      human_age(r.age_s), human_size(r.size_bytes)))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+    return format_table(rows)
 
 
 def cmd_runs(args) -> int:
-    from .runlist import list_runs
-
     if args.items and args.items[0] == "rm":
         return cmd_rm(args, args.items[1:])
     if len(args.items) > 1:
@@ -33,7 +30,7 @@ def cmd_runs(args) -> int:
     runs_dir = Path(args.items[0] if args.items else "runs")
     infos = list_runs(runs_dir)
     if args.json:
-        print(json.dumps([r.to_dict() for r in infos], indent=2, default=str))
+        print_json([r.to_dict() for r in infos])
     elif not infos:
         print(f"no hpcnn runs in {runs_dir}")
     else:
@@ -42,16 +39,12 @@ def cmd_runs(args) -> int:
 
 
 def _confirm(infos) -> bool:
-    from .runlist import human_size
-
     total = sum(r.size_bytes for r in infos)
     answer = input(f"remove {len(infos)} run(s), {human_size(total)}? [y/N] ")
     return answer.strip().lower() in ("y", "yes")
 
 
 def _targets(args, items: list[str]) -> list[Path]:
-    from .runlist import list_runs, parse_age
-
     if args.older_than:
         if len(items) > 1:
             raise HpcnnError("with --older-than, name at most one runs directory", "hpcnn runs rm")
@@ -64,8 +57,6 @@ def _targets(args, items: list[str]) -> list[Path]:
 
 
 def cmd_rm(args, items: list[str]) -> int:
-    from .runlist import plan_removal, remove
-
     ok, refused = plan_removal(_targets(args, items))
     for path, why in refused:
         print(f"kept {path}: {why}", file=sys.stderr)
@@ -85,9 +76,7 @@ def cmd_rm(args, items: list[str]) -> int:
 
 
 def register(subparsers) -> None:
-    from .slurm.cli import _intermixed  # `runs rm --older-than 7d DIR`: options between positionals
-
-    p = _intermixed(subparsers.add_parser(
+    p = intermixed(subparsers.add_parser(  # `runs rm --older-than 7d DIR`: options between positionals
         "runs", help="list runs (status, metric, age, size); `runs rm` removes old ones safely",
         description="hpcnn runs [DIR]: the runs under DIR (default ./runs), newest first. "
                     "hpcnn runs rm RUN... | --older-than AGE [DIR]: remove hpcnn run directories; never one whose "
@@ -97,7 +86,7 @@ def register(subparsers) -> None:
     p.add_argument("--older-than", metavar="AGE", help="with rm: every run under DIR older than AGE (7d, 12h, 2w)")
     p.add_argument("--yes", action="store_true", help="with rm: do not ask")
     p.add_argument("--dry-run", action="store_true", help="with rm: only say what would be removed")
-    p.add_argument("--json", action="store_true")
+    add_json(p)
     p.set_defaults(func=cmd_runs)
 
 

@@ -1,7 +1,15 @@
-"""``hpcnn bench`` (a training config's throughput) and ``hpcnn bench allreduce`` (a size sweep)."""
+"""``hpcnn bench`` (a training config's throughput) and ``hpcnn bench allreduce`` (a size sweep).
+
+torch is imported only when the benchmark runs.
+"""
 from __future__ import annotations
 
+import argparse
 import json
+
+from ..config import load_job, split_config_args
+from ..errors import ConfigError
+from .args import add_items, print_json
 
 HELP = """examples:
   hpcnn bench                                          # the default job, synthetic batches, this device
@@ -13,42 +21,39 @@ HELP = """examples:
 
 def cmd_bench(args) -> int:
     items = list(args.items)
+    warmup = args.warmup if args.warmup is not None else 5
     if items and items[0] == "allreduce":
-        from .bench.allreduce import run_allreduce, table
-
-        if len(items) > 1:
-            from .errors import ConfigError
-
-            raise ConfigError(f"hpcnn bench allreduce takes no config or overrides (got {' '.join(items[1:])})",
-                              "command line", "use --sizes, --iters, --warmup, --backend")
-        result = run_allreduce(args.sizes, args.iters, args.warmup if args.warmup is not None else 5,
-                               args.backend, args.out)
-        if result is not None:
-            print(table(result))
-            print(json.dumps({k: result[k] for k in ("world_size", "backend", "alpha_s", "beta_bytes_per_s")}))
-        return 0
-    from .bench.run import bench_job
-    from .config import load_job, split_config_args
+        return _allreduce(args, items[1:], warmup)
+    from ..bench.run import bench_job
 
     path, overrides = split_config_args(items)
-    cfg = load_job(path, overrides)
-    result = bench_job(cfg, args.out, args.data, args.warmup if args.warmup is not None else 5, args.steps,
-                       args.windows)
+    result = bench_job(load_job(path, overrides), args.out, args.data, warmup, args.steps, args.windows)
     if result is not None:
-        print(json.dumps(result, indent=2))
+        print_json(result)
+    return 0
+
+
+def _allreduce(args, rest: list[str], warmup: int) -> int:
+    from ..bench.allreduce import run_allreduce, table
+
+    if rest:
+        raise ConfigError(f"hpcnn bench allreduce takes no config or overrides (got {' '.join(rest)})",
+                          "command line", "use --sizes, --iters, --warmup, --backend")
+    result = run_allreduce(args.sizes, args.iters, warmup, args.backend, args.out)
+    if result is not None:
+        print(table(result))
+        print(json.dumps({k: result[k] for k in ("world_size", "backend", "alpha_s", "beta_bytes_per_s")}))
     return 0
 
 
 def register(sub) -> None:
-    import argparse
-
     b = sub.add_parser("bench", help="throughput of a training config (no epochs), or an allreduce sweep",
                        description="Measure images/s and the step-time split of a job config on this launch "
                        "(any launcher, like `hpcnn train`), or with `allreduce` an allreduce size sweep with "
                        "its latency/bandwidth fit. Rank 0 prints JSON.", epilog=HELP,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    b.add_argument("items", nargs="*", metavar="[CONFIG|allreduce] [key.sub=value ...]",
-                   help="job config YAML (default: the built-in default job) and overrides; or `allreduce`")
+    add_items(b, metavar="[CONFIG|allreduce] [key.sub=value ...]",
+              help="job config YAML (default: the built-in default job) and overrides; or `allreduce`")
     b.add_argument("--out", help="also write the JSON here (atomically)")
     b.add_argument("--warmup", type=int, default=None, help="warm-up steps (or allreduces per size); default 5")
     g = b.add_argument_group("config benchmark")

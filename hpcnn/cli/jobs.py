@@ -1,51 +1,40 @@
-"""`hpcnn submit | sweep | status | logs | cancel | results | render | profiles`.
+"""`hpcnn submit | sweep | status | logs | cancel | results | render | profiles`: Slurm from the login node.
 
-``register(subparsers)`` adds the verbs to the main parser (hpcnn/cli.py); every handler
-returns an exit code and lets HpcnnError through, which the main CLI prints as one line.
-The login process never waits unless asked (--wait): status, logs and results work from
-any later shell.
+Every handler returns an exit code and lets HpcnnError through, which hpcnn's main prints as one
+line. The login process never waits unless asked (--wait): status, logs and results work from any
+later shell. Torch-free.
 """
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import json
 import sys
+from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
-from ..errors import HpcnnError
-from ..config import split_config_args
-
-RESOURCE_FLAGS = (("--nodes", int, "nodes"), ("--gpus-per-node", int, "gpus_per_node"),
-                  ("--tasks-per-node", int, "tasks_per_node"), ("--cpus-per-task", int, "cpus_per_task"),
-                  ("--mem-gb", float, "mem_gb"), ("--time", str, "time"), ("--partition", str, "partition"),
-                  ("--account", str, "account"), ("--qos", str, "qos"), ("--constraint", str, "constraint"),
-                  ("--job-name", str, "job_name"), ("--max-requeues", int, "max_requeues"))
-
-
-class _Intermixed(argparse.ArgumentParser):
-    """Lets `hpcnn submit CONFIG --profile P key=value` mix positionals and options freely."""
-
-    def parse_known_args(self, args=None, namespace=None):
-        if getattr(self, "_mixing", False):
-            return super().parse_known_args(args, namespace)
-        self._mixing = True
-        try:
-            return self.parse_known_intermixed_args(args, namespace)
-        finally:
-            self._mixing = False
-
-
-def _intermixed(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.__class__ = _Intermixed  # parsers come from the caller's subparsers object
-    return parser
-
-
-def _resources(args) -> dict:
-    return {key: getattr(args, key) for _, _, key in RESOURCE_FLAGS if getattr(args, key, None) is not None}
-
-
-def _print_json(data) -> None:
-    print(json.dumps(data, indent=2, default=str))
+from ..config import load_job, split_config_args
+from ..config.strict import field_docs
+from ..errors import HpcnnError, SubmissionError
+from ..slurm import render
+from ..slurm.jobs import records
+from ..slurm.jobs.follow import follow
+from ..slurm.jobs.groups import plan_array, submit_array
+from ..slurm.jobs.handles import JobArray, locate
+from ..slurm.jobs.results import RUN_FILES, format_number, format_table, rank_run_dirs
+from ..slurm.jobs.resubmit import resubmit_sweep
+from ..slurm.jobs.status import live_states
+from ..slurm.jobs.submission import plan_job, submit
+from ..slurm.jobs.sweep import check_ranking
+from ..slurm.site import commands
+from ..slurm.site.choice import explain
+from ..slurm.site.cost import cost_of, total
+from ..slurm.site.profiles import Profile, list_profiles, load_profile, profiles_dir
+from ..slurm.site.resources import Resources
+from ..tables import format_table as table_text
+from ..tune.spec import RECORD as SEARCH_RECORD
+from ..tune.status import format_report as format_search, report as search_report
+from .args import add_items, add_json, add_resource_flags, intermixed, print_json, resources
 
 
 def _describe(res) -> str:
@@ -56,17 +45,12 @@ def _describe(res) -> str:
 
 def _site_and_cost(profile, flag, config_profile, cost, config_what: str = "the job config's slurm.profile") -> str:
     """Two lines every submission prints: which site profile and why, and what the request can cost."""
-    from .site.choice import explain
-
     return (f"{explain(profile, flag, config_profile, config_what)}\n"
             f"cost: {cost.describe()} (walltime x resources x tasks)")
 
 
 def _recorded_cost(record: dict, only=None):
     """The cost of a submitted unit from its record (job.json or sweep.json); ``only``: these task indices."""
-    from .site.cost import cost_of, total
-    from .site.resources import Resources
-
     tasks = record.get("tasks")
     if tasks and only is not None:
         wanted = set(only)
@@ -77,8 +61,6 @@ def _recorded_cost(record: dict, only=None):
 
 
 def _recorded_profile(record: dict):
-    from types import SimpleNamespace
-
     return SimpleNamespace(name=record.get("profile"), source=record.get("profile_source"))
 
 
@@ -93,8 +75,6 @@ def recorded_site_and_cost(record: dict, flag=None, only=None, named=None, named
 
 def planned_site_and_cost(plan, flag=None, named=None, named_by: str = "") -> str:
     """The profile and cost lines for a planned array (dry runs), each line a ``# `` comment."""
-    from .site.cost import total
-
     named = named or (plan.base.slurm.profile if plan.base else None)
     site = _site_and_cost(plan.profile, flag, named, total(t.resources for t in plan.tasks),
                           named_by or "the job config's slurm.profile")
@@ -102,26 +82,20 @@ def planned_site_and_cost(plan, flag=None, named=None, named_by: str = "") -> st
 
 
 def cmd_submit(args) -> int:
-    import dataclasses
-
-    from ..config import load_job
-    from .jobs.submission import plan_job, submit
-    from .site.cost import cost_of
-
     path, overrides = split_config_args(args.items)
     if args.dry_run:
-        plan = plan_job(path, args.profile, _resources(args), overrides, run_dir=args.run_dir)
+        plan = plan_job(path, args.profile, resources(args), overrides, run_dir=args.run_dir)
         print(plan.script.rstrip("\n"))
         print(f"# dry run: pre-flight passed; would submit to profile {plan.profile.name} ({_describe(plan.resources)})"
               f"\n# run directory would be {plan.run_dir}", file=sys.stderr)
         site = _site_and_cost(plan.profile, args.profile, plan.config.slurm.profile, cost_of(plan.resources))
         print("\n".join(f"# {line}" for line in site.splitlines()), file=sys.stderr)
         return 0
-    handle = submit(path, args.profile, _resources(args), overrides, run_dir=args.run_dir)
+    handle = submit(path, args.profile, resources(args), overrides, run_dir=args.run_dir)
     res = handle.record["resources"]
     cost = _recorded_cost(handle.record)
     if args.json:
-        _print_json({"job_id": handle.job_id, "run_dir": str(handle.run_dir), **({"resources": res}),
+        print_json({"job_id": handle.job_id, "run_dir": str(handle.run_dir), **({"resources": res}),
                      "profile": handle.record["profile"], "profile_source": handle.record.get("profile_source"),
                      "cost": dataclasses.asdict(cost)})
     else:
@@ -147,10 +121,8 @@ def _resubmit_target(args) -> str | None:
 
 
 def cmd_resubmit(args, sweep_dir: str) -> int:
-    from .jobs.resubmit import resubmit_sweep
-
     changed = [flag for flag, on in (("overrides", args.overrides), ("--max-parallel", args.max_parallel),
-                                     ("--profile", args.profile), ("resource flags", _resources(args))) if on]
+                                     ("--profile", args.profile), ("resource flags", resources(args))) if on]
     if changed:
         raise HpcnnError(f"{', '.join(changed)} cannot change a submitted sweep", sweep_dir,
                          "a resubmission reruns the failed tasks as they were; submit the sweep file for a new sweep")
@@ -159,7 +131,7 @@ def cmd_resubmit(args, sweep_dir: str) -> int:
         print("\n".join(done.plan.scripts).rstrip("\n"))
     left = ", ".join(f"{n} {state}" for state, n in sorted(done.skipped.items())) or "none"
     if args.json:
-        _print_json({"sweep_dir": str(done.sweep.sweep_dir), "resubmitted": done.tasks, "arrays": done.array_ids,
+        print_json({"sweep_dir": str(done.sweep.sweep_dir), "resubmitted": done.tasks, "arrays": done.array_ids,
                      "left_alone": done.skipped, "dry_run": args.dry_run})
     elif not done.tasks:
         print(f"nothing to resubmit: every task is finished or still queued ({left})    {done.sweep.sweep_dir}")
@@ -177,12 +149,10 @@ def cmd_resubmit(args, sweep_dir: str) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from .jobs.groups import plan_array, submit_array
-
     target = _resubmit_target(args)
     if target is not None:
         return cmd_resubmit(args, target)
-    kwargs = dict(profile=args.profile, max_parallel=args.max_parallel, resources=_resources(args),
+    kwargs = dict(profile=args.profile, max_parallel=args.max_parallel, resources=resources(args),
                   overrides=args.overrides)
     if args.dry_run:
         plan = plan_array(args.sweep, **kwargs)
@@ -196,7 +166,7 @@ def cmd_sweep(args) -> int:
         return 0
     sweep = submit_array(args.sweep, **kwargs)
     if args.json:
-        _print_json({"arrays": sweep.record["arrays"], "sweep_dir": str(sweep.sweep_dir), "tasks": len(sweep)})
+        print_json({"arrays": sweep.record["arrays"], "sweep_dir": str(sweep.sweep_dir), "tasks": len(sweep)})
     else:
         ids = ", ".join(sweep.array_ids)
         print(f"submitted sweep {sweep.record['name']}: {len(sweep)} task(s) as array job(s) {ids}")
@@ -211,10 +181,8 @@ def cmd_sweep(args) -> int:
 
 
 def _print_status(status, as_json: bool, metric: str | None = None) -> None:
-    from .jobs.results import format_number
-
     if as_json:
-        _print_json({**status.to_dict(), "summary": status.summary})
+        print_json({**status.to_dict(), "summary": status.summary})
         return
     source = f" (from {status.source})" if status.source else ""
     print(f"job {status.job_id}: {status.state}{source}    {status.run_dir}")
@@ -238,24 +206,19 @@ def _print_status(status, as_json: bool, metric: str | None = None) -> None:
 
 
 def _print_results(rows, metric: str, as_json: bool) -> None:
-    from .jobs.results import format_table
-
     if as_json:
-        _print_json(rows)
+        print_json(rows)
     else:
         print(format_table(rows, metric))
 
 
 def cmd_status(args) -> int:
-    from collections import Counter
-
-    from .jobs import records
-    from .jobs.handles import JobArray, locate
-    from .jobs.status import live_states
-    from .jobs.sweep import check_ranking
-
     if args.metric is not None:
         check_ranking(args.metric, args.mode or "max", "--metric/--mode")
+    if args.ref and (search := _search_dir(args.ref)) is not None:
+        rep = _search_status(search)
+        print_json(rep) if args.json else print(format_search(rep))
+        return 0
     if args.ref:
         found = [locate(args.ref)]
     else:
@@ -263,12 +226,17 @@ def cmd_status(args) -> int:
         if not found:
             print(f"no jobs recorded in {records.state_dir() / 'jobs'}")
             return 0
-    ids = [i for h in found for i in (h.array_ids if isinstance(h, JobArray) else [h.job_id])]
-    tasks = [t.job_id for h in found for t in (h.tasks if isinstance(h, JobArray) else [h])]
+    jobs = [h for h in found if not isinstance(h, Path)]
+    ids = [i for h in jobs for i in (h.array_ids if isinstance(h, JobArray) else [h.job_id])]
+    tasks = [t.job_id for h in jobs for t in (h.tasks if isinstance(h, JobArray) else [h])]
     states = live_states(ids, tasks)  # one sacct (+ one squeue for what may still be queued) for everything shown
     out = []
     for handle in found:
-        if isinstance(handle, JobArray):
+        if isinstance(handle, Path):  # a tune search: its study says more than the array's states
+            out.append(_search_status(handle))
+            if not args.json:
+                print("\n".join(format_search(out[-1]).splitlines()[:4]))
+        elif isinstance(handle, JobArray):
             statuses = handle.statuses(states)
             counts = dict(Counter(s.state for s in statuses))
             out.append({"kind": handle.kind, "sweep_dir": str(handle.sweep_dir), "arrays": handle.array_ids,
@@ -285,18 +253,19 @@ def cmd_status(args) -> int:
             if not args.json:
                 _print_status(status, False, args.metric)
     if args.json:
-        _print_json(out[0] if args.ref else out)
+        print_json(out[0] if args.ref else out)
     return 0
 
 
 def _recent_units(limit: int) -> list:
     """The last ``limit`` submissions, each once: a study's or resubmitted sweep's several arrays are one unit."""
-    from .jobs import records
-    from .jobs.handles import JobArray, locate
-
     found, seen = [], set()
     for job_id, directory in records.recent(limit):
         if str(directory) in seen:
+            continue
+        if _search_dir(directory) is not None:
+            seen.add(str(directory))
+            found.append(Path(directory))
             continue
         try:
             handle = locate(job_id)
@@ -313,9 +282,20 @@ def _recent_units(limit: int) -> list:
     return found
 
 
-def cmd_logs(args) -> int:
-    from .jobs.handles import JobArray, locate
+def _search_dir(ref) -> Path | None:
+    """A tune search's directory, given as itself or by its workers' array id; else None."""
+    path = Path(ref)
+    if not path.is_dir():
+        path = records.lookup(str(ref).strip().split("_")[0]) or path
+    return path if (path / SEARCH_RECORD).is_file() else None
 
+
+def _search_status(search_dir: Path) -> dict:
+    """A tune search as `hpcnn status` shows it: the study's view (trials by state, best so far)."""
+    return {"kind": "search", **search_report(search_dir)}
+
+
+def cmd_logs(args) -> int:
     found = locate(args.ref)
     if isinstance(found, JobArray):
         found = found[args.task]
@@ -339,9 +319,6 @@ def cmd_logs(args) -> int:
 
 def _queue_note(job_id: str) -> str:
     """' (PENDING: Priority)' while the job waits in the queue, else ''."""
-    from ..errors import SubmissionError
-    from .site import commands
-
     try:
         queued = commands.squeue([job_id]).get(job_id)
     except SubmissionError:
@@ -350,8 +327,6 @@ def _queue_note(job_id: str) -> str:
 
 
 def _follow_logs(handle, args, streams) -> int:
-    from .jobs.follow import follow
-
     paths = [handle.log_path(args.rank, stream) for stream in streams]
     print(f"following job {handle.job_id} rank {args.rank} ({', '.join(map(str, paths))}); "
           "stops when the job leaves the queue, or Ctrl-C", file=sys.stderr)
@@ -365,8 +340,6 @@ def _follow_logs(handle, args, streams) -> int:
 
 
 def cmd_cancel(args) -> int:
-    from .jobs.handles import JobArray, locate
-
     found = locate(args.ref)
     found.cancel()
     ids = found.array_ids if isinstance(found, JobArray) else [found.job_id]
@@ -376,17 +349,11 @@ def cmd_cancel(args) -> int:
 
 def _is_runs_folder(ref: str) -> bool:
     """A folder of run directories (runs/): neither a sweep/group directory nor one submitted run."""
-    from .jobs import records
-    from .jobs.results import RUN_FILES
-
     path = Path(ref)
     return path.is_dir() and not any((path / name).is_file() for name in (records.SWEEP_FILE, *RUN_FILES))
 
 
 def _results_of_runs(args) -> int:
-    from .jobs.results import RUN_FILES, rank_run_dirs
-    from .jobs.sweep import check_ranking
-
     metric = args.metric or "val.accuracy"
     check_ranking(metric, args.mode or "max", "--metric/--mode")
     rows = rank_run_dirs(args.sweep_dir, metric, args.mode or "max")
@@ -398,9 +365,6 @@ def _results_of_runs(args) -> int:
 
 
 def cmd_results(args) -> int:
-    from .jobs.handles import JobArray, locate
-    from .jobs.sweep import check_ranking
-
     if _is_runs_folder(args.sweep_dir):
         return _results_of_runs(args)
     found = locate(args.sweep_dir)
@@ -414,13 +378,9 @@ def cmd_results(args) -> int:
 
 
 def cmd_render(args) -> int:
-    from . import render
-
     path, overrides = split_config_args(args.items)
-    from ..config import load_job
-
     runs_dir = Path(args.runs_dir or load_job(path, overrides).train.runs_dir).expanduser().absolute()
-    text = render(path, args.profile, _resources(args), overrides, runs_dir=runs_dir, run_dir=args.run_dir,
+    text = render(path, args.profile, resources(args), overrides, runs_dir=runs_dir, run_dir=args.run_dir,
                   python=args.python)
     runs_dir.mkdir(parents=True, exist_ok=True)  # Slurm opens the batch log there before the script runs
     if args.output:
@@ -434,31 +394,23 @@ def cmd_render(args) -> int:
 
 
 def cmd_profiles_list(args) -> int:
-    from .site.profiles import list_profiles, load_profile, profiles_dir
-
     rows = []
     for name in list_profiles():
         p = load_profile(name)
         rows.append({"name": name, "description": p.description, "source": p.source})
     if args.json:
-        _print_json(rows)
+        print_json(rows)
     else:
         print(f"profiles in {profiles_dir()}:")
-        width = max((len(r["name"]) for r in rows), default=4)
-        for r in rows:
-            print(f"  {r['name'].ljust(width)}  {r['description']}")
+        if rows:
+            print(table_text([(r["name"], r["description"]) for r in rows], indent="  "))
     return 0
 
 
 def cmd_profiles_show(args) -> int:
-    import dataclasses
-
-    from ..config.strict import field_docs
-    from .site.profiles import Profile, load_profile
-
     profile = load_profile(args.name)
     if args.json:
-        _print_json(dataclasses.asdict(profile))
+        print_json(dataclasses.asdict(profile))
         return 0
     docs = {name: text for name, _, text in field_docs(Profile)}
     print(f"# profile {profile.name} ({profile.source})")
@@ -468,27 +420,26 @@ def cmd_profiles_show(args) -> int:
     return 0
 
 
+def _add_resources(parser) -> None:
+    add_resource_flags(parser.add_argument_group("resources (override the config's slurm section)"))
+
+
 def register(subparsers) -> None:
     """Add the Slurm verbs to hpcnn's argparse subparsers."""
-    def add_resource_flags(p):
-        g = p.add_argument_group("resources (override the config's slurm section)")
-        for flag, typ, key in RESOURCE_FLAGS:
-            g.add_argument(flag, type=typ, dest=key, metavar=key.upper())
-
-    s = _intermixed(subparsers.add_parser("submit", help="pre-flight and submit a training job to Slurm (submitit)",
+    s = intermixed(subparsers.add_parser("submit", help="pre-flight and submit a training job to Slurm (submitit)",
                               description="Submit one training job; prints its id and run directory and returns."))
-    s.add_argument("items", nargs="*", metavar="[CONFIG] [key.sub=value ...]")
+    add_items(s)
     s.add_argument("--profile", help="site profile name or YAML path (default: the config's slurm.profile, else "
                                      "$HPCNN_PROFILE, else `profile:` in ~/.config/hpcnn/config.yaml)")
-    add_resource_flags(s)
+    _add_resources(s)
     s.add_argument("--run-dir", help="continue this run directory from its newest checkpoint (default: a new one)")
     s.add_argument("--dry-run", action="store_true", help="pre-flight and print the script; submit nothing")
     s.add_argument("--wait", action="store_true", help="stay until the job ends (default: return at once)")
     s.add_argument("--timeout", type=float, default=24 * 3600, help="seconds --wait waits at most")
-    s.add_argument("--json", action="store_true")
+    add_json(s)
     s.set_defaults(func=cmd_submit)
 
-    w = _intermixed(subparsers.add_parser("sweep", help="submit a sweep (grid or list of overrides) as one Slurm array",
+    w = intermixed(subparsers.add_parser("sweep", help="submit a sweep (grid or list of overrides) as one Slurm array",
                               description="Submit every task of SWEEP.yaml as one Slurm array job; given a sweep "
                                           "directory, resubmit only its failed, cancelled or missing tasks."))
     w.add_argument("sweep", metavar="SWEEP.yaml|SWEEP_DIR")
@@ -497,11 +448,11 @@ def register(subparsers) -> None:
     w.add_argument("overrides", nargs="*", metavar="key.sub=value", help="overrides for every task")
     w.add_argument("--profile")
     w.add_argument("--max-parallel", type=int, help="most tasks running at once (%%K)")
-    add_resource_flags(w)
+    _add_resources(w)
     w.add_argument("--dry-run", action="store_true")
     w.add_argument("--wait", action="store_true")
     w.add_argument("--timeout", type=float, default=24 * 3600)
-    w.add_argument("--json", action="store_true")
+    add_json(w)
     w.set_defaults(func=cmd_sweep)
 
     st = subparsers.add_parser("status", help="state and results of a job, run dir, sweep or group (one Slurm query)")
@@ -510,7 +461,7 @@ def register(subparsers) -> None:
     st.add_argument("--metric", help="also show (for a sweep or group directory: rank by) this numeric key of "
                                      "summary.json, e.g. images_per_second, wall_seconds, gpu.energy_j")
     st.add_argument("--mode", choices=["max", "min"], help="with --metric: bigger or smaller is better")
-    st.add_argument("--json", action="store_true")
+    add_json(st)
     st.set_defaults(func=cmd_status)
 
     lg = subparsers.add_parser("logs", help="a job's log (one rank)")
@@ -534,15 +485,15 @@ def register(subparsers) -> None:
     r.add_argument("--metric", help="rank by this numeric key of summary.json, e.g. val.accuracy, "
                                     "images_per_second, wall_seconds (default: the sweep's metric)")
     r.add_argument("--mode", choices=["max", "min"], help="max: bigger is better (default: the sweep's mode)")
-    r.add_argument("--json", action="store_true")
+    add_json(r)
     r.set_defaults(func=cmd_results)
 
-    rd = _intermixed(subparsers.add_parser("render", help="write an sbatch script for a config (no Slurm needed)",
+    rd = intermixed(subparsers.add_parser("render", help="write an sbatch script for a config (no Slurm needed)",
                                description="Render a ready sbatch script: resolved config inline, srun launch, "
                                            "self-requeue after a preemption checkpoint."))
-    rd.add_argument("items", nargs="*", metavar="[CONFIG] [key.sub=value ...]")
+    add_items(rd)
     rd.add_argument("--profile")
-    add_resource_flags(rd)
+    _add_resources(rd)
     rd.add_argument("-o", "--output", help="write here instead of stdout")
     rd.add_argument("--runs-dir", help="where run directories go (default: the config's train.runs_dir, absolute)")
     rd.add_argument("--run-dir", help="a fixed run directory (default: RUNS_DIR/NAME-$SLURM_JOB_ID)")
@@ -552,9 +503,9 @@ def register(subparsers) -> None:
     pf = subparsers.add_parser("profiles", help="list or show site profiles")
     psub = pf.add_subparsers(dest="profiles_command", metavar="ACTION", required=True)
     pl = psub.add_parser("list", help="shipped profiles")
-    pl.add_argument("--json", action="store_true")
+    add_json(pl)
     pl.set_defaults(func=cmd_profiles_list)
     ps = psub.add_parser("show", help="every field of one profile, with its meaning")
     ps.add_argument("name", metavar="NAME|PATH")
-    ps.add_argument("--json", action="store_true")
+    add_json(ps)
     ps.set_defaults(func=cmd_profiles_show)

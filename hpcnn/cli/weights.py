@@ -1,13 +1,15 @@
 """`hpcnn weights fetch | list`: pretrained torchvision weights for clusters whose nodes have no internet.
 
-``register(subparsers)`` adds the verb to the main parser (hpcnn/cli.py). Fetch on a login node;
-jobs then read the cache (``model.weights_cache``, else $TORCH_HOME, else ~/.cache/torch) and never
-download. Errors are HpcnnErrors, printed by the main CLI as one line.
+Fetch on a login node; jobs then read the cache (``model.weights_cache``, else $TORCH_HOME, else
+~/.cache/torch) and never download. torch is imported only when a command runs.
 """
 from __future__ import annotations
 
 import argparse
-import json
+
+from ..config.weights_names import cache_root, checkpoints_dir, parse_weights_name
+from ..tables import format_table
+from .args import add_json, print_json
 
 NAME_HELP = ("MODEL.ENTRY, e.g. resnet18.IMAGENET1K_V1 or resnet50.DEFAULT; MODEL alone = its DEFAULT; "
              "the enum name ResNet50_Weights.IMAGENET1K_V2 works too")
@@ -27,8 +29,7 @@ def _label(ref) -> str:
 
 
 def cmd_fetch(args) -> int:
-    from .config.weights_names import cache_root, parse_weights_name
-    from .models.weights import fetch
+    from ..models.weights import fetch
 
     refs = [parse_weights_name(name) for name in args.names]  # every name checked before any download
     cache = cache_root(args.cache)
@@ -41,23 +42,21 @@ def cmd_fetch(args) -> int:
 
 
 def cmd_list(args) -> int:
-    from .config.weights_names import cache_root, checkpoints_dir
-    from .models.weights import cached_files
+    from ..models.weights import cached_files
 
     cache = cache_root(args.cache)
     files = cached_files(cache)
     if args.json:
-        print(json.dumps([{"file": str(f.path), "bytes": f.size, "weights": [r.name for r in f.refs]}
-                          for f in files], indent=2))
+        print_json([{"file": str(f.path), "bytes": f.size, "weights": [r.name for r in f.refs]} for f in files])
         return 0
     if not files:
         print(f"no weights cached in {checkpoints_dir(cache)}; fetch some with: "
               f"hpcnn weights fetch resnet18.DEFAULT --cache {cache}")
         return 0
     print(f"# {checkpoints_dir(cache)}")
-    for f in files:
-        names = ", ".join(_label(r) for r in f.refs) or "(not a known torchvision weights file)"
-        print(f"{_size(f.size):>10}  {f.path.name}  {names}")
+    print(format_table([(_size(f.size), f.path.name,
+                         ", ".join(_label(r) for r in f.refs) or "(not a known torchvision weights file)")
+                        for f in files], align="r"))
     return 0
 
 
@@ -77,7 +76,7 @@ def register(subparsers) -> None:
     f.set_defaults(func=cmd_fetch)
     ls = wsub.add_parser("list", help="show the cached weights files with sizes and the weights they hold")
     ls.add_argument("--cache", help=CACHE_HELP)
-    ls.add_argument("--json", action="store_true")
+    add_json(ls)
     ls.set_defaults(func=cmd_list)
 
 

@@ -1,7 +1,8 @@
 """TPE + ASHA pruning against a grid of the same size, both through `hpcnn tune` on Slurm: best accuracy and epochs.
 
     eval "$(bash tests/slurm/cluster.sh env)"     # or any Slurm login node
-    .venv/bin/python benchmarks/bench_tune.py [--trials 16] [--epochs 8] [--workers 2] [--repeats 3] [--out FILE]
+    .venv/bin/python benchmarks/bench_tune.py [--trials 16] [--epochs 8] [--workers 2] [--repeats 3]
+        [--sampler tpe|random] [--pruner asha|hyperband|median] [--min-epochs 1] [--reduction-factor 3] [--out FILE]
 
 Both searches tune learning rate (log), weight decay (log), dropout and batch size of a CPU-sized
 job (scikit-learn digits, 16 px, a small CNN) with ``--workers`` Slurm workers each. The grid has two
@@ -47,7 +48,8 @@ def search_file(root: Path, name: str, grid: bool, args) -> Path:
     space["train.batch_size"] = {"type": "categorical", "choices": [32, 128] if grid else BATCHES}
     data = {"name": name, "overrides": JOB + [f"train.epochs={args.epochs}", f"train.runs_dir={root / 'runs'}"],
             "space": space, "budget": {"trials": args.trials},
-            "sampler": {"name": "grid", "seed": 0} if grid else {"name": "tpe", "seed": 0, "startup_trials": 5},
+            "sampler": {"name": "grid", "seed": 0} if grid else {"name": args.sampler, "seed": 0,
+                                                                  **({"startup_trials": 5} if args.sampler == "tpe" else {})},
             "pruner": {"name": "none"} if grid else {"name": args.pruner, "min_epochs": args.min_epochs,
                                                       "reduction_factor": args.reduction_factor},
             "workers": {"count": args.workers, "slurm": {"time": "01:00:00"}}}
@@ -83,6 +85,7 @@ def main() -> int:
     p.add_argument("--trials", type=int, default=16)
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--sampler", default="tpe", choices=["tpe", "random"])
     p.add_argument("--pruner", default="asha", choices=["asha", "hyperband", "median"])
     p.add_argument("--min-epochs", type=int, default=1, help="the pruner's first rung")
     p.add_argument("--reduction-factor", type=int, default=3, help="keep the best 1/this at each rung")
@@ -103,7 +106,7 @@ def main() -> int:
         run["epochs_ratio"] = round(run["epochs"] / grid["epochs"], 3)
         run["done_when"] = run["epochs_ratio"] <= 0.6 and run["best_val_accuracy"] >= grid["best_val_accuracy"]
     emit({"benchmark": "tune", "trials": args.trials, "epochs_per_trial": args.epochs, "workers": args.workers,
-          "pruner": {"name": args.pruner, "min_epochs": args.min_epochs,
+          "sampler": args.sampler, "pruner": {"name": args.pruner, "min_epochs": args.min_epochs,
                                                                        "reduction_factor": args.reduction_factor}, "grid": grid,
           "tpe_asha": searches, "done_when_met": f"{sum(r['done_when'] for r in searches)} of {len(searches)}"},
          args.out)

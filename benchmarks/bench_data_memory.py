@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 from emit import emit  # benchmarks/emit.py: the script's own folder is on sys.path
+from peak_rss import MEASURE, peaks as peak_records
 from procfs import process_tree
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,18 +41,6 @@ JOB = ["data.source=hdf5", "model.name=simple_cnn", "model.channels=[8,16]", "mo
        "train.epochs=1", "train.max_steps_per_epoch=2", "train.batch_size=32", "train.threads=1",
        "train.device=cpu", "dist.backend=gloo", "train.plots=false", "train.tensorboard=false",
        "monitor.enabled=false"]
-MEASURE = """
-import json, os, runpy, sys
-sys.argv = ["hpcnn", *sys.argv[1:]]
-code = 0
-try:
-    runpy.run_module("hpcnn", run_name="__main__", alter_sys=True)
-except SystemExit as exit:
-    code = exit.code or 0
-hwm = int([line for line in open("/proc/self/status") if line.startswith("VmHWM:")][0].split()[1])
-print("PEAK_RSS " + json.dumps({"rank": int(os.environ.get("RANK", 0)), "kib": hwm, "exit": code}), flush=True)
-"""
-
 
 LOAD = """
 import json, os, sys
@@ -150,10 +139,9 @@ def run_job(h5: Path, ranks: int, size: int, work: Path, name: str, extra: tuple
     stdout, stderr = proc.communicate(timeout=600)
     if proc.returncode != 0:
         raise SystemExit(f"{name} failed ({proc.returncode}): {stderr[-3000:]}")
-    peaks = sorted((json.loads(line.split("PEAK_RSS ", 1)[1]) for line in stdout.splitlines() if "PEAK_RSS " in line),
-                   key=lambda r: r["rank"])
+    peaks = peak_records(stdout)
     shutil.rmtree(work / ("run-" + name), ignore_errors=True)
-    return {"case": name, "ranks": ranks, "image_size": size, "rank_peak_rss_mib": [round(p["kib"] / 1024, 1) for p in peaks],
+    return {"case": name, "ranks": ranks, "image_size": size, "rank_peak_rss_mib": [round(p["self_kib"] / 1024, 1) for p in peaks],
             "node_peak_pss_mib": round(node_peak / 1024, 1), "node_peak_at_s": round(peak_s, 1),
             "node_peak_by_process": sorted(at_peak, key=lambda r: r["process"]),
             "seconds": round(time.perf_counter() - t0, 1)}

@@ -24,27 +24,13 @@ import time
 from pathlib import Path
 
 from emit import emit  # benchmarks/emit.py: the script's own folder is on sys.path
+from peak_rss import MEASURE, peaks
 from procfs import process_tree, rss_kib
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = ["data.source=digits", "data.image_size=16", "data.channels=1", "model.channels=[8,16]", "train.epochs=1",
          "train.batch_size=64", "train.plots=false", "train.tensorboard=false", "train.threads=1",
          "monitor.enabled=false"]
-MEASURE = """
-import json, resource, runpy, sys
-sys.argv = ["hpcnn", *sys.argv[1:]]
-code = 0
-try:
-    runpy.run_module("hpcnn", run_name="__main__", alter_sys=True)
-except SystemExit as exit:
-    code = exit.code or 0
-usage = resource.getrusage
-# VmHWM, not ru_maxrss, for this process: Linux carries the parent's high-water mark into ru_maxrss
-# across fork + exec; VmHWM belongs to this address space alone
-hwm = int([line for line in open("/proc/self/status") if line.startswith("VmHWM:")][0].split()[1])
-print("PEAK_RSS " + json.dumps({"self_kib": hwm,
-                                "children_kib": usage(resource.RUSAGE_CHILDREN).ru_maxrss, "exit": code}))
-"""
 
 
 def write_files(folder: Path, n: int) -> list[str]:
@@ -79,7 +65,7 @@ def measure(run: Path, listing: Path, out: Path, workers: int, env: dict) -> dic
     stdout, stderr = proc.communicate(timeout=600)
     if proc.returncode != 0:
         raise SystemExit(f"predict failed ({proc.returncode}): {stderr[-2000:]}")
-    peak = json.loads(stdout.split("PEAK_RSS ", 1)[1])
+    (peak,) = peaks(stdout)
     result = json.loads(stdout[stdout.index("{"):stdout.index("PEAK_RSS")])
     return {"self_mib": peak["self_kib"] / 1024, "worker_peak_mib": peak["children_kib"] / 1024 if workers else 0.0,
             "children_seen": most, "tree_sampled_peak_mib": tree_peak / 1024,

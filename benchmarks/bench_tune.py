@@ -2,13 +2,14 @@
 
     eval "$(bash tests/slurm/cluster.sh env)"     # or any Slurm login node
     .venv/bin/python benchmarks/bench_tune.py [--trials 16] [--epochs 8] [--workers 2] [--repeats 3]
-        [--sampler tpe|random] [--pruner asha|hyperband|median] [--min-epochs 1] [--reduction-factor 3] [--out FILE]
+        [--sampler tpe|random] [--pruner asha|hyperband|median] [--min-epochs 2] [--reduction-factor 3] [--out FILE]
 
 Both searches tune learning rate (log), weight decay (log), dropout and batch size of a CPU-sized
 job (scikit-learn digits, 16 px, a small CNN) with ``--workers`` Slurm workers each. The grid has two
 values per key (the quartiles of each range, log-spaced where the range is: 2^4 = 16 trials) and
 trains every trial for all its epochs; the adaptive search draws the same number of trials with TPE
-and stops bad ones with ASHA. Prints one JSON object (benchmarks/emit.py): each search's best
+and pauses the bad ones with ASHA (the defaults of
+``pruner``), resuming a paused trial that comes to rank among the best at its rung. Prints one JSON object (benchmarks/emit.py): each search's best
 validation accuracy, the epochs it trained, and the ratio. Epochs, not seconds, are the cost measured
 (the machine is shared), so the result does not depend on load.
 """
@@ -26,6 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from emit import emit  # noqa: E402  (benchmarks/emit.py: the script's own folder is on sys.path)
+from hpcnn.tune.spec import PrunerSpec  # noqa: E402
 from hpcnn.tune.status import report  # noqa: E402
 from hpcnn.tune.submit import submit_tune  # noqa: E402
 
@@ -87,8 +89,9 @@ def main() -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--sampler", default="tpe", choices=["tpe", "random"])
     p.add_argument("--pruner", default="asha", choices=["asha", "hyperband", "median"])
-    p.add_argument("--min-epochs", type=int, default=1, help="the pruner's first rung")
-    p.add_argument("--reduction-factor", type=int, default=3, help="keep the best 1/this at each rung")
+    p.add_argument("--min-epochs", type=int, default=PrunerSpec.min_epochs, help="the pruner's first rung")
+    p.add_argument("--reduction-factor", type=int, default=PrunerSpec.reduction_factor,
+                   help="the best 1/this of a rung go on")
     p.add_argument("--repeats", type=int, default=3, help="adaptive searches (the grid is run once: it is fixed)")
     p.add_argument("--profile", default="local")
     p.add_argument("--out", help="also write the JSON here")

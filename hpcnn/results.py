@@ -19,14 +19,16 @@ from .files import atomic_write_json
 SCHEMA_VERSION = 1
 SUMMARY_FILE = "summary.json"
 FINAL_STATUSES = frozenset({"completed", "early_stopped", "pruned"})   # the run ended on its own terms
-STATUSES = ("completed", "early_stopped", "pruned", "preempted")   # pruned: a search stopped it (hpcnn tune)
+# pruned: a search stopped the trial for good; paused: a search stopped it at an ASHA rung, to resume it if it ranks
+STATUSES = ("completed", "early_stopped", "pruned", "paused", "preempted")
 
 # key -> meaning. Nested mappings are described by their own dotted keys in docs/results.md.
 KEYS: dict[str, str] = {
     "schema_version": "version of this layout (readers check it)",
     "hpcnn_version": "hpcnn release that wrote the file",
     "name": "experiment name (config `name`)",
-    "status": "completed | early_stopped | pruned (hpcnn tune stopped the trial) | preempted",
+    "status": "completed | early_stopped | pruned (hpcnn tune stopped the trial) | paused (hpcnn tune stopped it at a "
+              "rung with a checkpoint, to resume it if it ranks among the best there) | preempted",
     "metrics": "{val: metrics of the best epoch, test: metrics of the best weights on the test split or null}",
     "best_epoch": "1-based epoch whose weights are the best (by `monitor.metric`)",
     "monitor": "{metric, best}: what early stopping and the best checkpoint watch",

@@ -85,7 +85,7 @@ class TensorBoardWriter(Callback):
 
     def on_run_end(self, trainer, summary: dict) -> None:
         if self.writer and self.opts.embeddings and self.opts.embeddings_epoch is None \
-                and summary.get("status") != "preempted":
+                and summary.get("status") not in ("preempted", "paused"):  # embeddings of finished runs only
             _safely("embeddings", write_embeddings, self.writer, trainer, trainer.global_step,
                     self.opts.embeddings_max)
         self.on_phase_end(trainer, None)

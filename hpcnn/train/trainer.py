@@ -51,11 +51,12 @@ from .summary import build_summary
 
 log = logging.getLogger("hpcnn.train")
 CHECKPOINT_FORMAT = 2
+INTERRUPTED = ("preempted", "paused")  # statuses of a run that stopped with a checkpoint, to continue
 
 
 @dataclass
 class FitResult:
-    status: str  # completed | preempted | early_stopped
+    status: str  # completed | early_stopped | preempted | paused
     summary: dict
 
 
@@ -94,6 +95,7 @@ class Trainer:
         self.best_state: dict | None = None
         self.phase_epochs_run = [0] * len(self.phases)
         self.ended_early = [False] * len(self.phases)
+        self.pausing = False  # pause_run(): checkpoint after this epoch and return 'paused'
         self.selections: dict[int, object] = {}
         self.elapsed_before = 0.0
         self.model = self.train_model = self.optimizer = None
@@ -231,15 +233,15 @@ class Trainer:
                 self._pending_optimizer = None  # the next phase starts with a fresh optimizer
                 continue
             status = self._run_phase(phase)
-            if status == "preempted":
+            if status in INTERRUPTED:
                 break
-        tested = self._finish() if status != "preempted" else None
+        tested = self._finish() if status not in INTERRUPTED else None
         summary = build_summary(self, status, None, self.elapsed_before + time.time() - self.t_start)
         summary = self.objective.add_results(summary, tested)
         self.events.emit("on_run_end", summary)
         if self.is_main:
             write_summary(self.run_dir, summary)
-            if cfg.train.plots and self.objective.plots and status != "preempted":
+            if cfg.train.plots and self.objective.plots and status not in INTERRUPTED:
                 self._plots(summary)
         return FitResult(status, summary)
 
@@ -311,6 +313,13 @@ class Trainer:
         For callbacks (e.g. a pruned search trial) from ``on_epoch_end``, called on every rank alike."""
         self.ended_early = [True] * len(self.phases)
 
+    def pause_run(self) -> None:
+        """Stop after this epoch with a checkpoint, as a preemption does, to be continued later by a resume.
+
+        ``fit`` returns 'paused' (no final weights, no test): a search pausing a trial at an ASHA rung. For
+        callbacks from ``on_epoch_end``, called on every rank alike; after the last epoch it does nothing."""
+        self.pausing = True
+
     def _phase_over(self, phase: Phase) -> bool:
         return self.position.phase_epoch >= phase.epochs or self.ended_early[phase.index]
 
@@ -320,8 +329,11 @@ class Trainer:
         self.events.emit("on_phase_start", phase)
         while not self._phase_over(phase):
             stats = self._train_one_epoch(phase)
-            if stats is None or self._end_epoch(phase, stats) == "preempted":
+            if stats is None:
                 return "preempted"
+            ended = self._end_epoch(phase, stats)
+            if ended in INTERRUPTED:
+                return ended
         self.events.emit("on_phase_end", phase)
         return "early_stopped" if self.ended_early[phase.index] else "completed"
 
@@ -353,7 +365,8 @@ class Trainer:
 
 
     def _end_epoch(self, phase: Phase, stats) -> str:
-        """Validate, record, advance the position, checkpoint; 'preempted' when asked to stop, else 'running'."""
+        """Validate, record, advance the position, checkpoint; 'preempted' when asked to stop, 'paused' when a
+        callback paused the run (``pause_run``), else 'running'."""
         cfg, p = self.cfg, self.position
         self.events.emit("on_stage", "eval", (p.epoch + 1) * self.steps_per_epoch)
         val = self.objective.evaluate(self, self.splits.val)
@@ -380,9 +393,12 @@ class Trainer:
         phase_over = self._phase_over(phase)
         finished = phase_over and phase.index == len(self.phases) - 1
         stop_now = self.comm.any(bool(self.stop()))
-        if (p.epoch + 1) % cfg.train.checkpoint.every_epochs == 0 or phase_over or stop_now:
+        pause = self.pausing and not finished
+        if (p.epoch + 1) % cfg.train.checkpoint.every_epochs == 0 or phase_over or stop_now or pause:
             self.save()
-        return "preempted" if stop_now and not finished else "running"
+        if finished:
+            return "running"
+        return "preempted" if stop_now else "paused" if pause else "running"
 
     def _keep_best(self, epoch: int) -> None:
         self.best_state = {k: v.detach().cpu().clone() for k, v in self.raw_model.state_dict().items()}

@@ -8,7 +8,7 @@
     space: {...}                      # see hpcnn.tune.space
     budget: {trials: 16}              # and/or gpu_hours: 4.0
     sampler: {name: tpe, seed: 0}     # tpe | random | grid
-    pruner: {name: asha, min_epochs: 1, reduction_factor: 3}   # asha | hyperband | median | none
+    pruner: {name: asha, min_epochs: 2, reduction_factor: 3}   # asha | hyperband | median | none
     workers: {count: 2, slurm: {time: "00:30:00", gpus_per_node: 1}}
 """
 from __future__ import annotations
@@ -46,9 +46,11 @@ class SamplerSpec:
 
 @dataclass
 class PrunerSpec:
-    name: str = doc("asha", "asha (successive halving) | hyperband (several asha brackets) | median | none")
-    min_epochs: int = doc(1, "asha, hyperband: epochs before the first rung; median: epochs before pruning starts")
-    reduction_factor: int = doc(3, "asha, hyperband: keep the best 1/reduction_factor at each rung")
+    name: str = doc("asha", "asha (asynchronous successive halving: trials paused at rungs, the best resumed) | "
+                            "hyperband (Optuna's: several brackets, pruning final) | median | none")
+    min_epochs: int = doc(2, "asha, hyperband: the first rung (epochs); median: epochs before pruning starts")
+    reduction_factor: int = doc(3, "asha, hyperband: the best 1/reduction_factor of a rung go on to the next "
+                                   "(rungs at min_epochs x reduction_factor^k)")
     startup_trials: int = doc(3, "median: trials that are never pruned")
 
 

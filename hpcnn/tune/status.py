@@ -12,6 +12,7 @@ from pathlib import Path
 from ..files import atomic_write_text
 from ..tables import format_table
 from ..rundir import config_path
+from . import asha
 from .spec import read_record
 from .study import read_study, retried_from
 from .trials import device_hours
@@ -28,11 +29,12 @@ def report(search_dir: str | Path, plots: bool = False) -> dict:
     search = read_record(search_dir)
     study = read_study(search_dir)
     trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("over_budget")]
-    states = Counter(t.state.name.lower() for t in trials)
-    epochs = search.base.train.epochs
-    run = sum(int(t.user_attrs.get("epochs_run") or 0) for t in trials if t.state.is_finished())
-    pruned = [t for t in trials if t.state.name == "PRUNED"]
-    saved = sum(epochs - int(t.user_attrs.get("epochs_run") or len(t.intermediate_values)) for t in pruned)
+    promoted = asha.promoted_from(trials)
+    states = Counter(state_label(t, promoted) for t in trials)
+    run = sum(_epochs_trained(t) for t in trials if t.state.is_finished())
+    saved = sum((c.total or search.base.train.epochs) - asha.epochs_reached(c)  # configurations stopped for good
+                for c in asha.configs(trials).values()
+                if c.latest.state.name == "PRUNED" and c.latest.number not in promoted)
     done = [t for t in trials if t.state.name == "COMPLETE" and t.value is not None]
     best = None
     if done:
@@ -49,7 +51,7 @@ def report(search_dir: str | Path, plots: bool = False) -> dict:
             "states": dict(states), "best": best, "epochs_run": run, "epochs_saved_by_pruning": saved,
             "device_hours": round(device_hours(trials), 4), "budget": {"trials": search.spec.budget.trials,
                                                                       "gpu_hours": search.spec.budget.gpu_hours},
-            "trials": [_row(t) for t in trials]}
+            "trials": [_row(t, promoted) for t in trials]}
 
 
 def _write_best(search_dir: Path, trial) -> str | None:
@@ -61,11 +63,27 @@ def _write_best(search_dir: Path, trial) -> str | None:
     return str(atomic_write_text(search_dir / BEST_FILE, header + source.read_text()))
 
 
-def _row(trial) -> dict:
-    return {"trial": trial.number, "state": trial.state.name.lower(), "value": trial.value,
+def state_label(trial, promoted: set[int]) -> str:
+    """Optuna's state, except that a trial ASHA paused says paused, or promoted once a continuation took it on."""
+    if trial.state.name == "PRUNED" and "paused_at" in trial.user_attrs:
+        return "promoted" if trial.number in promoted else "paused"
+    return trial.state.name.lower()
+
+
+def _epochs_trained(trial) -> int:
+    """Epochs this study trial trained (a continuation: those after the epoch it resumed from)."""
+    attrs = trial.user_attrs
+    if "epochs_trained" in attrs:
+        return int(attrs["epochs_trained"])
+    return int(attrs.get("epochs_run") or 0)
+
+
+def _row(trial, promoted: set[int]) -> dict:
+    return {"trial": trial.number, "state": state_label(trial, promoted), "value": trial.value,
             "epochs": len(trial.intermediate_values), "params": trial.params,
             "run_dir": trial.user_attrs.get("run_dir"), "worker": trial.user_attrs.get("worker"),
-            "retry_of": retried_from(trial), "failure": trial.user_attrs.get("failure")}
+            "retry_of": retried_from(trial), "continues": trial.user_attrs.get("continues"),
+            "failure": trial.user_attrs.get("failure")}
 
 
 def format_report(rep: dict) -> str:
@@ -82,13 +100,14 @@ def format_report(rep: dict) -> str:
         lines.append(f"  best config: {best['config']}  (hpcnn train {best['config']})")
     for path in rep.get("plots") or []:
         lines.append(f"  plot: {path}")
-    table = [("trial", "state", "value", "epochs", "params")]
+    table = [("trial", "state", "value", "epochs", "continues", "params")]
     for row in rep["trials"]:
         value = f"{row['value']:.4f}" if isinstance(row["value"], float) else "-"
         params = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row["params"].items())
-        table.append((row["trial"], row["state"], value, row["epochs"], params))
-    lines.append(format_table(table, align="rlrr", indent="  "))
+        after = "-" if row.get("continues") is None else row["continues"]
+        table.append((row["trial"], row["state"], value, row["epochs"], after, params))
+    lines.append(format_table(table, align="rlrrr", indent="  "))
     return "\n".join(lines)
 
 
-__all__ = ["BEST_FILE", "format_report", "report"]
+__all__ = ["BEST_FILE", "format_report", "report", "state_label"]

@@ -57,18 +57,16 @@ def sampler(search: Search, seed: int | None):
 
 
 def pruner(search: Search):
+    """Optuna's pruner for median and hyperband (their pruning is final); asha and none prune nothing here."""
     import optuna
 
     spec = search.spec.pruner
-    if spec.name == "asha":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=spec.min_epochs,
-                                                      reduction_factor=spec.reduction_factor)
     if spec.name == "hyperband":  # the last rung: the epochs of the first trial that ran to its end
         return optuna.pruners.HyperbandPruner(min_resource=spec.min_epochs, max_resource="auto",
                                               reduction_factor=spec.reduction_factor)
     if spec.name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=spec.startup_trials, n_warmup_steps=spec.min_epochs)
-    return optuna.pruners.NopPruner()
+    return optuna.pruners.NopPruner()  # none; asha: hpcnn pauses and promotes trials itself (hpcnn.tune.asha)
 
 
 def open_study(search_dir: str | Path, search: Search, worker_id: str = "login"):

@@ -8,9 +8,12 @@ Rules, all through the study in the journal (no server, no coordinator process):
   ``workers.heartbeat_s``) is older than ``workers.grace_s`` belongs to a dead worker: one
   worker (an O_EXCL marker file decides which) marks it failed and queues a retry with the same
   parameters and run directory, so the retry resumes from that trial's newest checkpoint;
-* otherwise a new trial, unless the budget is spent. Finished (completed, pruned) and running
-  trials count; failed ones do not (their retry does). Two workers asking at once may both get
-  a trial: the one numbered past the budget is closed at once as over budget.
+* then, under ASHA, the best paused trial that now ranks at its rung (``asha.promote``: a
+  continuation of it is queued, and taken like a retry);
+* otherwise a new trial, unless the budget is spent. Finished (completed, pruned, paused) and
+  running trials count; failed ones do not (their retry does), nor do continuations (the trial they
+  continue already counted). Two workers asking at once may both get a trial: the one numbered
+  past the budget is closed at once as over budget.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ import os
 import time
 from pathlib import Path
 
+from . import asha
 from .spec import Search
 from .study import running_trial
 
@@ -39,18 +43,23 @@ def _states():
 def counts_toward_budget(trial) -> bool:
     state = _states()
     return trial.state in (state.COMPLETE, state.PRUNED, state.RUNNING, state.WAITING) \
-        and not trial.user_attrs.get("over_budget")
+        and not trial.user_attrs.get("over_budget") and "continues" not in trial.user_attrs
 
 
 def device_hours(trials) -> float:
     return sum(t.user_attrs.get("device_hours", 0.0) for t in trials if t.state.is_finished())
 
 
+def hours_spent(search: Search, trials) -> bool:
+    hours = search.spec.budget.gpu_hours
+    return hours is not None and device_hours(trials) >= hours
+
+
 def budget_spent(search: Search, trials) -> bool:
     budget = search.spec.budget
     if budget.trials is not None and sum(map(counts_toward_budget, trials)) >= budget.trials:
         return True
-    return budget.gpu_hours is not None and device_hours(trials) >= budget.gpu_hours
+    return hours_spent(search, trials)
 
 
 def heartbeat_age(search_dir: Path, trial, now: float) -> float:
@@ -108,7 +117,7 @@ def new_trial(study, search: Search, worker_id: str):
     if not waiting and budget_spent(search, trials):
         return None
     trial = study.ask()
-    retry = "run_dir" in trial.user_attrs  # RetryFailedTrialCallback copies the user attributes
+    retry = "run_dir" in trial.user_attrs  # a retry (RetryFailedTrialCallback copies user attributes) or a promotion
     if not retry and search.spec.budget.trials is not None:
         before = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number]
         if sum(map(counts_toward_budget, before)) >= search.spec.budget.trials:
@@ -123,13 +132,17 @@ def new_trial(study, search: Search, worker_id: str):
 
 
 def next_trial(study, search: Search, search_dir: Path, worker_id: str):
-    """(trial, resumed?): this worker's own running trial, else a retry or a new one; (None, False) when done."""
+    """(trial, resumed?): this worker's own running trial, else a retry, a promotion or a new one; (None, False)
+    when there is nothing to run now."""
     own = own_trial(study, worker_id)
     retry_stale(study, search, search_dir, mine=own.number if own else None)
     if own is not None:
         return running_trial(study, own), True
+    trials = study.get_trials(deepcopy=False)
+    if asha.uses_rungs(search) and not hours_spent(search, trials):  # a trial budget counts configurations:
+        asha.promote(study, search, search_dir, not budget_spent(search, trials))  # promotions go on after it
     return new_trial(study, search, worker_id), False
 
 
-__all__ = ["HEARTBEAT", "budget_spent", "counts_toward_budget", "device_hours", "heartbeat_age", "new_trial",
+__all__ = ["HEARTBEAT", "budget_spent", "hours_spent", "counts_toward_budget", "device_hours", "heartbeat_age", "new_trial",
            "next_trial", "STOPPED_BEATING", "own_trial", "retry_stale", "trial_dir_name"]

@@ -12,10 +12,12 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
+import torch
 
-from hpcnn.tune.spec import search_from_dict
+from hpcnn.tune.spec import read_record, search_from_dict
 from hpcnn.tune.study import read_study
 from hpcnn.tune.submit import prepare
 from hpcnn.tune.trials import HEARTBEAT
@@ -30,7 +32,8 @@ def make_search(root, trials: int, epochs: int, pruner: str = "asha", extra: lis
                                               "monitor.enabled=false", *(extra or [])],
             "space": space or {"optim.lr": {"type": "float", "low": 1e-4, "high": 0.1, "log": True},
                                "train.batch_size": {"type": "categorical", "choices": [32, 64]}},
-            "budget": {"trials": trials}, "sampler": {"name": "random", "seed": 0}, "pruner": {"name": pruner}}
+            "budget": {"trials": trials}, "sampler": {"name": "random", "seed": 0},
+            "pruner": {"name": pruner, **({"min_epochs": 1, "reduction_factor": 3} if pruner == "asha" else {})}}
     search = search_from_dict(data, "test search")
     search_dir = root / "search"
     prepare(search, search_dir)
@@ -76,37 +79,97 @@ def test_two_processes_write_the_journal_at_once(tmp_path):
     assert all(t.state.name == "COMPLETE" for t in trials)          # no update lost or applied twice
 
 
-def test_two_workers_pull_trials_prune_and_never_share_one(tmp_path):
+def test_two_workers_pull_trials_pause_and_promote_and_never_share_one(tmp_path):
+    """ASHA (min_epochs 1, η 3; 3 epochs: one rung, at epoch 1): every trial pauses at epoch 1 unless it ranks
+    there; by the end the best ⌊6/3⌋ at epoch 1, and only they, have been trained on from their checkpoints."""
     search_dir = make_search(tmp_path, trials=6, epochs=3)
     with open(tmp_path / "a.log", "w") as log_a, open(tmp_path / "b.log", "w") as log_b:
         procs = [worker(search_dir, "wa", log_a), worker(search_dir, "wb", log_b)]
         assert [p.wait(timeout=WORKER_TIMEOUT_S) for p in procs] == [0, 0], (tmp_path / "a.log").read_text()[-3000:]
     trials = [t for t in trials_of(search_dir) if not t.user_attrs.get("over_budget")]
-    assert len(trials) == 6 and all(t.state.name in ("COMPLETE", "PRUNED") for t in trials)
-    assert any(t.state.name == "PRUNED" for t in trials)
-    assert all(len(t.intermediate_values) < 3 for t in trials if t.state.name == "PRUNED")  # never after the last
-    assert len({t.user_attrs["run_dir"] for t in trials}) == 6        # one run directory per trial
+    assert all(t.state.name in ("COMPLETE", "PRUNED") for t in trials)
+    firsts = [t for t in trials if "continues" not in t.user_attrs]
+    assert len(firsts) == 6 and len({t.user_attrs["run_dir"] for t in firsts}) == 6  # the budget: 6 configurations
+    at_rung = sorted(firsts, key=lambda t: -t.intermediate_values[1])
+    by_dir = {}
     for t in trials:
-        run_dir = search_dir / t.user_attrs["run_dir"]
-        summary = json.loads((run_dir / "summary.json").read_text())
+        by_dir.setdefault(t.user_attrs["run_dir"], []).append(t)
+    for rank, first in enumerate(at_rung):
+        run_dir = search_dir / first.user_attrs["run_dir"]
+        chain = by_dir[first.user_attrs["run_dir"]]
         epochs = [json.loads(line)["epoch"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-        assert epochs == list(range(len(epochs)))                      # trained once, by one worker
-        assert len(epochs) == len(t.intermediate_values)
-        assert summary["status"] == ("pruned" if t.state.name == "PRUNED" else "completed")
-        assert (run_dir / "checkpoints" / "model_final.pt").is_file() or list((run_dir / "checkpoints").glob("*.pt"))
+        summary = json.loads((run_dir / "summary.json").read_text())
+        assert epochs == list(range(len(epochs)))                      # each epoch trained once, by one worker
+        if rank < 2:  # ranked at the rung: trained to the end, in one trial or paused and continued
+            assert epochs == [0, 1, 2] and summary["status"] == "completed"
+            assert chain[-1].state.name == "COMPLETE" and list(chain[-1].intermediate_values) == [1, 2, 3]
+            assert all(t.user_attrs["continues"] == chain[0].number for t in chain[1:])
+            assert all(t.params == first.params for t in chain)
+        if len(chain) == 1 and chain[0].state.name == "PRUNED":  # paused, never promoted: stopped at the rung
+            assert epochs == [0] and summary["status"] == "paused" and chain[0].user_attrs["paused_at"] == 1
+            assert list((run_dir / "checkpoints").glob("ckpt-*.pt")) and not (run_dir / "checkpoints" /
+                                                                                "model_final.pt").exists()
+    # 6 < η² = 9 reach the rung: it promotes only once all have, so exactly the best 2 went on, no early guess
+    assert sum(c[-1].state.name == "COMPLETE" for c in by_dir.values()) == 2
     logs = (tmp_path / "a.log").read_text() + (tmp_path / "b.log").read_text()
-    started = [int(line.rsplit(" ", 1)[1]) for line in logs.splitlines() if ": starting trial " in line]
+    started = [int(line.split(": starting trial ")[1].split()[0]) for line in logs.splitlines()
+               if ": starting trial " in line]
     assert sorted(started) == [t.number for t in trials]              # each trial started exactly once
     from hpcnn.tune.status import report
 
     rep = report(search_dir, plots=True)
     assert rep["epochs_saved_by_pruning"] > 0 and rep["best"] and (search_dir / "best.yaml").is_file()
+    assert rep["epochs_run"] == sum(len(json.loads("[" + ",".join((search_dir / d / "metrics.jsonl").read_text()
+                                                                  .splitlines()) + "]")) for d in by_dir)
     assert (search_dir / "history.png").read_bytes().startswith(b"\x89PNG")
     from hpcnn.compare.runs import expand
 
-    runs = expand(search_dir)  # `hpcnn compare DIR`: every trial's curve, pruned ones marked
-    assert [r.name for r in runs] == [f"trial-{t.number:04d}" for t in trials]
-    assert [r.state for r in runs] == [t.user_attrs["status"] for t in trials]
+    runs = expand(search_dir)  # `hpcnn compare DIR`: every configuration's curve, paused ones marked
+    assert [r.name for r in runs] == sorted(Path(d).name for d in by_dir)
+    assert [r.state for r in runs] == [by_dir[f"trials/{r.name}"][-1].user_attrs["status"] for r in runs]
+
+
+def test_a_paused_and_promoted_trial_ends_bitwise_as_an_uninterrupted_one(tmp_path):
+    """A trial paused at a rung and continued by a promotion: the same weights as that trial trained in one go."""
+    import copy
+
+    import optuna
+
+    from hpcnn.tune import asha
+    from hpcnn.tune.study import open_study
+    from hpcnn.tune.worker import run_trial
+
+    search_dir = make_search(tmp_path, trials=1, epochs=3, **LONG)
+    search = read_record(search_dir)
+    study = open_study(search_dir, search, "w")
+    trial = study.ask()
+    trial.set_user_attr("run_dir", "trials/trial-0000")
+    assert run_trial(study, search, search_dir, trial) == "paused"   # alone at its rung: ⌊1/3⌋ = 0 rank there
+    (paused,) = trials_of(search_dir)
+    assert paused.state.name == "PRUNED" and paused.user_attrs["paused_at"] == 1
+    assert asha.promote(study, search, search_dir, False) is None            # still nothing ranks
+    for _ in range(2):  # two worse configurations reach the rung: ⌊3/3⌋ = 1, the paused trial ranks first
+        worse = study.ask({"optim.lr": optuna.distributions.FloatDistribution(0.01, 0.02)})
+        worse.set_user_attr("run_dir", f"trials/worse-{worse.number}")
+        worse.report(-1.0, 1)
+        worse.set_user_attr("paused_at", 1)
+        study.tell(worse, state=optuna.trial.TrialState.PRUNED)
+    assert asha.promote(study, search, search_dir, False) == 0
+    assert asha.promote(study, search, search_dir, False) is None            # claimed: never promoted twice
+    cont = study.ask()
+    assert cont.user_attrs["continues"] == 0 and cont.user_attrs["run_dir"] == "trials/trial-0000"
+    assert run_trial(study, search, search_dir, cont) == "completed"
+    done = trials_of(search_dir)[-1]
+    assert done.state.name == "COMPLETE" and list(done.intermediate_values) == [1, 2, 3]
+    assert done.user_attrs["epochs_trained"] == 2 and done.params == paused.params
+    from hpcnn.config import apply_overrides, from_dict
+    from hpcnn.run import run_job
+
+    cfg = from_dict(apply_overrides(copy.deepcopy(search.base_data), done.user_attrs["overrides"]), "reference")
+    run_job(cfg, tmp_path / "uninterrupted")
+    got = torch.load(search_dir / "trials" / "trial-0000" / "checkpoints" / "model_final.pt", weights_only=True)
+    want = torch.load(tmp_path / "uninterrupted" / "checkpoints" / "model_final.pt", weights_only=True)
+    assert all(torch.equal(got["model"][k], want["model"][k]) for k in want["model"])
 
 
 LONG = {"optim.lr": {"type": "float", "low": 0.01, "high": 0.02}}

@@ -1,7 +1,7 @@
 """`hpcnn tune` on the real local Slurm: one array of workers pulls trials, prunes, survives preemption.
 
 Three searches run side by side (one submission round, shared wall time): five tiny trials for two
-workers with ASHA pruning; two trials of one worker on two nodes (a distributed trial: rank 0 asks,
+workers with ASHA (trials paused at a rung, the best promoted); two trials of one worker on two nodes (a distributed trial: rank 0 asks,
 every rank trains); and one longer trial whose worker gets `scancel --signal=USR2` mid-trial,
 is requeued by Slurm and finishes that same trial from its checkpoint, with bitwise the weights of the
 same trial trained by a plain job that was never interrupted.
@@ -79,9 +79,11 @@ def test_workers_pull_trials_until_the_budget_is_spent_and_prune_bad_ones(search
     search_dir, array_id = searches["pulled"]
     assert [r["State"] for r in array_done(searches["cluster"], array_id, 2)] == ["COMPLETED", "COMPLETED"]
     trials = [t for t in read_study(search_dir).get_trials() if not t.user_attrs.get("over_budget")]
-    assert len(trials) == 5 and {t.state.name for t in trials} <= {"COMPLETE", "PRUNED"}
+    firsts = [t for t in trials if "continues" not in t.user_attrs]           # continuations: promoted trials
+    assert len(firsts) == 5 and {t.state.name for t in trials} <= {"COMPLETE", "PRUNED"}
     assert any(t.state.name == "PRUNED" for t in trials)
-    assert len({t.user_attrs["run_dir"] for t in trials}) == 5                 # never one trial twice
+    assert len({t.user_attrs["run_dir"] for t in firsts}) == 5                 # never one trial twice
+    assert {t.user_attrs["run_dir"] for t in trials} == {t.user_attrs["run_dir"] for t in firsts}
     assert {t.user_attrs["worker"] for t in trials} <= {f"{array_id}_0", f"{array_id}_1"}
     status = json.loads(hpcnn("tune", "status", search_dir, "--json").stdout)
     assert status["best"] and status["epochs_saved_by_pruning"] > 0

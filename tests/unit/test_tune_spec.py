@@ -88,7 +88,7 @@ def test_bad_search_settings_are_named(tmp_path, extra, words):
     assert words in str(err.value)
 
 
-@pytest.mark.parametrize("name, kind", [("asha", "SuccessiveHalvingPruner"), ("hyperband", "HyperbandPruner"),
+@pytest.mark.parametrize("name, kind", [("asha", "NopPruner"), ("hyperband", "HyperbandPruner"),
                                         ("median", "MedianPruner"), ("none", "NopPruner")])
 def test_each_pruner_name_builds_that_pruner_with_the_files_settings(tmp_path, name, kind):
     from hpcnn.tune.study import pruner, sampler
@@ -96,8 +96,8 @@ def test_each_pruner_name_builds_that_pruner_with_the_files_settings(tmp_path, n
     search = load_search(search_file(tmp_path, extra=f"budget: {{trials: 4}}\n"
                                                      f"pruner: {{name: {name}, min_epochs: 2, reduction_factor: 4}}\n"))
     built = pruner(search)
-    assert type(built).__name__ == kind
-    if name in ("asha", "hyperband"):
+    assert type(built).__name__ == kind  # asha: hpcnn pauses and promotes trials itself (test_tune_asha.py)
+    if name == "hyperband":
         assert (built._min_resource, built._reduction_factor) == (2, 4)
     assert sampler(search, 0)._constant_liar  # K workers: a running trial counts as a poor one
 

@@ -22,9 +22,10 @@ def study(direction: str = "maximize"):
     return optuna.create_study(direction=direction)
 
 
-def paused(st, name: str, curve: dict, total: int = 9):
+def paused(st, name: str, curve: dict, total: int = 9, hours: float = 0.0):
     """A trial that reported ``curve`` ({epoch: value}) and was paused at its last epoch."""
     trial = st.ask({"optim.lr": LR})
+    trial.set_user_attr("device_hours", hours)
     trial.set_user_attr("run_dir", f"trials/{name}")
     trial.set_user_attr("epochs", total)
     for epoch, value in curve.items():
@@ -119,3 +120,22 @@ def test_a_rung_promotes_once_eta_squared_trials_reached_it_or_no_more_can(tmp_p
     for i in range(8, 10):
         paused(st, f"t{i}", {1: 0.01})
     assert not asha.rung_open(asha.configs(st.get_trials()), 3, 3, more_trials=True)   # nobody at 3
+
+
+@pytest.mark.parametrize("budget, promoted", [({"trials": 9}, True), ({"gpu_hours": 0.5}, False)])
+def test_promotions_go_on_after_a_trial_budget_but_not_after_a_gpu_hours_one(tmp_path, budget, promoted):
+    """A trial budget counts configurations (continuations are free); GPU-hours are spent by continuations too."""
+    from hpcnn.tune.trials import next_trial
+
+    s = search_from_dict({"overrides": ["data.source=digits", "train.epochs=9"],
+                          "space": {"optim.lr": {"type": "float", "low": 1e-4, "high": 0.1, "log": True}},
+                          "budget": budget, "pruner": {"name": "asha", "min_epochs": 1, "reduction_factor": 3}})
+    st = study()
+    for i in range(9):  # 9 configurations, 0.5 GPU-hours
+        paused(st, f"t{i}", {1: 0.1 * i}, hours=0.5 if i == 0 else 0.0)
+        (tmp_path / "trials" / f"t{i}").mkdir(parents=True)
+    trial, resumed = next_trial(st, s, tmp_path, "w")
+    if promoted:
+        assert trial.user_attrs["continues"] == 8 and trial.user_attrs["run_dir"] == "trials/t8" and not resumed
+    else:
+        assert trial is None and not st.get_trials(states=(optuna.trial.TrialState.WAITING,))

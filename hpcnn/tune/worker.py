@@ -236,18 +236,29 @@ def lead(search: Search, search_dir: Path, worker_id: str, max_trials: int | Non
     """Rank 0: ask, train, tell, until the budget is spent or a preemption."""
     import optuna
 
+    from ..run import StopFlag
     from .study import open_study
 
     study = open_study(search_dir, search, worker_id)
     failures = ran = 0
+    idle, waiting = StopFlag(), False  # listens while no trial runs (each trial's run_job installs its own)
     while max_trials is None or ran < max_trials:
         trial, resumed = next_trial(study, search, search_dir, worker_id)
         if trial is None:
             trials = study.get_trials(deepcopy=False)
             if hours_spent(search, trials) or not asha.more_may_rank(search, trials):
                 return "done"
+            if not waiting:
+                log.info("worker %s: budget spent; waiting while running trials can still reach a rung", worker_id)
+                idle.install()
+                waiting = True
             time.sleep(IDLE_POLL_S)  # budget spent; a trial still running may yet make a paused one rank
+            if idle():  # preempted or out of time while idle: nothing of ours to save, others promote
+                log.info("worker %s: %s while waiting for a promotion; no trial running here, leaving", worker_id,
+                         idle.signal_name)
+                return "done"
             continue
+        waiting = False  # the trial's run_job takes the signals over
         continues = trial.user_attrs.get("continues")
         log.info("worker %s: %s trial %d%s", worker_id, "resuming" if resumed else "starting", trial.number,
                  f" (continues trial {continues})" if continues is not None else "")

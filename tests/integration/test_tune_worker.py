@@ -209,3 +209,26 @@ def test_a_killed_workers_trial_is_retried_by_another_from_its_checkpoint(tmp_pa
 
 if sys.platform != "linux":  # pragma: no cover
     pytestmark = pytest.mark.skip("signals and O_EXCL locks as on the cluster's Linux nodes")
+
+
+def test_a_worker_waiting_for_a_promotion_leaves_cleanly_when_preempted(tmp_path):
+    """Budget spent, another worker's trial still below the rung: this worker waits (it may have a promotion to
+    run soon); a preemption signal then ends it at once with nothing lost (it runs no trial)."""
+    from hpcnn.tune.study import open_study
+
+    search_dir = make_search(tmp_path, trials=1, epochs=6)        # rungs at epoch 1 and 3
+    search = read_record(search_dir)
+    study = open_study(search_dir, search, "other")
+    other = study.ask()                                            # the budget's one trial, run by another worker
+    other.set_user_attr("run_dir", "trials/trial-0000")
+    other.set_user_attr("epochs", 6)
+    (search_dir / "trials" / "trial-0000").mkdir(parents=True)
+    (search_dir / "trials" / "trial-0000" / HEARTBEAT).touch()    # alive: not retried
+    with open(tmp_path / "w.log", "w") as log:
+        proc = worker(search_dir, "w", log)
+        wait_for(lambda: "waiting while running trials" in (tmp_path / "w.log").read_text(), proc, "it waits")
+        proc.send_signal(signal.SIGUSR2)
+        assert proc.wait(timeout=60) == 0
+    text = (tmp_path / "w.log").read_text()
+    assert "SIGUSR2 while waiting for a promotion" in text and "Traceback" not in text
+    assert [t.state.name for t in trials_of(search_dir)] == ["RUNNING"]   # the other worker's trial untouched

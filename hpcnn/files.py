@@ -247,9 +247,19 @@ def new_run_dir(runs_dir: str | os.PathLike, name: str) -> Path:
             return path
 
 
+def create_once(path: str | os.PathLike) -> bool:
+    """True for the one process that creates ``path``; False if it exists (O_EXCL: atomic on NFSv3+ and Lustre
+    too). How workers on several nodes agree who does something once (retry a trial, promote one)."""
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        return True
+    except FileExistsError:
+        return False
+
+
 __all__ = ["OUT_OF_SPACE", "append_text", "atomic_write", "atomic_write_json", "atomic_write_text",
-           "check_writable", "free_bytes", "new_run_dir", "out_of_space_error", "safe_name", "storage_cause",
-           "storage_error_from"]
+           "check_writable", "create_once", "free_bytes", "new_run_dir", "out_of_space_error", "safe_name",
+           "storage_cause", "storage_error_from"]
 
 
 @contextlib.contextmanager

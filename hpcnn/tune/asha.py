@@ -24,10 +24,10 @@ Two workers never promote the same trial: the promotion is claimed by creating
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..files import create_once
 from .spec import Search
 
 PROMOTED = "tune-promoted-{epoch}"
@@ -99,16 +99,7 @@ def promotable(by_dir: dict[str, Config], epoch: int, eta: int, maximize: bool, 
 
 def claim(search_dir: Path, run_dir: str, epoch: int) -> bool:
     """True for the one process that promotes ``run_dir`` past ``epoch`` (O_EXCL, as for retries)."""
-    path = search_dir / run_dir / PROMOTED.format(epoch=epoch)
-    try:
-        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
-        return True
-    except FileExistsError:
-        return False
-
-
-def promoted(search_dir: Path, run_dir: str, epoch: int) -> bool:
-    return (search_dir / run_dir / PROMOTED.format(epoch=epoch)).exists()
+    return create_once(search_dir / run_dir / PROMOTED.format(epoch=epoch))
 
 
 def train_on(trial, search: Search, search_dir: Path, epoch: int, more_trials: bool) -> bool:
@@ -138,10 +129,8 @@ def promote(study, search: Search, search_dir: Path, more_trials: bool) -> int |
     paused = {c.run_dir: _paused(c) for c in by_dir.values() if _paused(c) is not None}
     for epoch in sorted(set(paused.values()), reverse=True):
         for run_dir in promotable(by_dir, epoch, spec.reduction_factor, search.direction == "maximize", more_trials):
-            if paused.get(run_dir) != epoch or promoted(search_dir, run_dir, epoch):
-                continue
-            if not claim(search_dir, run_dir, epoch):
-                continue  # another worker promoted it a moment ago
+            if paused.get(run_dir) != epoch or not claim(search_dir, run_dir, epoch):
+                continue  # not paused here, or promoted already (by another worker a moment ago, perhaps)
             last = by_dir[run_dir].latest
             study.enqueue_trial(last.params, user_attrs={
                 "run_dir": run_dir, "continues": last.number, "epochs_before": last.user_attrs.get("epochs_run", epoch),
@@ -175,4 +164,4 @@ def epochs_reached(config: Config) -> int:
 
 
 __all__ = ["PROMOTED", "Config", "claim", "configs", "epochs_reached", "more_may_rank", "promotable", "promote",
-           "promoted", "promoted_from", "ranked", "rung_open", "rungs", "train_on", "uses_rungs"]
+           "promoted_from", "ranked", "rung_open", "rungs", "train_on", "uses_rungs"]

@@ -17,10 +17,10 @@ Rules, all through the study in the journal (no server, no coordinator process):
 """
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
+from ..files import create_once
 from . import asha
 from .spec import Search
 from .study import running_trial
@@ -71,15 +71,6 @@ def heartbeat_age(search_dir: Path, trial, now: float) -> float:
         return now - start
 
 
-def _claim(path: Path) -> bool:
-    """True for the one process that creates ``path`` (O_EXCL: atomic on NFSv3+ too)."""
-    try:
-        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
-        return True
-    except FileExistsError:
-        return False
-
-
 def retry_stale(study, search: Search, search_dir: Path, mine: int | None = None) -> list[int]:
     """Fail and retry every running trial whose worker stopped beating; the numbers retried."""
     from optuna.storages import RetryFailedTrialCallback
@@ -90,7 +81,7 @@ def retry_stale(study, search: Search, search_dir: Path, mine: int | None = None
             continue
         run_dir = search_dir / trial.user_attrs.get("run_dir", trial_dir_name(trial.number))
         run_dir.mkdir(parents=True, exist_ok=True)
-        if not _claim(run_dir / f"tune-retried-{trial.number}"):
+        if not create_once(run_dir / f"tune-retried-{trial.number}"):
             continue
         running_trial(study, trial).set_user_attr("failure", STOPPED_BEATING)
         failed = study.tell(trial.number, state=state.FAIL, skip_if_finished=True)

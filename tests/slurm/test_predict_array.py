@@ -108,9 +108,10 @@ def test_preflight_fails_before_anything_is_queued(slurm_cluster, trained, tmp_p
 
 def accounted(cluster, array_id: str, expected: int) -> list[str]:
     """The array's task ids in Slurm's accounting, written asynchronously by slurmdbd: polled until `expected`
-    rows of this session are there (-D: an older job with the same id must not hide this one's rows)."""
+    task rows (ID_INDEX) of this session are there (-D: an older job with the same id must not hide this one's
+    rows). A one-task array can show as a bare "ID" row until slurmdbd records its task index: not a task yet."""
     def ids():
-        rows = {r["JobID"] for r in sacct_rows(cluster, array_id, duplicates=True)}
+        rows = {r["JobID"] for r in sacct_rows(cluster, array_id, duplicates=True) if "_" in r["JobID"]}
         return sorted(rows) if len(rows) >= expected else None
 
     return wait_until(ids, 60, f"accounting rows of array {array_id}")

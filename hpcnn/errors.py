@@ -21,9 +21,7 @@ class HpcnnError(Exception):
     exit_code = EXIT_USAGE
 
     def __init__(self, what: str, where: str | None = None, hint: str | None = None):
-        self.what = what
-        self.where = where
-        self.hint = hint
+        self.what, self.where, self.hint = what, where, hint
         super().__init__(self.format())
 
     def format(self) -> str:

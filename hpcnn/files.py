@@ -132,10 +132,8 @@ def check_writable(path: str | os.PathLike, what: str = "output") -> Path:
 def _create_temp(path: Path) -> tuple[Path, int]:
     while True:
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-        try:
+        with contextlib.suppress(FileExistsError):  # a name taken meanwhile: draw another
             return tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
-        except FileExistsError:
-            continue
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any], fsync: bool = True,
@@ -166,7 +164,12 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any], fsy
             raise
         raise out_of_space_error(cause, path, _needed(size), written) from err
     if fsync:
-        _fsync_dir(path.parent)
+        with contextlib.suppress(OSError):  # some file systems refuse fsync on directories
+            fd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
     return path
 
 
@@ -203,19 +206,6 @@ def append_text(path: str | os.PathLike, text: str) -> None:
         os.close(fd)
 
 
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # some file systems refuse fsync on directories
-        pass
-    finally:
-        os.close(fd)
-
-
 def atomic_write_text(path: str | os.PathLike, text: str, fsync: bool = True) -> Path:
     data = text.encode()
     return atomic_write(path, lambda f: f.write(data), fsync, size=len(data))
@@ -223,13 +213,18 @@ def atomic_write_text(path: str | os.PathLike, text: str, fsync: bool = True) ->
 
 def atomic_write_json(path: str | os.PathLike, data: Any, fsync: bool = True) -> Path:
     """Indented JSON with a final newline; values JSON does not know become strings (paths, dates)."""
-    return atomic_write_text(path, json.dumps(data, indent=2, default=_json_default) + "\n", fsync)
+    # numpy / torch scalars (``.item()``) become numbers
+    text = json.dumps(data, indent=2, default=lambda v: v.item() if hasattr(v, "item") else str(v))
+    return atomic_write_text(path, text + "\n", fsync)
 
 
-def _json_default(value: Any):
-    if hasattr(value, "item"):  # numpy / torch scalars
-        return value.item()
-    return str(value)
+def read_json_dict(path: str | os.PathLike) -> dict | None:
+    """The JSON object in ``path``; None when it is missing, unreadable, not JSON or not an object."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def safe_name(name: str, limit: int = 60) -> str:
@@ -258,8 +253,8 @@ def create_once(path: str | os.PathLike) -> bool:
 
 
 __all__ = ["OUT_OF_SPACE", "append_text", "atomic_write", "atomic_write_json", "atomic_write_text",
-           "check_writable", "create_once", "free_bytes", "new_run_dir", "out_of_space_error", "safe_name",
-           "storage_cause", "storage_error_from"]
+           "check_writable", "create_once", "free_bytes", "new_run_dir", "out_of_space_error", "read_json_dict",
+           "safe_name", "storage_cause", "storage_error_from"]
 
 
 @contextlib.contextmanager

@@ -49,10 +49,6 @@ def find_run(runs_dir, cfg) -> Path | None:
     return None
 
 
-def task_dir(runs_dir, task) -> Path:
-    return Path(runs_dir) / f"{task.index:02d}-{task.config.name}"
-
-
 def run_task(task, run_dir) -> dict:
     """Train one task into ``run_dir``: a finished run of the same config there is read back, an interrupted
     one continues from its newest checkpoint."""
@@ -90,22 +86,22 @@ def task_row(task, run_dir, summary: dict) -> dict:
     return {"task": task.index, "name": task.config.name, "label": task.label, "run_dir": str(run_dir),
             "train_accuracy": round(train, 4), "val_accuracy": round(val, 4),
             "test_accuracy": None if test is None else round(test, 4), "gap": round(train - val, 4),
-            "epochs_run": summary.get("epochs_run"),
-            "status": summary.get("status")}
+            "epochs_run": summary.get("epochs_run"), "status": summary.get("status")}
 
 
 def run_lesson(lesson, overrides=(), runs_dir="runs/lessons", only=None) -> list[dict]:
     """Train (or read back) the lesson's tasks, ``only`` these indices if given, into RUNS_DIR/<lesson name>/;
     their rows, also written to lesson.json there."""
-    name = load_sweep(lesson).name
+    sweep = load_sweep(lesson)
+    lesson_dir = Path(runs_dir) / sweep.name
     rows = []
-    for task in lesson_tasks(lesson, overrides):
+    for task in expand(sweep, list(overrides))[1]:
         if only and task.index not in only:
             continue
-        run_dir = task_dir(Path(runs_dir) / name, task)
+        run_dir = lesson_dir / f"{task.index:02d}-{task.config.name}"
         rows.append(task_row(task, run_dir, run_task(task, run_dir)))
     if rows:
-        atomic_write_text(Path(runs_dir) / name / "lesson.json", json.dumps(rows, indent=2) + "\n")
+        atomic_write_text(lesson_dir / "lesson.json", json.dumps(rows, indent=2) + "\n")
     return rows
 
 

@@ -38,14 +38,6 @@ def require_regular(path: str | os.PathLike) -> None:
         raise NotARegularFile(f"{kind(mode)}, not a regular file: {path}")
 
 
-def is_regular(entry: os.DirEntry) -> bool:
-    """A directory entry that is a regular file or a link to one (d_type: no stat for plain entries)."""
-    try:
-        return entry.is_file()
-    except OSError:  # vanished meanwhile, or a link into a place we may not look
-        return False
-
-
 def walk_files(root: str | os.PathLike, hidden: bool = False) -> Iterator[tuple[str, bool]]:
     """(path, is a regular file) for every entry under ``root`` that is not a directory, in ``os.walk``'s
     order (a folder's entries by name, then its sub-folders by name); hidden names (``.x``) skipped unless
@@ -60,15 +52,17 @@ def walk_files(root: str | os.PathLike, hidden: bool = False) -> Iterator[tuple[
     for entry in entries:
         if entry.is_dir(follow_symlinks=False):
             folders.append(entry.path)
-        elif not (entry.is_symlink() and _is_dir(entry)) and (hidden or not entry.name.startswith(".")):
-            yield entry.path, is_regular(entry)
+        elif not (entry.is_symlink() and _entry_is(entry.is_dir)) and (hidden or not entry.name.startswith(".")):
+            yield entry.path, _entry_is(entry.is_file)  # a regular file or a link to one
     for folder in folders:
         yield from walk_files(folder, hidden)
 
 
-def _is_dir(entry: os.DirEntry) -> bool:
+def _entry_is(test) -> bool:
+    """``entry.is_file`` or ``entry.is_dir`` (d_type: no stat for plain entries); False where it cannot tell
+    (the entry vanished meanwhile, or is a link into a place we may not look)."""
     try:
-        return entry.is_dir()
+        return test()
     except OSError:
         return False
 
@@ -78,4 +72,4 @@ def regular_files(root: str | os.PathLike, hidden: bool = False) -> list[str]:
     return [path for path, regular in walk_files(root, hidden) if regular]
 
 
-__all__ = ["NotARegularFile", "is_regular", "kind", "regular_files", "require_regular", "walk_files"]
+__all__ = ["NotARegularFile", "kind", "regular_files", "require_regular", "walk_files"]

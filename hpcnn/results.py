@@ -9,18 +9,16 @@ Bump ``SCHEMA_VERSION`` when a key changes meaning or disappears; adding a key d
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
-from .files import atomic_write_json
+from .files import atomic_write_json, read_json_dict
 
 SCHEMA_VERSION = 1
 SUMMARY_FILE = "summary.json"
 FINAL_STATUSES = frozenset({"completed", "early_stopped", "pruned"})   # the run ended on its own terms
 # pruned: a search stopped the trial for good; paused: a search stopped it at an ASHA rung, to resume it if it ranks
-STATUSES = ("completed", "early_stopped", "pruned", "paused", "preempted")
 
 # key -> meaning. Nested mappings are described by their own dotted keys in docs/results.md.
 KEYS: dict[str, str] = {
@@ -77,11 +75,7 @@ def write_summary(run_dir: str | Path, summary: dict) -> Path:
 
 def read_summary(run_dir: str | Path) -> dict | None:
     """The run's summary, or None while it has none (running, or died before the end)."""
-    try:
-        data = json.loads((Path(run_dir) / SUMMARY_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+    return read_json_dict(Path(run_dir) / SUMMARY_FILE)
 
 
 def is_final(summary: dict | None) -> bool:

@@ -150,8 +150,7 @@ def run_job(cfg: JobConfig, run_dir: str | Path | None = None, resume: str | Non
         raise
     except Exception as err:
         if hasattr(comm, "diagnose"):  # a collective failed: name the peer that died, not gloo's socket error
-            cause = comm.diagnose()
-            if cause:
+            if cause := comm.diagnose():
                 raise DistributedError(f"{cause} — stopping rank {world.rank} on {world.hostname}",
                                        f"run {run_dir}", "read that rank's own log for the reason; the newest "
                                        "checkpoint is intact: resume with --resume") from err

@@ -28,6 +28,7 @@ from .config.load import apply_overrides, dump_yaml, from_dict, read_yaml
 from .config.schema import JobConfig
 from .errors import CheckpointError, HpcnnError
 from .files import atomic_write_text
+from .results import read_summary, write_summary  # a run's summary.json, read and written through hpcnn.results
 from .rundir_lock import LOCK_NAME
 
 CONFIG_FILE = "config.resolved.yaml"
@@ -62,9 +63,7 @@ def config_for_resume(run_dir: str | Path, overrides: Iterable[str] = ()) -> Job
         raise CheckpointError(f"not a run directory (no {CONFIG_FILE})", str(run_dir),
                               "pass the directory printed at the end of a run")
     overrides = list(overrides)
-    data = read_yaml(path)
-    if overrides:
-        data = apply_overrides(data, overrides)
+    data = apply_overrides(read_yaml(path), overrides)
     return from_dict(data, str(path) + (" + command-line overrides" if overrides else ""))
 
 
@@ -98,14 +97,6 @@ def run_of_checkpoint(weights_file: str | Path) -> Path | None:
     """The run directory a ``checkpoints/*.pt`` file belongs to, else None (a plain weights file)."""
     weights_file = Path(weights_file)
     return weights_file.parent.parent if weights_file.parent.name == CHECKPOINTS_DIR else None
-
-
-def read_summary(run_dir: str | Path) -> dict | None:
-    return results.read_summary(run_dir)
-
-
-def write_summary(run_dir: str | Path, summary: dict) -> Path:
-    return results.write_summary(run_dir, summary)
 
 
 __all__ = ["BEST", "CHECKPOINTS_DIR", "CHECKPOINT_CHOICES", "CONFIG_FILE", "FINAL", "JOB_FILE", "LOCK_FILE",

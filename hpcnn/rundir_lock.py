@@ -213,13 +213,12 @@ def _break(path: Path, judged: Holder | None) -> bool:
     except FileNotFoundError:
         return False  # someone else broke it first
     moved = read_holder(aside)
-    if (moved.token if moved else None) != (judged.token if judged else None):
+    judged_it = (moved.token if moved else None) == (judged.token if judged else None)
+    if not judged_it:
         with contextlib.suppress(FileExistsError):
             os.link(aside, path)  # a fresh lock taken meanwhile: restore it
-        aside.unlink(missing_ok=True)
-        return False
     aside.unlink(missing_ok=True)
-    return True
+    return judged_it
 
 
 def _busy(path: Path, holder: Holder | None, age: float, stale_after_s: float) -> RunDirBusy:

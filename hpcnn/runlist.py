@@ -10,7 +10,7 @@ lock (``hpcnn.rundir_lock``), or it has no final summary and wrote progress in t
 """
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import re
 import shutil
@@ -21,6 +21,7 @@ from typing import Callable, Iterable
 
 from . import results, rundir
 from .errors import HpcnnError
+from .files import read_json_dict
 
 MARKERS = (rundir.JOB_FILE, rundir.SUMMARY_FILE, rundir.CONFIG_FILE, "sweep.json", "study.json")
 ACTIVITY_FILES = (rundir.PROGRESS_FILE, rundir.METRICS_FILE, "train.log")
@@ -61,22 +62,12 @@ def parse_age(text: str) -> float:
     return float(m.group(1)) * _UNIT_S[m.group(2)]
 
 
-def _read(path: Path) -> dict | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def dir_size(path: Path) -> int:
     total = 0
     for root, _, files in os.walk(path):
         for name in files:
-            try:
+            with contextlib.suppress(OSError):
                 total += os.lstat(os.path.join(root, name)).st_size
-            except OSError:
-                pass
     return total
 
 
@@ -84,34 +75,32 @@ def last_write(path: Path, names: Iterable[str] = MARKERS + ACTIVITY_FILES) -> f
     """The newest modification time among the run's records (the directory's own, if it has none)."""
     times = []
     for name in names:
-        try:
+        with contextlib.suppress(OSError):
             times.append((path / name).stat().st_mtime)
-        except OSError:
-            pass
     return max(times) if times else path.stat().st_mtime
 
 
 def job_ids(path: Path) -> list[str]:
     """The Slurm job ids a run directory belongs to: its job, or a unit's arrays."""
-    unit = _read(path / "sweep.json")
+    unit = read_json_dict(path / "sweep.json")
     if unit:
         return [str(a["job_id"]) for a in unit.get("arrays", []) if a.get("job_id")]
-    study = _read(path / "study.json")
+    study = read_json_dict(path / "study.json")
     if study:
         return [str(a["job_id"]) for p in study.get("points", {}).values() for a in p.get("attempts", [])[-1:]]
-    job = _read(path / rundir.JOB_FILE)
+    job = read_json_dict(path / rundir.JOB_FILE)
     return [str(job["job_id"])] if job and job.get("job_id") else []
 
 
 def describe(path: Path, now: float | None = None) -> RunInfo:
     path = Path(path)
     now = time.time() if now is None else now
-    unit = _read(path / "sweep.json")
+    unit = read_json_dict(path / "sweep.json")
     summary = rundir.read_summary(path)
     if unit:
         kind, status = unit.get("kind", "sweep"), f"{len(unit.get('tasks', []))} tasks"
     elif (path / "study.json").is_file():
-        kind, status = "study", f"{len((_read(path / 'study.json') or {}).get('points', {}))} points"
+        kind, status = "study", f"{len((read_json_dict(path / 'study.json') or {}).get('points', {}))} points"
     else:
         kind = "run"
         status = summary.get("status", "?") if summary else ("submitted" if (path / rundir.JOB_FILE).is_file()
@@ -176,15 +165,13 @@ def busy_reason(info: RunInfo, queued: set[str]) -> str:
     return ""
 
 
-def check_removable(path: Path, runs_root: Path | None = None) -> None:
-    """Only hpcnn run directories, never a symlink or the runs folder itself."""
+def check_removable(path: Path) -> None:
+    """Only hpcnn run directories, never a symlink or the runs folder itself (it holds no marker)."""
     path = Path(path)
     if path.is_symlink():
         raise HpcnnError("is a symbolic link, not a run directory: not removed", str(path))
     if not path.is_dir():
         raise HpcnnError("no such run directory", str(path), "see `hpcnn runs` for the runs there are")
-    if runs_root is not None and path.resolve() == Path(runs_root).resolve():
-        raise HpcnnError("is the runs folder itself, not a run: not removed", str(path))
     if not is_run_dir(path):
         raise HpcnnError(f"not an hpcnn run directory (none of {', '.join(MARKERS)}): not removed", str(path))
 
@@ -214,20 +201,18 @@ def remove(infos: list[RunInfo], confirm: Callable[[list[RunInfo]], bool]) -> li
     """Delete the runs if ``confirm`` agrees; returns what was removed."""
     if not infos or not confirm(infos):
         return []
-    removed = []
     for info in infos:
         shutil.rmtree(info.path)
-        removed.append(info.path)
-    return removed
+    return [info.path for info in infos]
 
 
 def human_size(n: int) -> str:
     size = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size < 1024 or unit == "TB":
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
-    return f"{n} B"
+    return f"{size:.1f} TB"
 
 
 def human_age(seconds: float) -> str:

@@ -23,16 +23,12 @@ def format_table(rows: Sequence[Sequence[object]], notes: Sequence[str | None] |
     widths = [max((len(row[i]) for row in cells if i < len(row)), default=0) for i in range(columns)]
     lines = []
     for n, row in enumerate(cells):
-        padded = [_pad(cell, widths[i], align[i] if i < len(align) else "l") if i < len(row) - 1 or align[i:i + 1] == "r"
+        padded = [cell.rjust(widths[i]) if align[i:i + 1] == "r" else cell.ljust(widths[i]) if i < len(row) - 1
                   else cell for i, cell in enumerate(row)]
         text = (indent + gap.join(padded)).rstrip()
         note = notes[n] if notes is not None and n < len(notes) else None
         lines.append(text + note_mark + note if note else text)
     return "\n".join(lines)
-
-
-def _pad(cell: str, width: int, how: str) -> str:
-    return cell.rjust(width) if how == "r" else cell.ljust(width)
 
 
 __all__ = ["format_table"]

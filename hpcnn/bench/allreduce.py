@@ -100,9 +100,8 @@ def run_allreduce(sizes: str | None = None, iters: int = 20, warmup: int = 5, ba
                           "torchrun --nproc_per_node=2 -m hpcnn bench allreduce, or srun -n 2 ...")
     if iters < 1 or warmup < 0:
         raise ConfigError("need --iters >= 1 and --warmup >= 0", "hpcnn bench allreduce")
-    use_cuda = backend in ("auto", "nccl") and torch.cuda.is_available()
     device = torch.device("cpu")
-    if use_cuda:
+    if backend in ("auto", "nccl") and torch.cuda.is_available():
         device = torch.device("cuda", world.local_rank % torch.cuda.device_count())
         torch.cuda.set_device(device)
     comm = make_comm(world, backend, device, timeout_s)

@@ -10,6 +10,7 @@ other ranks return None. Keys are listed in docs/bench.md.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import platform
@@ -18,6 +19,7 @@ import socket
 import statistics
 import tempfile
 import time
+from itertools import islice
 from pathlib import Path
 
 import torch
@@ -29,8 +31,7 @@ from ..files import atomic_write_json
 from ..train.loop import train_epoch
 from .split import instrumented_steps
 from .timing import device_sync, spread
-from .workload import (Batches, build_workload, count_classes, ddp_bucket_bytes, gradient_bytes, real_source,
-                       synthetic_source)
+from .workload import build_workload, count_classes, ddp_bucket_bytes, gradient_bytes, real_source, synthetic_source
 
 log = logging.getLogger("hpcnn.bench")
 DATA_MODES = ("synthetic", "real")
@@ -54,7 +55,7 @@ def bench_job(cfg, out: str | os.PathLike | None = None, data: str = "synthetic"
                           f"got warmup={warmup} steps={steps} windows={windows}")
     world, device, comm = bootstrap(cfg, world, log_to_stderr=True)  # stdout carries only the JSON
     try:
-        result = _measure(cfg, comm, device, world, data, warmup, steps, windows)
+        result = _measure(cfg, comm, device, data, warmup, steps, windows)
         if comm.is_main:
             if out is not None:
                 atomic_write_json(out, result)
@@ -73,46 +74,45 @@ def bench_job(cfg, out: str | os.PathLike | None = None, data: str = "synthetic"
     return result if comm.is_main else None
 
 
-def _pipeline(cfg, comm, device, work_batch: int):
-    """The config's own input pipeline: (normalisation, endless batch source, decode mode)."""
+def _pipeline(cfg, comm, device):
+    """The config's own input pipeline: (normalisation, endless batch source, decode mode, number of classes)."""
     from ..data import jobscope
     from ..data.gpu_decode import resolve_decode, train_loader
     from ..data.loaders import RankBatchSampler
     from ..train.inputs import job_inputs
+    from ..train.setup import batch_sizes
 
+    global_batch, _ = batch_sizes(cfg, comm.world_size)
     resolve_decode(cfg.data, device)  # a gpu request without a GPU fails before any data loads
     with jobscope.bound(comm, None):  # as in training: a folder listed on one rank, sets held once per node
         splits, normalize = job_inputs(cfg, announce=comm.is_main)
-    sampler = RankBatchSampler(len(splits.train), work_batch * comm.world_size, comm.rank, comm.world_size, cfg.seed)
+    sampler = RankBatchSampler(len(splits.train), global_batch, comm.rank, comm.world_size, cfg.seed)
     pin = cfg.data.pin_memory and device.type == "cuda"
     loader, decode = train_loader(splits.train, sampler, cfg.data, device, pin)
     return normalize, real_source(loader, sampler), decode, len(splits.classes)
 
 
-def _measure(cfg, comm, device, world, data, warmup, steps, windows) -> dict:
-    from ..train.setup import batch_sizes
-
-    _, local_batch = batch_sizes(cfg, comm.world_size)
-    normalize, decode = None, None
+def _measure(cfg, comm, device, data, warmup, steps, windows) -> dict:
+    normalize = decode = None
     num_classes = count_classes(cfg.data)
     if data == "real":
-        normalize, source, decode, num_classes = _pipeline(cfg, comm, device, local_batch)
+        normalize, source, decode, num_classes = _pipeline(cfg, comm, device)
     work = build_workload(cfg, comm, device, num_classes, normalize, steps)
     if data == "synthetic":
         source = synthetic_source(cfg, work.local_batch, num_classes, device, cfg.seed + comm.rank)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    with _Telemetry(device, comm) as telemetry:
+    with _gpu_telemetry(device) as telemetry:
         never = lambda: False  # noqa: E731
         quiet = lambda *a: None  # noqa: E731
         if warmup:
-            train_epoch(work.train_model, work.optimizer, Batches(source, warmup), work.ctx, 0, 0, never, quiet)
+            train_epoch(work.train_model, work.optimizer, islice(source, warmup), work.ctx, 0, 0, never, quiet)
         seconds, data_s = [], []
         for w in range(windows):
             comm.barrier()
             device_sync(device)
             t0 = time.perf_counter()
-            stats = train_epoch(work.train_model, work.optimizer, Batches(source, steps), work.ctx, 1 + w, 0,
+            stats = train_epoch(work.train_model, work.optimizer, islice(source, steps), work.ctx, 1 + w, 0,
                                 never, quiet)
             device_sync(device)
             seconds.append(time.perf_counter() - t0)
@@ -121,7 +121,7 @@ def _measure(cfg, comm, device, world, data, warmup, steps, windows) -> dict:
     split = instrumented_steps(work, source, steps, buckets)
     per_rank = comm.all_gather_object({
         "host": socket.gethostname(), "seconds": seconds, "data_seconds": data_s, "split": split,
-        "peak_memory_mib": _peak_memory_mib(device), "gpu": telemetry.summary})
+        "peak_memory_mib": _peak_memory_mib(device), "gpu": telemetry["summary"]})
     return _result(cfg, comm, device, work, per_rank, data, decode, warmup, steps, windows, buckets)
 
 
@@ -173,44 +173,35 @@ def _gpu_block(summaries: list) -> dict | None:
     if not got:
         return None
     values = lambda key: [s[key] for s in got if s.get(key) is not None]  # noqa: E731
-    return {"util_mean_percent": statistics.fmean(values("util_mean_percent")) if values("util_mean_percent") else None,
-            "mem_max_mib": max(values("mem_max_mib"), default=None),
-            "power_mean_w": statistics.fmean(values("power_mean_w")) if values("power_mean_w") else None,
-            "energy_j": sum(values("energy_j")), "per_rank": summaries}
+    mean = lambda key: statistics.fmean(values(key)) if values(key) else None  # noqa: E731
+    return {"util_mean_percent": mean("util_mean_percent"), "mem_max_mib": max(values("mem_max_mib"), default=None),
+            "power_mean_w": mean("power_mean_w"), "energy_j": sum(values("energy_j")), "per_rank": summaries}
 
 
-class _Telemetry:
+@contextlib.contextmanager
+def _gpu_telemetry(device, interval_s: float = 0.5):
     """NVML samples of this rank's GPU during warm-up and windows (hpcnn.monitor); nothing on CPU.
-    Stopping the sampler closes its NVML reader (event sets freed, nvmlShutdown)."""
+    Yields a dict whose "summary" the samples fill in when the block ends. Stopping the sampler closes
+    its NVML reader (event sets freed, nvmlShutdown)."""
+    telemetry = {"summary": None}
+    if device.type != "cuda":
+        yield telemetry
+        return
+    from ..monitor import GpuSampler, summarize
+    from ..train.callbacks import cuda_uuid
 
-    def __init__(self, device, comm, interval_s: float = 0.5):
-        self.device, self.comm, self.interval_s = device, comm, interval_s
-        self.summary = None
-        self.sampler = self.tmp = None
-
-    def __enter__(self):
-        if self.device.type == "cuda":
-            from ..monitor import GpuSampler
-            from ..train.callbacks import cuda_uuid
-
-            self.tmp = tempfile.TemporaryDirectory(prefix="hpcnn-bench-gpu-")
-            (Path(self.tmp.name) / "gpu").mkdir()
-            # by UUID, as the trainer does: CUDA's device numbers need not be NVML's
-            self.sampler = GpuSampler(Path(self.tmp.name) / "gpu" / "rank0.jsonl", self.interval_s,
-                                      cuda_ordinal=self.device.index or 0, uuid=cuda_uuid(self.device))
-            if not self.sampler.start():
-                self.sampler = None
-        return self
-
-    def __exit__(self, *exc):
-        if self.sampler is not None:
-            from ..monitor import summarize
-
-            self.sampler.stop()
-            self.summary = summarize(Path(self.tmp.name))
-        if self.tmp is not None:
-            self.tmp.cleanup()
-        return False
+    with tempfile.TemporaryDirectory(prefix="hpcnn-bench-gpu-") as tmp:
+        (Path(tmp) / "gpu").mkdir()
+        # by UUID, as the trainer does: CUDA's device numbers need not be NVML's
+        sampler = GpuSampler(Path(tmp) / "gpu" / "rank0.jsonl", interval_s, cuda_ordinal=device.index or 0,
+                             uuid=cuda_uuid(device))
+        started = sampler.start()
+        try:
+            yield telemetry
+        finally:
+            if started:
+                sampler.stop()
+                telemetry["summary"] = summarize(Path(tmp))
 
 
 __all__ = ["DATA_MODES", "bench_from_dict", "bench_job"]

@@ -41,10 +41,8 @@ def _allreduce_in_buckets(model: torch.nn.Module, bucket_bytes: list[int], world
     for view in flat.split(sizes):
         dist.all_reduce(view)
     flat.div_(world_size)
-    offset = 0
-    for g in grads:
-        g.copy_(flat[offset:offset + g.numel()].view_as(g))
-        offset += g.numel()
+    for g, averaged in zip(grads, flat.split([g.numel() for g in grads])):
+        g.copy_(averaged.view_as(g))
 
 
 def instrumented_steps(work, source, steps: int, bucket_bytes: list[int]) -> dict:

@@ -19,17 +19,11 @@ import torch
 from ..config.phases import resolve_phases
 from ..data.augment import Normalize
 from ..train.freeze import frozen_batchnorm, select
-from ..train.loop import StepContext
-from ..train.setup import batch_sizes, new_model, phase_step, step_context
+from ..train.setup import PhaseStep, batch_sizes, new_model, phase_step, step_context
 
 
 @dataclass
-class Workload:
-    raw_model: torch.nn.Module
-    wrapped: torch.nn.Module       # the DDP wrapper (or the raw model): owns the gradient buckets
-    train_model: torch.nn.Module   # what the loop calls (compiled when train.compile)
-    optimizer: object
-    ctx: StepContext
+class Workload(PhaseStep):
     global_batch: int
     local_batch: int
     num_classes: int
@@ -70,20 +64,6 @@ def build_workload(cfg, comm, device: torch.device, num_classes: int, normalize:
                     local_batch, num_classes)
 
 
-class Batches:
-    """``count`` batches from an endless source: one timed window of the loop."""
-
-    def __init__(self, source, count: int):
-        self.source, self.count = source, count
-
-    def __len__(self) -> int:
-        return self.count
-
-    def __iter__(self):
-        for _ in range(self.count):
-            yield next(self.source)
-
-
 def synthetic_source(cfg, local_batch: int, num_classes: int, device: torch.device, seed: int = 0):
     """The same on-device uint8 batch forever: measures the step, not an input pipeline."""
     g = torch.Generator(device=device)
@@ -100,8 +80,7 @@ def real_source(loader, sampler):
     epoch = 0
     while True:
         sampler.set_epoch(epoch)
-        for batch in loader:
-            yield batch
+        yield from loader
         epoch += 1
 
 

@@ -46,20 +46,14 @@ def _choice_hint(message: str) -> str | None:
     return f"{prefix}unknown {noun} '{value}' — did you mean '{close[0]}'?"
 
 
-def active_parser(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.ArgumentParser:
-    """The (sub)parser the command line ends up in: ``hpcnn scale status X`` -> the ``scale status`` parser."""
-    for token in argv:
+def unrecognized(parser: argparse.ArgumentParser, argv: list[str] | None, extra: list[str]) -> str:
+    """argparse's "unrecognized arguments" message, with the closest flag of the active verb for a misspelt one."""
+    for token in sys.argv[1:] if argv is None else argv:  # the (sub)parser the line ends up in: `scale status X`
         subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
         if subparsers and token in subparsers[0].choices:
             parser = subparsers[0].choices[token]
-    return parser
-
-
-def unrecognized(parser: argparse.ArgumentParser, argv: list[str] | None, extra: list[str]) -> str:
-    """argparse's "unrecognized arguments" message, with the closest flag of the active verb for a misspelt one."""
     message = f"unrecognized arguments: {' '.join(extra)}"
-    flags = [s for s in active_parser(parser, list(sys.argv[1:] if argv is None else argv))._option_string_actions
-             if s.startswith("--")]
+    flags = [s for s in parser._option_string_actions if s.startswith("--")]
     for token in extra:
         if token.startswith("--"):
             close = difflib.get_close_matches(token.partition("=")[0], flags, n=1, cutoff=0.6)
@@ -113,5 +107,5 @@ def resources(args, keys=None) -> dict:
             if (keys is None or key in keys) and getattr(args, key, None) is not None}
 
 
-__all__ = ["ITEMS", "Parser", "RESOURCE_FLAGS", "active_parser", "add_items", "add_json", "add_resource_flags",
+__all__ = ["ITEMS", "Parser", "RESOURCE_FLAGS", "add_items", "add_json", "add_resource_flags",
            "intermixed", "print_json", "resources", "unrecognized"]

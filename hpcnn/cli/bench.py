@@ -20,26 +20,24 @@ HELP = """examples:
 
 
 def cmd_bench(args) -> int:
-    items = list(args.items)
-    warmup = args.warmup if args.warmup is not None else 5
-    if items and items[0] == "allreduce":
-        return _allreduce(args, items[1:], warmup)
+    if args.items and args.items[0] == "allreduce":
+        return _allreduce(args, args.items[1:])
     from ..bench.run import bench_job
 
-    path, overrides = split_config_args(items)
-    result = bench_job(load_job(path, overrides), args.out, args.data, warmup, args.steps, args.windows)
+    path, overrides = split_config_args(args.items)
+    result = bench_job(load_job(path, overrides), args.out, args.data, args.warmup, args.steps, args.windows)
     if result is not None:
         print_json(result)
     return 0
 
 
-def _allreduce(args, rest: list[str], warmup: int) -> int:
+def _allreduce(args, rest: list[str]) -> int:
     from ..bench.allreduce import run_allreduce, table
 
     if rest:
         raise ConfigError(f"hpcnn bench allreduce takes no config or overrides (got {' '.join(rest)})",
                           "command line", "use --sizes, --iters, --warmup, --backend")
-    result = run_allreduce(args.sizes, args.iters, warmup, args.backend, args.out)
+    result = run_allreduce(args.sizes, args.iters, args.warmup, args.backend, args.out)
     if result is not None:
         print(table(result))
         print(json.dumps({k: result[k] for k in ("world_size", "backend", "alpha_s", "beta_bytes_per_s")}))
@@ -55,7 +53,7 @@ def register(sub) -> None:
     add_items(b, metavar="[CONFIG|allreduce] [key.sub=value ...]",
               help="job config YAML (default: the built-in default job) and overrides; or `allreduce`")
     b.add_argument("--out", help="also write the JSON here (atomically)")
-    b.add_argument("--warmup", type=int, default=None, help="warm-up steps (or allreduces per size); default 5")
+    b.add_argument("--warmup", type=int, default=5, help="warm-up steps (or allreduces per size); default 5")
     g = b.add_argument_group("config benchmark")
     g.add_argument("--data", choices=["synthetic", "real"], default="synthetic",
                    help="synthetic: one batch generated on the device; real: the config's input pipeline")

@@ -15,13 +15,6 @@ from .args import add_json, print_json
 DEFAULT_PNG = "compare.png"
 
 
-def default_out(paths: list[str]) -> Path:
-    """A lone sweep directory keeps its plot; otherwise the current directory."""
-    if len(paths) == 1 and (Path(paths[0]) / "sweep.json").is_file():
-        return Path(paths[0]) / DEFAULT_PNG
-    return Path(DEFAULT_PNG)
-
-
 def cmd_compare(args) -> int:
     runs, keys = collect(args.paths)
     metric = args.metric or monitored_metric(runs)
@@ -30,7 +23,9 @@ def cmd_compare(args) -> int:
         raise HpcnnError(f"no run has '{metric}' (per epoch in metrics.jsonl, or in summary.json)", "--metric",
                          "use val.accuracy, val.loss, val.f1_macro, train.loss, ...")
     title = f"{len(runs)} runs; differing: {', '.join(keys)}" if keys else f"{len(runs)} runs, same config"
-    png, _ = overlay(runs, metric, args.out or default_out(args.paths), title)
+    # a lone sweep directory keeps its plot; otherwise the current directory
+    lone_sweep = len(args.paths) == 1 and (Path(args.paths[0]) / "sweep.json").is_file()
+    png = overlay(runs, metric, args.out or (Path(args.paths[0]) if lone_sweep else Path()) / DEFAULT_PNG, title)
     if args.json:
         print_json({"metric": metric, "differing_keys": keys, "png": str(png), "runs": rows})
         return 0

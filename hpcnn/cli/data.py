@@ -23,23 +23,17 @@ def data_config(items: list[str]):
         return load_job(None, overrides).data
     path = Path(source).expanduser()
     if path.is_dir() or path.suffix.lower() in HDF5_SUFFIXES:
-        cfg = load_job(None, overrides)
-        if (path / "index.json").is_file():
-            kind = "shards"
-        else:
-            kind = "folder" if path.is_dir() else "hdf5"
-        return dataclasses.replace(cfg.data, source=kind, root=str(path))
+        kind = "shards" if (path / "index.json").is_file() else "folder" if path.is_dir() else "hdf5"
+        return dataclasses.replace(load_job(None, overrides).data, source=kind, root=str(path))
     return load_job(path, overrides).data
 
 
 def cmd_data_generate(args) -> int:
     from ..data import synthetic
 
-    counts = synthetic.write_image_folder(args.out, args.n, size=args.size, seed=args.seed,
-                                          split_fractions=None if args.no_splits else {"train": 0.7, "val": 0.15,
-                                                                                        "test": 0.15},
-                                          fmt=args.format)
-    print_json(counts)
+    fractions = None if args.no_splits else {"train": 0.7, "val": 0.15, "test": 0.15}
+    print_json(synthetic.write_image_folder(args.out, args.n, size=args.size, seed=args.seed,
+                                            split_fractions=fractions, fmt=args.format))
     return 0
 
 
@@ -56,8 +50,7 @@ def cmd_data_pack(args) -> int:
 
     shard_bytes = parse_size(args.shard_size)
     data = dataclasses.replace(data_config(args.items), stage="none")
-    splits = load_splits(data)
-    manifest = pack(splits, args.out, shard_bytes, {"source": data.source, "root": data.root,
+    manifest = pack(load_splits(data), args.out, shard_bytes, {"source": data.source, "root": data.root,
                                                     "image_size": data.image_size, "channels": data.channels})
     summary = {name: {"images": s["count"], "shards": len(s["shards"]), "bytes": sum(x["bytes"] for x in s["shards"])}
                for name, s in manifest["splits"].items()}

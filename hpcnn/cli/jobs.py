@@ -36,6 +36,8 @@ from ..tune.spec import RECORD as SEARCH_RECORD
 from ..tune.status import format_report as format_search, report as search_report
 from .args import add_items, add_json, add_resource_flags, intermixed, print_json, resources
 
+CONFIG_PROFILE = "the job config's slurm.profile"  # what names the profile, unless a study file does
+
 
 def _describe(res) -> str:
     gpus = f"{res.gpus_per_node} GPU{'s' if res.gpus_per_node != 1 else ''}/node" if res.gpus_per_node else "CPU only"
@@ -43,10 +45,14 @@ def _describe(res) -> str:
             f"{res.walltime}")
 
 
-def _site_and_cost(profile, flag, config_profile, cost, config_what: str = "the job config's slurm.profile") -> str:
-    """Two lines every submission prints: which site profile and why, and what the request can cost."""
-    return (f"{explain(profile, flag, config_profile, config_what)}\n"
-            f"cost: {cost.describe()} (walltime x resources x tasks)")
+def _site_and_cost(profile, flag, named, cost, named_by: str = CONFIG_PROFILE, prefix: str = "") -> str:
+    """Two lines every submission prints: which site profile and why, and what the request can cost.
+
+    ``named``: the profile the job config (or a study file: ``named_by`` says which) names, when it names one;
+    ``prefix`` starts each line (``# `` for a dry run's comments).
+    """
+    return (f"{prefix}{explain(profile, flag, named, named_by)}\n"
+            f"{prefix}cost: {cost.describe()} (walltime x resources x tasks)")
 
 
 def _recorded_cost(record: dict, only=None):
@@ -60,25 +66,16 @@ def _recorded_cost(record: dict, only=None):
     return cost_of(Resources.from_dict(record["resources"]), len(tasks) if tasks else 1)
 
 
-def _recorded_profile(record: dict):
-    return SimpleNamespace(name=record.get("profile"), source=record.get("profile_source"))
+def recorded_site_and_cost(record: dict, flag=None, only=None, named=None, named_by: str = CONFIG_PROFILE) -> str:
+    """The profile and cost lines for a unit already submitted (jobs, scale studies, predict arrays)."""
+    profile = SimpleNamespace(name=record.get("profile"), source=record.get("profile_source"))
+    return _site_and_cost(profile, flag, named, _recorded_cost(record, only), named_by)
 
 
-def recorded_site_and_cost(record: dict, flag=None, only=None, named=None, named_by: str = "") -> str:
-    """The profile and cost lines for a unit already submitted (scale studies, predict arrays).
-
-    ``named``: the profile a study file names (``named_by`` says which file), when it named one.
-    """
-    return _site_and_cost(_recorded_profile(record), flag, named, _recorded_cost(record, only),
-                          named_by or "the job config's slurm.profile")
-
-
-def planned_site_and_cost(plan, flag=None, named=None, named_by: str = "") -> str:
+def planned_site_and_cost(plan, flag=None, named=None, named_by: str = CONFIG_PROFILE) -> str:
     """The profile and cost lines for a planned array (dry runs), each line a ``# `` comment."""
     named = named or (plan.base.slurm.profile if plan.base else None)
-    site = _site_and_cost(plan.profile, flag, named, total(t.resources for t in plan.tasks),
-                          named_by or "the job config's slurm.profile")
-    return "\n".join(f"# {line}" for line in site.splitlines())
+    return _site_and_cost(plan.profile, flag, named, total(t.resources for t in plan.tasks), named_by, "# ")
 
 
 def cmd_submit(args) -> int:
@@ -88,23 +85,20 @@ def cmd_submit(args) -> int:
         print(plan.script.rstrip("\n"))
         print(f"# dry run: pre-flight passed; would submit to profile {plan.profile.name} ({_describe(plan.resources)})"
               f"\n# run directory would be {plan.run_dir}", file=sys.stderr)
-        site = _site_and_cost(plan.profile, args.profile, plan.config.slurm.profile, cost_of(plan.resources))
-        print("\n".join(f"# {line}" for line in site.splitlines()), file=sys.stderr)
+        print(_site_and_cost(plan.profile, args.profile, plan.config.slurm.profile, cost_of(plan.resources),
+                             prefix="# "), file=sys.stderr)
         return 0
     handle = submit(path, args.profile, resources(args), overrides, run_dir=args.run_dir)
-    res = handle.record["resources"]
-    cost = _recorded_cost(handle.record)
+    res, jid = handle.record["resources"], handle.job_id
     if args.json:
-        print_json({"job_id": handle.job_id, "run_dir": str(handle.run_dir), **({"resources": res}),
-                     "profile": handle.record["profile"], "profile_source": handle.record.get("profile_source"),
-                     "cost": dataclasses.asdict(cost)})
+        print_json({"job_id": jid, "run_dir": str(handle.run_dir), "resources": res,
+                    "profile": handle.record["profile"], "profile_source": handle.record.get("profile_source"),
+                    "cost": dataclasses.asdict(_recorded_cost(handle.record))})
     else:
-        print(f"submitted job {handle.job_id} (profile {handle.record['profile']}, {res['nodes']} node(s), "
+        print(f"submitted job {jid} (profile {handle.record['profile']}, {res['nodes']} node(s), "
               f"{res['gpus_per_node']} GPU(s)/node, {res['walltime']})")
-        print(_site_and_cost(_recorded_profile(handle.record), args.profile,
-                             load_job(path, overrides).slurm.profile, cost))
+        print(recorded_site_and_cost(handle.record, args.profile, named=load_job(path, overrides).slurm.profile))
         print(f"run directory: {handle.run_dir}")
-        jid = handle.job_id
         print(f"follow it:     hpcnn status {jid}   hpcnn logs {jid}   hpcnn cancel {jid}")
     if args.wait:
         status = handle.wait(timeout_s=args.timeout)
@@ -113,11 +107,11 @@ def cmd_submit(args) -> int:
     return 0
 
 
-def _resubmit_target(args) -> str | None:
-    """The sweep directory to resubmit: `hpcnn sweep SWEEP_DIR` or `hpcnn sweep SWEEP.yaml --resubmit SWEEP_DIR`."""
-    if args.resubmit:
-        return args.resubmit
-    return args.sweep if Path(args.sweep).is_dir() else None
+def _wait_for_sweep(sweep, args) -> int:
+    """--wait: the sweep's results once its tasks ended; 1 if any did not succeed."""
+    statuses = sweep.wait(timeout_s=args.timeout)
+    _print_results(sweep.results(statuses), sweep.record.get("metric", "val.accuracy"), args.json)
+    return 0 if all(s.succeeded for s in statuses) else 1
 
 
 def cmd_resubmit(args, sweep_dir: str) -> int:
@@ -141,15 +135,12 @@ def cmd_resubmit(args, sweep_dir: str) -> int:
         print(f"{verb} {len(done.tasks)} task(s) of sweep {done.sweep.record['name']}{ids}: "
               f"{', '.join(map(str, done.tasks[:20]))}{' ...' if len(done.tasks) > 20 else ''} (left alone: {left})")
         print(f"follow it: hpcnn status {done.sweep.sweep_dir}   hpcnn results {done.sweep.sweep_dir}")
-    if args.wait and done.array_ids:
-        statuses = done.sweep.wait(timeout_s=args.timeout)
-        _print_results(done.sweep.results(statuses), done.sweep.record.get("metric", "val.accuracy"), args.json)
-        return 0 if all(s.succeeded for s in statuses) else 1
-    return 0
+    return _wait_for_sweep(done.sweep, args) if args.wait and done.array_ids else 0
 
 
 def cmd_sweep(args) -> int:
-    target = _resubmit_target(args)
+    # `hpcnn sweep SWEEP_DIR` or `hpcnn sweep SWEEP.yaml --resubmit SWEEP_DIR`: rerun a sweep's failed tasks
+    target = args.resubmit or (args.sweep if Path(args.sweep).is_dir() else None)
     if target is not None:
         return cmd_resubmit(args, target)
     kwargs = dict(profile=args.profile, max_parallel=args.max_parallel, resources=resources(args),
@@ -173,11 +164,7 @@ def cmd_sweep(args) -> int:
         print(recorded_site_and_cost(sweep.record, args.profile))
         print(f"sweep directory: {sweep.sweep_dir}")
         print(f"follow it:       hpcnn status {sweep.sweep_dir}   hpcnn results {sweep.sweep_dir}")
-    if args.wait:
-        statuses = sweep.wait(timeout_s=args.timeout)
-        _print_results(sweep.results(statuses), sweep.record.get("metric", "val.accuracy"), args.json)
-        return 0 if all(s.succeeded for s in statuses) else 1
-    return 0
+    return _wait_for_sweep(sweep, args) if args.wait else 0
 
 
 def _print_status(status, as_json: bool, metric: str | None = None) -> None:
@@ -193,10 +180,8 @@ def _print_status(status, as_json: bool, metric: str | None = None) -> None:
         keys = ["val.accuracy", "test.accuracy", "images_per_second"]
         if metric and metric not in keys + ["wall_seconds"]:
             keys.append(metric)
-        for key in keys:
-            value = status.metric(key)
-            if value is not None:
-                parts.append(f"{key} {format_number(value)}")
+        values = {key: status.metric(key) for key in keys}
+        parts += [f"{key} {format_number(value)}" for key, value in values.items() if value is not None]
         wall = status.metric("wall_seconds")
         if wall is not None:
             parts.append(f"{wall:.1f} s")
@@ -206,26 +191,20 @@ def _print_status(status, as_json: bool, metric: str | None = None) -> None:
 
 
 def _print_results(rows, metric: str, as_json: bool) -> None:
-    if as_json:
-        print_json(rows)
-    else:
-        print(format_table(rows, metric))
+    print_json(rows) if as_json else print(format_table(rows, metric))
 
 
 def cmd_status(args) -> int:
     if args.metric is not None:
         check_ranking(args.metric, args.mode or "max", "--metric/--mode")
     if args.ref and (search := _search_dir(args.ref)) is not None:
-        rep = _search_status(search)
+        rep = {"kind": "search", **search_report(search)}  # the study's view: trials by state, best so far
         print_json(rep) if args.json else print(format_search(rep))
         return 0
-    if args.ref:
-        found = [locate(args.ref)]
-    else:
-        found = _recent_units(args.limit)
-        if not found:
-            print(f"no jobs recorded in {records.state_dir() / 'jobs'}")
-            return 0
+    found = [locate(args.ref)] if args.ref else _recent_units(args.limit)
+    if not found:
+        print(f"no jobs recorded in {records.state_dir() / 'jobs'}")
+        return 0
     jobs = [h for h in found if not isinstance(h, Path)]
     ids = [i for h in jobs for i in (h.array_ids if isinstance(h, JobArray) else [h.job_id])]
     tasks = [t.job_id for h in jobs for t in (h.tasks if isinstance(h, JobArray) else [h])]
@@ -233,7 +212,7 @@ def cmd_status(args) -> int:
     out = []
     for handle in found:
         if isinstance(handle, Path):  # a tune search: its study says more than the array's states
-            out.append(_search_status(handle))
+            out.append({"kind": "search", **search_report(handle)})
             if not args.json:
                 print("\n".join(format_search(out[-1]).splitlines()[:4]))
         elif isinstance(handle, JobArray):
@@ -290,28 +269,29 @@ def _search_dir(ref) -> Path | None:
     return path if (path / SEARCH_RECORD).is_file() else None
 
 
-def _search_status(search_dir: Path) -> dict:
-    """A tune search as `hpcnn status` shows it: the study's view (trials by state, best so far)."""
-    return {"kind": "search", **search_report(search_dir)}
-
-
 def cmd_logs(args) -> int:
     found = locate(args.ref)
     if isinstance(found, JobArray):
         found = found[args.task]
     streams = ("out", "err") if args.stream == "both" else (args.stream,)
     if args.follow:
-        return _follow_logs(found, args, streams)
-    shown = False
-    for stream in streams:
-        path = found.log_path(args.rank, stream)
-        text = found.logs(args.rank, args.tail, stream)
+        paths = [found.log_path(args.rank, stream) for stream in streams]
+        print(f"following job {found.job_id} rank {args.rank} ({', '.join(map(str, paths))}); "
+              "stops when the job leaves the queue, or Ctrl-C", file=sys.stderr)
+        try:
+            follow(found.job_id, paths, lines=args.tail, interval_s=args.interval)
+        except KeyboardInterrupt:
+            print("", file=sys.stderr)
+            return 130
+        print(f"job {found.job_id} has left the queue: see `hpcnn status {found.job_id}`", file=sys.stderr)
+        return 0
+    texts = {stream: found.logs(args.rank, args.tail, stream) for stream in streams}
+    for stream, text in texts.items():
         if text:
             if len(streams) > 1:
-                print(f"==> {path} <==")
+                print(f"==> {found.log_path(args.rank, stream)} <==")
             print(text)
-            shown = True
-    if not shown:
+    if not any(texts.values()):
         print(f"no log yet for job {found.job_id}{_queue_note(found.job_id)} rank {args.rank} "
               f"(expected {found.log_path(args.rank, 'out')})", file=sys.stderr)
     return 0
@@ -326,19 +306,6 @@ def _queue_note(job_id: str) -> str:
     return f" ({queued.state}{': ' + queued.reason if queued.reason else ''})" if queued else ""
 
 
-def _follow_logs(handle, args, streams) -> int:
-    paths = [handle.log_path(args.rank, stream) for stream in streams]
-    print(f"following job {handle.job_id} rank {args.rank} ({', '.join(map(str, paths))}); "
-          "stops when the job leaves the queue, or Ctrl-C", file=sys.stderr)
-    try:
-        follow(handle.job_id, paths, lines=args.tail, interval_s=args.interval)
-    except KeyboardInterrupt:
-        print("", file=sys.stderr)
-        return 130
-    print(f"job {handle.job_id} has left the queue: see `hpcnn status {handle.job_id}`", file=sys.stderr)
-    return 0
-
-
 def cmd_cancel(args) -> int:
     found = locate(args.ref)
     found.cancel()
@@ -347,33 +314,24 @@ def cmd_cancel(args) -> int:
     return 0
 
 
-def _is_runs_folder(ref: str) -> bool:
-    """A folder of run directories (runs/): neither a sweep/group directory nor one submitted run."""
-    path = Path(ref)
-    return path.is_dir() and not any((path / name).is_file() for name in (records.SWEEP_FILE, *RUN_FILES))
-
-
-def _results_of_runs(args) -> int:
-    metric = args.metric or "val.accuracy"
-    check_ranking(metric, args.mode or "max", "--metric/--mode")
-    rows = rank_run_dirs(args.sweep_dir, metric, args.mode or "max")
-    if not rows:
-        raise HpcnnError(f"no run directories here (none holds {' or '.join(RUN_FILES)})",
-                         str(args.sweep_dir), "pass runs/ (train.runs_dir), a sweep directory or a job id")
-    _print_results(rows, metric, args.json)
-    return 0
-
-
 def cmd_results(args) -> int:
-    if _is_runs_folder(args.sweep_dir):
-        return _results_of_runs(args)
-    found = locate(args.sweep_dir)
-    if not isinstance(found, JobArray):
-        raise HpcnnError("not a sweep or group directory (no sweep.json)", str(args.sweep_dir),
-                         "use `hpcnn status` for a job")
-    metric = args.metric or found.record.get("metric", "val.accuracy")
-    check_ranking(metric, args.mode or found.record.get("mode", "max"), "--metric/--mode")
-    _print_results(found.results(metric=metric, mode=args.mode), metric, args.json)
+    path = Path(args.sweep_dir)  # a folder of run directories (runs/): neither a sweep/group nor one submitted run
+    if path.is_dir() and not any((path / name).is_file() for name in (records.SWEEP_FILE, *RUN_FILES)):
+        metric, mode = args.metric or "val.accuracy", args.mode or "max"
+        check_ranking(metric, mode, "--metric/--mode")
+        rows = rank_run_dirs(args.sweep_dir, metric, mode)
+        if not rows:
+            raise HpcnnError(f"no run directories here (none holds {' or '.join(RUN_FILES)})",
+                             str(args.sweep_dir), "pass runs/ (train.runs_dir), a sweep directory or a job id")
+    else:
+        found = locate(args.sweep_dir)
+        if not isinstance(found, JobArray):
+            raise HpcnnError("not a sweep or group directory (no sweep.json)", str(args.sweep_dir),
+                             "use `hpcnn status` for a job")
+        metric = args.metric or found.record.get("metric", "val.accuracy")
+        check_ranking(metric, args.mode or found.record.get("mode", "max"), "--metric/--mode")
+        rows = found.results(metric=metric, mode=args.mode)
+    _print_results(rows, metric, args.json)
     return 0
 
 
@@ -394,10 +352,8 @@ def cmd_render(args) -> int:
 
 
 def cmd_profiles_list(args) -> int:
-    rows = []
-    for name in list_profiles():
-        p = load_profile(name)
-        rows.append({"name": name, "description": p.description, "source": p.source})
+    profiles = {name: load_profile(name) for name in list_profiles()}
+    rows = [{"name": name, "description": p.description, "source": p.source} for name, p in profiles.items()]
     if args.json:
         print_json(rows)
     else:
@@ -425,7 +381,6 @@ def _add_resources(parser) -> None:
 
 
 def register(subparsers) -> None:
-    """Add the Slurm verbs to hpcnn's argparse subparsers."""
     s = intermixed(subparsers.add_parser("submit", help="pre-flight and submit a training job to Slurm (submitit)",
                               description="Submit one training job; prints its id and run directory and returns."))
     add_items(s)

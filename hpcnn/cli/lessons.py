@@ -11,10 +11,7 @@ def cmd_lessons(args) -> int:
     from ..lessons import format_rows, run_lesson
 
     rows = run_lesson(args.lesson, args.overrides, args.runs_dir, args.task)
-    if args.json:
-        print_json(rows)
-    else:
-        print(format_rows(rows))
+    print_json(rows) if args.json else print(format_rows(rows))
     return 0
 
 

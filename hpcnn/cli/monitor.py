@@ -9,6 +9,7 @@ place; piped it prints one snapshot (``--watch`` keeps printing); it ends when t
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import sys
@@ -32,8 +33,7 @@ CLEAR = "\x1b[H\x1b[2J"
 
 def find_run_dir(job_id: str) -> Path | None:
     """The run directory `hpcnn submit`/`sweep` recorded for this job id (an array task in its sweep), or None."""
-    base = job_id.split("_")[0]
-    for key in (job_id, base):
+    for key in (job_id, job_id.split("_")[0]):  # as given, then an array task's array id
         directory = lookup(key)
         if directory is None:
             continue
@@ -54,12 +54,12 @@ def _job_state(job_id: str):
     return commands.squeue([job_id]).get(job_id) or commands.query_states([job_id]).get(job_id)
 
 
-def _job_position(run_dir: Path | None, rows: list[dict]) -> dict | None:
+def _job_position(run_dir: Path | None) -> dict | None:
     where = read_progress(run_dir)
-    if where is None and run_dir is not None:
-        tagged = [r for r in latest_rows(run_dir) if r.get("stage")]
-        where = max(tagged, key=lambda r: r["time"]) if tagged else None
-    return where
+    if where is not None or run_dir is None:
+        return where
+    tagged = [r for r in latest_rows(run_dir) if r.get("stage")]
+    return max(tagged, key=lambda r: r["time"]) if tagged else None
 
 
 def snapshot_job(job_id: str, nodes: int, timeout: float) -> list[dict]:
@@ -67,22 +67,17 @@ def snapshot_job(job_id: str, nodes: int, timeout: float) -> list[dict]:
     proc = commands.srun_overlap(job_id, nodes, [sys.executable, "-m", "hpcnn.monitor.snapshot"], timeout=timeout)
     rows = []
     for line in proc.stdout.splitlines():
-        try:
+        with contextlib.suppress(ValueError):  # a line that is not a sample (a warning) is passed over
             rows.append(json.loads(line))
-        except ValueError:
-            continue
     return rows
 
 
 def _frame(job_id: str, state, rows: list[dict], where: dict | None, run_dir: Path | None) -> str:
     gpus = [r for r in rows if "error" not in r]
+    errors = "".join(f"\n{r.get('host', '?')}: {r['error']}" for r in rows if "error" in r)
     head = (f"job {job_id} {state.state} on {state.nodes} — {time.strftime('%H:%M:%S')} — "
             f"job at: {position_text(where)}" + (f" — {run_dir}" if run_dir else ""))
-    text = render(gpus, where, head)
-    for r in rows:
-        if "error" in r:
-            text += f"\n{r.get('host', '?')}: {r['error']}"
-    return text
+    return render(gpus, where, head) + errors
 
 
 def cmd_top(args) -> int:
@@ -112,7 +107,7 @@ def cmd_top(args) -> int:
                 if later is not None and later.state != "RUNNING":
                     continue  # it ended while we sampled: the next pass says so
                 raise
-            text = _frame(job_id, state, rows, _job_position(run_dir, rows), run_dir)
+            text = _frame(job_id, state, rows, _job_position(run_dir), run_dir)
         print((CLEAR if live else "") + text + ("\n" if repeat and not live else ""), flush=True)
         if not repeat:
             return 0
@@ -123,11 +118,10 @@ def cmd_gpus(args) -> int:
     rows = snapshot()
     if args.json:
         print_json(rows)
-        return 0
-    if not rows:
+    elif not rows:
         print(f"{socket.gethostname()}: no GPU visible to NVML (no NVIDIA driver, or nvidia-ml-py missing)")
-        return 0
-    print(render(rows))
+    else:
+        print(render(rows))
     return 0
 
 

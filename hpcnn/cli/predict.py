@@ -46,17 +46,6 @@ def _say_submitted(preds, as_json: bool) -> None:
     print(f"then merge:       hpcnn predict --collect {preds.sweep_dir}   (-> {spec['out']})")
 
 
-def _submit(args) -> int:
-    if not args.profile:
-        raise ConfigError("--shards submits a Slurm array and needs --profile SITE", "--shards",
-                          "e.g. --profile local; without --shards the prediction runs here")
-    preds = submit_predict(args.run_dir, args.inputs, args.out, args.shards, args.profile, args.max_parallel,
-                           resources(args, SHARD_RESOURCE_FLAGS), args.checkpoint, args.topk, _options(args),
-                           max_array_size=args.max_array_size)
-    _say_submitted(preds, args.json)
-    return 0
-
-
 def _collect(args) -> int:
     directory = Path(args.collect)
     if not (directory / manifest.SPEC_FILE).is_file() and manifest.shards_dir_for(directory).is_dir():
@@ -72,16 +61,10 @@ def _collect(args) -> int:
     return 0
 
 
-def _resubmit(args) -> int:
-    _say_submitted(submit_missing(args.resubmit), args.json)
-    return 0
-
-
 def _here(args) -> int:
     from ..predict import load_predictor, predict_files
     from ..run import bootstrap
 
-    check_output(args.out)
     _, _, comm = bootstrap(timeout_s=3600.0)  # a CPU (gloo) group: rank 0 waits for every part on disk
     try:
         predictor = load_predictor(args.run_dir, args.checkpoint, args.device, args.precision, args.channels_last,
@@ -101,13 +84,20 @@ def cmd_predict(args) -> int:
     if args.collect:
         return _collect(args)
     if args.resubmit:
-        return _resubmit(args)
+        _say_submitted(submit_missing(args.resubmit), args.json)
+        return 0
     if not args.run_dir or not args.inputs or not args.out:
         raise ConfigError("hpcnn predict needs RUN_DIR, at least one INPUT and --out FILE", "command line",
                           "or --collect DIR / --resubmit DIR for a sharded prediction")
-    if args.shards is not None:
-        return _submit(args)
-    return _here(args)
+    if args.shards is None:
+        return _here(args)
+    if not args.profile:
+        raise ConfigError("--shards submits a Slurm array and needs --profile SITE", "--shards",
+                          "e.g. --profile local; without --shards the prediction runs here")
+    _say_submitted(submit_predict(args.run_dir, args.inputs, args.out, args.shards, args.profile, args.max_parallel,
+                                  resources(args, SHARD_RESOURCE_FLAGS), args.checkpoint, args.topk, _options(args),
+                                  max_array_size=args.max_array_size), args.json)
+    return 0
 
 
 def cmd_export(args) -> int:

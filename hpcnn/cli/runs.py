@@ -11,14 +11,6 @@ from ..tables import format_table
 from .args import add_json, intermixed, print_json
 
 
-def _table(infos) -> str:
-    rows = [("run", "kind", "status", "metric", "best", "age", "size")]
-    for r in infos:
-        rows.append((r.name, r.kind, r.status, r.metric or "-", f"{r.value:.4g}" if r.value is not None else "-",
-                     human_age(r.age_s), human_size(r.size_bytes)))
-    return format_table(rows)
-
-
 def cmd_runs(args) -> int:
     if args.items and args.items[0] == "rm":
         return cmd_rm(args, args.items[1:])
@@ -34,7 +26,9 @@ def cmd_runs(args) -> int:
     elif not infos:
         print(f"no hpcnn runs in {runs_dir}")
     else:
-        print(_table(infos))
+        rows = [(r.name, r.kind, r.status, r.metric or "-", f"{r.value:.4g}" if r.value is not None else "-",
+                 human_age(r.age_s), human_size(r.size_bytes)) for r in infos]
+        print(format_table([("run", "kind", "status", "metric", "best", "age", "size"), *rows]))
     return 0
 
 

@@ -30,14 +30,10 @@ class _ActionOrStudy(argparse.ArgumentParser):
 
     def parse_known_args(self, args=None, namespace=None):
         args = list(sys.argv[1:] if args is None else args)
-        first, i = None, 0
-        while i < len(args) and first is None:
-            if args[i] == "--profile":  # the one option that takes a value before the study
-                i += 2
-                continue
-            first = i if not args[i].startswith("-") else None
-            i += 1
-        if first is not None and args[first] not in ACTIONS and not {"-h", "--help"} & set(args[:first]):
+        first = 0  # the first positional: --profile is the one option that takes a value before the study
+        while first < len(args) and args[first].startswith("-"):
+            first += 2 if args[first] == "--profile" else 1
+        if first < len(args) and args[first] not in ACTIONS and not {"-h", "--help"} & set(args[:first]):
             args.insert(0, "run")  # options before the study belong to `run` too
         return super().parse_known_args(args, namespace)
 
@@ -47,13 +43,10 @@ def _study_dir(ref: str) -> Path:
     return path if path.is_dir() else study_dir(load_study(path))
 
 
-def _study_profile(study) -> str | None:
-    return load_study(study).profile if not Path(study).is_dir() else None
-
-
 def cmd_run(args) -> int:
     run = run_study(args.study, profile=args.profile, dry_run=args.dry_run)
-    named = {"named": _study_profile(args.study), "named_by": f"the study's profile ({args.study})"}
+    named = {"named": None if Path(args.study).is_dir() else load_study(args.study).profile,
+             "named_by": f"the study's profile ({args.study})"}
     if args.dry_run:
         if run.plan is None:
             print(f"# dry run: nothing to submit ({_counts(run.states)})", file=sys.stderr)
@@ -78,7 +71,10 @@ def cmd_run(args) -> int:
         print(f"every point is done; report in {run.study_dir}")
     elif not run.submitted:
         print(f"nothing to submit: {_counts(run.states)}")
-    _print_states(run.states, skip=set(run.submitted))
+    for key, s in run.states.items():  # what is neither done nor just submitted
+        if key not in run.submitted and s.status != "done":
+            job = f" (job {s.attempt['job_id']})" if s.attempt else ""
+            print(f"  {key}: {s.status}{job}" + (f": {s.reason}" if s.reason else ""))
     print(f"study directory: {run.study_dir}")
     if run.report is None:
         print(f"follow it:       hpcnn scale status {run.study_dir}   hpcnn scale collect {run.study_dir}")
@@ -88,14 +84,6 @@ def cmd_run(args) -> int:
 def _counts(states) -> str:
     counts = Counter(s.status for s in states.values())
     return ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
-
-
-def _print_states(states, skip=()) -> None:
-    for key, s in states.items():
-        if key in skip or s.status == "done":
-            continue
-        job = f" (job {s.attempt['job_id']})" if s.attempt else ""
-        print(f"  {key}: {s.status}{job}" + (f": {s.reason}" if s.reason else ""))
 
 
 def cmd_status(args) -> int:
@@ -147,18 +135,13 @@ def _floats(text: str, what: str) -> list[float]:
 
 def model_links(args):
     """Links from --alpha/--beta (and --intra-*) or `hpcnn bench allreduce` files (--links)."""
-    levels = {}
-    for path in args.links or []:
-        level, link = read_allreduce(Path(path), "--links")
-        levels[level] = link
-    if args.alpha is not None or args.beta is not None:
-        if args.alpha is None or args.beta is None:
-            raise ConfigError("--alpha and --beta go together", "command line")
-        levels["inter"] = model.Link(args.alpha, args.beta)
-    if args.intra_alpha is not None or args.intra_beta is not None:
-        if args.intra_alpha is None or args.intra_beta is None:
-            raise ConfigError("--intra-alpha and --intra-beta go together", "command line")
-        levels["intra"] = model.Link(args.intra_alpha, args.intra_beta)
+    levels = dict(read_allreduce(Path(path), "--links") for path in args.links or [])  # level -> Link
+    for level, flags, alpha, beta in (("inter", "--alpha and --beta", args.alpha, args.beta),
+                                      ("intra", "--intra-alpha and --intra-beta", args.intra_alpha, args.intra_beta)):
+        if (alpha is None) != (beta is None):
+            raise ConfigError(f"{flags} go together", "command line")
+        if alpha is not None:
+            levels[level] = model.Link(alpha, beta)
     if "inter" not in levels:
         raise ConfigError("the model needs link parameters", "command line",
                           "give --alpha SECONDS --beta BYTES_PER_S, or --links ALLREDUCE.json from "
@@ -169,11 +152,10 @@ def model_links(args):
 def cmd_model(args) -> int:
     links = model_links(args)
     algorithm = model.algorithm_name(args.algorithm, "--algorithm")
-    buckets = _floats(args.buckets, "--buckets") if args.buckets else args.bucket_bytes
+    buckets = tuple(_floats(args.buckets, "--buckets")) if args.buckets else args.bucket_bytes
     profile = model.StepProfile(compute_s=args.step_time, grad_bytes=args.grad_bytes,
                                 batch_per_rank=1.0 if args.batch is None else args.batch,
-                                optimizer_s=args.optimizer_time, data_s=args.data_time,
-                                bucket_bytes=tuple(buckets) if isinstance(buckets, list) else buckets,
+                                optimizer_s=args.optimizer_time, data_s=args.data_time, bucket_bytes=buckets,
                                 backward_fraction=args.backward_fraction)
     gpus = [int(x) for x in _floats(args.gpus, "--gpus")]
     rows = model.predict(profile, links, gpus, args.gpus_per_node, args.mode, algorithm, not args.no_overlap)
@@ -194,7 +176,6 @@ def cmd_model(args) -> int:
 
 
 def register(subparsers) -> None:
-    """Add `hpcnn scale` to hpcnn's argparse subparsers."""
     p = subparsers.add_parser("scale", help="scaling studies: submit, collect, check; the communication model",
                               description="hpcnn scale STUDY.yaml submits the study's missing or failed points and "
                                           "returns; `collect`, `check`, `status` read a study directory; `model` "

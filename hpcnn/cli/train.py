@@ -23,10 +23,7 @@ def cmd_train(args) -> int:
     else:
         cfg = load_job(path, overrides)
         run_dir, resume = args.run_dir, args.resume
-    result = run_job(cfg, run_dir, resume)
-    if result.status == "preempted":
-        return EXIT_PREEMPTED
-    return 0
+    return EXIT_PREEMPTED if run_job(cfg, run_dir, resume).status == "preempted" else 0
 
 
 def cmd_config_show(args) -> int:

@@ -16,7 +16,11 @@ EXAMPLE = "hpcnn tune jobs/tune_digits.yaml --profile local   |   hpcnn tune sta
 def cmd_tune(args) -> int:
     items = list(args.items)
     if items[0] == "status":
-        return _status(items[1:], args.json, args.plots)
+        if len(items) != 2:
+            raise ConfigError("hpcnn tune status takes one search directory", None, EXAMPLE)
+        rep = report(items[1], plots=args.plots)
+        print_json(rep) if args.json else print(format_report(rep))
+        return 0
     if len(items) != 1:
         raise ConfigError(f"hpcnn tune takes one search file (or search directory), got {' '.join(items)}", None,
                           EXAMPLE)
@@ -37,17 +41,6 @@ def cmd_tune(args) -> int:
               f"{len(search.space)} keys); cost: at most {head['cost_at_most']}")
         print(f"search directory: {plan.search_dir}")
         print(f"follow it: hpcnn tune status {plan.search_dir}")
-    return 0
-
-
-def _status(items: list[str], as_json: bool, plots: bool) -> int:
-    if len(items) != 1:
-        raise ConfigError("hpcnn tune status takes one search directory", None, EXAMPLE)
-    rep = report(items[0], plots=plots)
-    if as_json:
-        print_json(rep)
-    else:
-        print(format_report(rep))
     return 0
 
 

@@ -8,20 +8,13 @@ from __future__ import annotations
 import argparse
 
 from ..config.weights_names import cache_root, checkpoints_dir, parse_weights_name
+from ..runlist import human_size
 from ..tables import format_table
 from .args import add_json, print_json
 
 NAME_HELP = ("MODEL.ENTRY, e.g. resnet18.IMAGENET1K_V1 or resnet50.DEFAULT; MODEL alone = its DEFAULT; "
              "the enum name ResNet50_Weights.IMAGENET1K_V2 works too")
 CACHE_HELP = "cache directory, laid out like TORCH_HOME (default: $TORCH_HOME, else ~/.cache/torch)"
-
-
-def _size(n: float) -> str:
-    units = ("B", "KB", "MB", "GB")
-    i = 0
-    while n >= 1024 and i < len(units) - 1:
-        n, i = n / 1024, i + 1
-    return f"{n:.0f} B" if i == 0 else f"{n:.1f} {units[i]}"
 
 
 def _label(ref) -> str:
@@ -36,7 +29,7 @@ def cmd_fetch(args) -> int:
     for ref in refs:
         path, downloaded = fetch(ref, cache, args.mirror, args.timeout)
         state = f"fetched, SHA-256 {ref.hash_prefix}... verified" if downloaded else "already cached"
-        print(f"{ref.name}: {path} ({_size(path.stat().st_size)}, {state})")
+        print(f"{ref.name}: {path} ({human_size(path.stat().st_size)}, {state})")
     print(f"jobs find them with model.weights_cache: {cache} (or TORCH_HOME={cache})")
     return 0
 
@@ -48,15 +41,14 @@ def cmd_list(args) -> int:
     files = cached_files(cache)
     if args.json:
         print_json([{"file": str(f.path), "bytes": f.size, "weights": [r.name for r in f.refs]} for f in files])
-        return 0
-    if not files:
+    elif not files:
         print(f"no weights cached in {checkpoints_dir(cache)}; fetch some with: "
               f"hpcnn weights fetch resnet18.DEFAULT --cache {cache}")
-        return 0
-    print(f"# {checkpoints_dir(cache)}")
-    print(format_table([(_size(f.size), f.path.name,
-                         ", ".join(_label(r) for r in f.refs) or "(not a known torchvision weights file)")
-                        for f in files], align="r"))
+    else:
+        print(f"# {checkpoints_dir(cache)}")
+        print(format_table([(human_size(f.size), f.path.name,
+                             ", ".join(_label(r) for r in f.refs) or "(not a known torchvision weights file)")
+                            for f in files], align="r"))
     return 0
 
 

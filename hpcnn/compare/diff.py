@@ -35,9 +35,7 @@ def differing_keys(configs: list[dict | None]) -> list[str]:
     flats = [flatten(c) for c in configs if c is not None]
     if len(flats) < 2:
         return []
-    order: dict[str, None] = {}
-    for flat in flats:
-        order.update(dict.fromkeys(flat))
+    order = dict.fromkeys(key for flat in flats for key in flat)  # every key once, first seen first
     return [key for key in order if key not in IGNORED_KEYS
             and len({_canonical(flat.get(key, MISSING)) for flat in flats}) > 1]
 

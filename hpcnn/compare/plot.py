@@ -21,16 +21,15 @@ def _short(label: str) -> str:
     return label if len(label) <= LEGEND_LABEL_MAX else label[:LEGEND_LABEL_MAX - 1] + "…"
 
 
-def overlay(runs: list[Run], metric: str, out: str | Path, title: str = "") -> tuple[Path, int]:
-    """Write the PNG atomically; returns (its path, how many runs have a curve of ``metric``)."""
+def overlay(runs: list[Run], metric: str, out: str | Path, title: str = "") -> Path:
+    """Write the PNG atomically; returns its path."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    drawn = [run for run in runs if run.has_metrics]
+    drawn = [run for run in runs if run.history]
     fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(12, 4.8))
-    with_metric = 0
     for run, colour in zip(drawn, _colours(len(drawn))):
         x, y = curve(run.history, "train.loss")
         ax_loss.plot(x, y, color=colour, lw=1.6, label=_short(run.label))
@@ -38,7 +37,6 @@ def overlay(runs: list[Run], metric: str, out: str | Path, title: str = "") -> t
         ax_loss.plot(x, y, color=colour, lw=1.2, ls="--")
         x, y = curve(run.history, metric)
         if y:
-            with_metric += 1
             ax_metric.plot(x, y, color=colour, lw=1.6, marker="o" if len(y) < 15 else None, ms=3)
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss (train solid, validation dashed)")
     ax_metric.set(xlabel="epoch", ylabel=metric, title=metric)
@@ -54,8 +52,7 @@ def overlay(runs: list[Run], metric: str, out: str | Path, title: str = "") -> t
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
-    path = atomic_write(out, lambda f: f.write(buffer.getvalue()))
-    return Path(path), with_metric
+    return Path(atomic_write(out, lambda f: f.write(buffer.getvalue())))
 
 
 __all__ = ["overlay"]

@@ -8,12 +8,14 @@ listed with its state (from Slurm when ``sacct`` answers, else from the disk), n
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
 from .. import results, rundir
 from ..errors import HpcnnError
+from ..monitor.series import read_metrics
 from ..rundir import CONFIG_FILE, METRICS_FILE
 
 SWEEP_FILE = "sweep.json"
@@ -33,46 +35,20 @@ class Run:
     reason: str = ""           # why a task failed or has no results yet
     fallback_label: str = ""   # a sweep task's overrides, for tasks without a config yet
     label: str = ""
-    values: dict[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
         return self.path.name or self.path.resolve().name  # "." names the directory it is
 
-    @property
-    def has_metrics(self) -> bool:
-        return bool(self.history)
-
-
-def read_history(run_dir: Path) -> list[dict]:
-    """metrics.jsonl's records; a half-written last line (a running job) is skipped."""
-    try:
-        lines = (run_dir / METRICS_FILE).read_text().splitlines()
-    except OSError:
-        return []
-    out = []
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict):
-            out.append(record)
-    return out
-
-
-def _disk_state(summary: dict | None, history: list[dict], config: dict | None) -> str:
-    if summary and summary.get("status"):
-        return str(summary["status"])
-    if history or config:
-        return "running"  # or died without a summary: only the scheduler knows
-    return "not started"
-
 
 def load_run(run_dir: Path, slurm_state: str | None = None, reason: str = "", fallback_label: str = "") -> Run:
     summary = rundir.read_summary(run_dir)
-    config, history = rundir.config_data(run_dir), read_history(run_dir)
-    state = _disk_state(summary, history, config)
+    config = rundir.config_data(run_dir)
+    history = [r for r in read_metrics(run_dir) if isinstance(r, dict)]  # a half-written line is passed over
+    if summary and summary.get("status"):
+        state = str(summary["status"])
+    else:  # "running", or died without a summary: only the scheduler knows
+        state = "running" if history or config else "not started"
     if slurm_state and not results.is_final(summary) and slurm_state not in ("COMPLETED", "UNKNOWN"):
         state = slurm_state  # PENDING, RUNNING, FAILED, TIMEOUT, ...: the scheduler knows better than the disk
     if not history and not reason and state not in ("running", "PENDING", "RUNNING", "not started"):
@@ -80,23 +56,18 @@ def load_run(run_dir: Path, slurm_state: str | None = None, reason: str = "", fa
     return Run(run_dir, config, history, summary, state, reason, fallback_label)
 
 
-def _sweep_states(sweep_dir: Path, record: dict) -> dict[int, Any]:
-    """task index -> TaskStatus from one sacct query, or {} where Slurm cannot be asked (a laptop)."""
+def sweep_runs(sweep_dir: Path) -> list[Run]:
     from ..slurm.jobs.handles import JobArray
 
-    try:
-        return {s.index: s for s in JobArray(sweep_dir, record).statuses()}
-    except (HpcnnError, OSError):
-        return {}
-
-
-def sweep_runs(sweep_dir: Path) -> list[Run]:
     try:
         record = json.loads((sweep_dir / SWEEP_FILE).read_text())
         tasks = record["tasks"]
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise HpcnnError(f"{SWEEP_FILE} cannot be read: {err}", str(sweep_dir)) from None
-    states = _sweep_states(sweep_dir, record)
+    try:  # task index -> TaskStatus from one sacct query
+        states = {s.index: s for s in JobArray(sweep_dir, record).statuses()}
+    except (HpcnnError, OSError):  # Slurm cannot be asked (a laptop): the disk says
+        states = {}
     runs = []
     for task in tasks:
         status = states.get(task.get("index"))
@@ -137,15 +108,9 @@ def curve(history: list[dict], dotted: str) -> tuple[list[int], list[float]]:
 
 def monitored_metric(runs: list[Run]) -> str:
     """What the runs monitored (summary's monitor.metric, else the config's early-stopping metric)."""
-    for run in runs:
-        metric = ((run.summary or {}).get("monitor") or {}).get("metric")
-        if metric:
-            return str(metric)
-    for run in runs:
-        metric = (((run.config or {}).get("train") or {}).get("early_stopping") or {}).get("metric")
-        if metric:
-            return str(metric)
-    return "val.accuracy"
+    monitored = (((run.summary or {}).get("monitor") or {}).get("metric") for run in runs)
+    stopping = ((((run.config or {}).get("train") or {}).get("early_stopping") or {}).get("metric") for run in runs)
+    return str(next(filter(None, chain(monitored, stopping)), "val.accuracy"))
 
 
 def collect(paths: list[str | Path]) -> tuple[list[Run], list[str]]:
@@ -155,10 +120,8 @@ def collect(paths: list[str | Path]) -> tuple[list[Run], list[str]]:
     """
     from .diff import describe, differing_keys
 
-    if not paths:
-        raise HpcnnError("nothing to compare", "hpcnn compare", "pass run directories or a sweep directory")
     runs = [run for path in paths for run in expand(path)]
-    if not any(run.has_metrics for run in runs):
+    if not any(run.history for run in runs):
         raise HpcnnError("none of these runs has metrics yet (metrics.jsonl is empty or missing)",
                          ", ".join(str(p) for p in paths),
                          "compare runs that finished at least one epoch; `hpcnn status` shows where they are")
@@ -173,4 +136,4 @@ def collect(paths: list[str | Path]) -> tuple[list[Run], list[str]]:
     return runs, keys
 
 
-__all__ = ["Run", "collect", "curve", "expand", "load_run", "monitored_metric", "read_history", "sweep_runs"]
+__all__ = ["Run", "collect", "curve", "expand", "load_run", "monitored_metric", "sweep_runs"]

@@ -20,12 +20,11 @@ def comparison(runs: list[Run], keys: list[str], metric: str) -> list[dict]:
     """One dict per run (JSON-ready): dir, label, state, reason, differing config values, epochs, metrics."""
     rows = []
     for run in runs:
-        flat = flatten(run.config) if run.config is not None else {}
+        flat = flatten(run.config)
         rows.append({"run_dir": str(run.path), "name": run.name, "label": run.label, "state": run.state,
                      "reason": run.reason,
-                     "config": {k: (flat[k] if k in flat else None) for k in keys} if run.config is not None else None,
-                     "epochs": len(run.history),
-                     "best_epoch": (run.summary or {}).get("best_epoch"),
+                     "config": {k: flat.get(k) for k in keys} if run.config is not None else None,
+                     "epochs": len(run.history), "best_epoch": (run.summary or {}).get("best_epoch"),
                      "metrics": {m: results.value(run.summary, m) for m in metric_columns(metric)}})
     return rows
 
@@ -40,14 +39,12 @@ def _number(value, key: str = "") -> str:
 
 def format_table(rows: list[dict], keys: list[str], metric: str) -> str:
     """Plain text: run, the differing keys, state, epochs, the metric and a few more; reasons at the line end."""
-    header = ["run", *keys, "state", "epochs", *metric_columns(metric)]
-    lines = [header]
+    columns = metric_columns(metric)
+    lines = [["run", *keys, "state", "epochs", *columns]]
     for row in rows:
-        config = row["config"]
-        values = [format_value(config[k]) if config is not None and config[k] is not None else
-                  (format_value(MISSING) if config is None else "null") for k in keys]
-        lines.append([row["name"], *values, row["state"], str(row["epochs"]),
-                      *(_number(row["metrics"][m], m) for m in metric_columns(metric))])
+        config = row["config"]  # None: the run has no config yet ("-"); a value None is a YAML null ("null")
+        lines.append([row["name"], *(format_value(MISSING if config is None else config[k]) for k in keys),
+                      row["state"], str(row["epochs"]), *(_number(row["metrics"][m], m) for m in columns)])
     return tables.format_table(lines, [None, *(row["reason"] for row in rows)])
 
 

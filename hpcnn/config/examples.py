@@ -56,11 +56,10 @@ def resolve(path: str | Path, what: str = "config") -> Path:
     shipped = shipped_example(path)
     if shipped is None:
         return Path(path)
-    if shipped in _NOTED:  # a file read twice in one command gets one note
-        return shipped
-    _NOTED.add(shipped)
-    print(f"note: no {path} here; using the shipped example {shipped} "
-          f"(to edit them: hpcnn examples --copy jobs)", file=sys.stderr)
+    if shipped not in _NOTED:  # a file read twice in one command gets one note
+        _NOTED.add(shipped)
+        print(f"note: no {path} here; using the shipped example {shipped} "
+              f"(to edit them: hpcnn examples --copy jobs)", file=sys.stderr)
     return shipped
 
 

@@ -6,6 +6,7 @@ every unknown key is rejected with its dotted path, the file, and the closest va
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -24,10 +25,7 @@ def default_config() -> JobConfig:
 
 
 def get(cfg: JobConfig, dotted: str) -> Any:
-    obj: Any = cfg
-    for part in dotted.split("."):
-        obj = getattr(obj, part)
-    return obj
+    return functools.reduce(getattr, dotted.split("."), cfg)
 
 
 def validate(cfg: JobConfig, where: str = "config", problems: list | None = None) -> JobConfig:

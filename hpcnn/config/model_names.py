@@ -14,11 +14,10 @@ BUILTIN_MODELS = ("mlp", "simple_cnn", "resnet_small")
 
 
 def check_model_name(name: str, where: str) -> None:
-    if name in BUILTIN_MODELS:
-        return
-    known = torchvision_models()
+    known = BUILTIN_MODELS + torchvision_models()
     if name in known:
         return
-    close = difflib.get_close_matches(name, list(BUILTIN_MODELS) + list(known), n=1, cutoff=0.6)
-    hint = f"did you mean '{close[0]}'?" if close else "built-in: " + ", ".join(BUILTIN_MODELS) + "; or a torchvision classification model such as resnet18"
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    hint = (f"did you mean '{close[0]}'?" if close else
+            "built-in: " + ", ".join(BUILTIN_MODELS) + "; or a torchvision classification model such as resnet18")
     raise ConfigError(f"unknown model name 'model.name: {name}'", where, hint)

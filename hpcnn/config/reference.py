@@ -30,14 +30,10 @@ def _fmt(value) -> str:
 
 
 def _section(cls, obj, prefix: str, lines: list[str]) -> None:
-    nested = []
-    rows = []
+    nested, rows = [], []
     for f in dataclasses.fields(cls):
-        sub = strict.section_type(strict.field_types(cls)[f.name])
-        item = strict.list_section_type(strict.field_types(cls)[f.name])
-        if item is not None:
-            nested.append((f, item))
-            continue
+        typ = strict.field_types(cls)[f.name]
+        sub = strict.section_type(typ) or strict.list_section_type(typ)
         if sub is not None:
             nested.append((f, sub))
             continue

@@ -33,10 +33,10 @@ def doc(default: Any, text: str, **metadata):
 
     A ``None`` default on a field whose type is a dataclass means "that section's defaults".
     """
+    metadata = {"doc": text, **metadata}
     if isinstance(default, (list, dict)):
-        value = default
-        return dataclasses.field(default_factory=lambda: type(value)(value), metadata={"doc": text, **metadata})
-    return dataclasses.field(default=default, metadata={"doc": text, **metadata})
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 @functools.lru_cache(maxsize=None)
@@ -52,15 +52,8 @@ def section_type(typ: Any):
 
 def list_section_type(typ: Any):
     """For ``List[SomeDataclass]``: SomeDataclass, else None."""
-    if typing.get_origin(typ) is list:
-        args = typing.get_args(typ)
-        return section_type(args[0]) if args else None
-    return None
-
-
-def sections(cls) -> dict[str, type]:
-    """{field name: dataclass} for the nested sections of ``cls``."""
-    return {name: sub for name, typ in field_types(cls).items() if (sub := section_type(typ)) is not None}
+    args = typing.get_args(typ)
+    return section_type(args[0]) if typing.get_origin(typ) is list and args else None
 
 
 def suggest(name: str, valid, prefix: str = "") -> str | None:
@@ -113,8 +106,8 @@ def build(cls, data: Mapping[str, Any] | None, where: str | None, error: type[Hp
             kwargs[key] = _build_value(types[key], value, dotted, where, error, noun, problems)
         except HpcnnError as err:
             report(err, problems)
-    for name, sub in sections(cls).items():
-        if name not in kwargs:
+    for name, typ in types.items():
+        if name not in kwargs and (sub := section_type(typ)) is not None:
             kwargs[name] = build(sub, None, where, error, f"{prefix}{name}.", noun)
     missing = [f.name for f in dataclasses.fields(cls) if f.name not in kwargs
                and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
@@ -135,12 +128,11 @@ def _build_value(typ: Any, value: Any, dotted: str, where: str | None, error: ty
     return check_type(value, typ, dotted, where, error)
 
 
-def report(err: HpcnnError, problems: list | None, result: Any = None) -> Any:
-    """Raise ``err``, or with a ``problems`` list collect it and go on with ``result``."""
+def report(err: HpcnnError, problems: list | None) -> None:
+    """Raise ``err``, or with a ``problems`` list collect it and go on."""
     if problems is None:
         raise err
     problems.append(err)
-    return result
 
 
 def raise_problems(problems: list, error: type[HpcnnError], where: str | None) -> None:
@@ -194,11 +186,9 @@ def read_mapping(path: str | Path, error: type[HpcnnError] = ConfigError, what: 
         mark = getattr(err, "problem_mark", None)
         raise error(f"invalid YAML: {getattr(err, 'problem', err)}",
                     f"{path}:{mark.line + 1}" if mark else str(path)) from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
+    if data is not None and not isinstance(data, dict):
         raise error(f"a {what} must be a YAML mapping of keys", str(path))
-    return data
+    return data or {}  # an empty file: no keys
 
 
 def load_named(cls, path: str | Path, error: type[HpcnnError], what: str):
@@ -230,4 +220,4 @@ def field_docs(cls) -> list[tuple[str, Any, str]]:
 
 
 __all__ = ["build", "check_type", "defaults", "doc", "field_docs", "field_types", "list_section_type", "load_named",
-           "load_yaml", "raise_problems", "read_mapping", "report", "section_type", "sections", "suggest"]
+           "load_yaml", "raise_problems", "read_mapping", "report", "section_type", "suggest"]

@@ -152,11 +152,9 @@ def parse_weights_name(text: str, where: str = "hpcnn weights fetch", table: dic
 # ---------------------------------------------------------------- the cache and the file a job reads
 def cache_root(weights_cache: str | os.PathLike | None = None) -> Path:
     """``model.weights_cache``, else $TORCH_HOME, else torch's own default ($XDG_CACHE_HOME/torch, ~/.cache/torch)."""
-    if weights_cache:
-        return Path(weights_cache).expanduser().absolute()
-    if os.environ.get("TORCH_HOME"):
-        return Path(os.environ["TORCH_HOME"]).expanduser().absolute()
-    return (Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "torch").absolute()
+    root = (weights_cache or os.environ.get("TORCH_HOME")
+            or Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache") / "torch")
+    return Path(root).expanduser().absolute()
 
 
 def checkpoints_dir(cache: str | os.PathLike) -> Path:

@@ -15,9 +15,7 @@ import torch.nn.functional as F
 
 
 def step_generator(seed: int, epoch: int, step: int) -> torch.Generator:
-    g = torch.Generator()
-    g.manual_seed((seed * 1_000_003 + epoch * 100_003 + step) % (2**63 - 1))
-    return g
+    return torch.Generator().manual_seed((seed * 1_000_003 + epoch * 100_003 + step) % (2**63 - 1))
 
 
 class Normalize:
@@ -53,9 +51,8 @@ def to_device(params: dict[str, torch.Tensor], device: torch.device) -> dict[str
     """
     if device.type != "cuda":
         return {k: v.to(device) for k, v in params.items()}
-    keys = list(params)
-    packed = torch.stack([params[k].float() for k in keys]).pin_memory().to(device, non_blocking=True)
-    return {k: packed[i].bool() if params[k].dtype == torch.bool else packed[i] for i, k in enumerate(keys)}
+    packed = torch.stack([v.float() for v in params.values()]).pin_memory().to(device, non_blocking=True)
+    return {k: packed[i].bool() if v.dtype == torch.bool else packed[i] for i, (k, v) in enumerate(params.items())}
 
 
 def model_input(images: torch.Tensor, normalize, device, channels_last: bool = False, non_blocking: bool = False,
@@ -101,8 +98,7 @@ class BatchAugment:
     """Flips, rotation, random-resized-crop (one affine warp) and colour jitter."""
 
     def __init__(self, aug_cfg, seed: int):
-        self.cfg = aug_cfg
-        self.seed = seed
+        self.cfg, self.seed = aug_cfg, seed
         c = aug_cfg
         self.enabled = bool(c.hflip or c.vflip or c.rotation or c.random_resized_crop or c.color_jitter)
 
@@ -112,16 +108,13 @@ class BatchAugment:
         p = {"hflip": u() < 0.5, "vflip": u() < 0.5, "angle": (u() * 2 - 1) * math.radians(c.rotation)}
         lo = c.random_resized_crop or 1.0
         area = lo + (1 - lo) * u()
-        log_r = (u() * 2 - 1) * math.log(4 / 3)
-        ratio = torch.exp(log_r)
+        ratio = torch.exp((u() * 2 - 1) * math.log(4 / 3))
         p["sx"] = torch.sqrt(area * ratio).clamp(max=1.0)
         p["sy"] = torch.sqrt(area / ratio).clamp(max=1.0)
         p["tx"] = (u() * 2 - 1) * (1 - p["sx"])
         p["ty"] = (u() * 2 - 1) * (1 - p["sy"])
-        j = c.color_jitter
-        p["bright"] = 1 + (u() * 2 - 1) * j
-        p["contrast"] = 1 + (u() * 2 - 1) * j
-        p["sat"] = 1 + (u() * 2 - 1) * j
+        for k in ("bright", "contrast", "sat"):
+            p[k] = 1 + (u() * 2 - 1) * c.color_jitter
         return p
 
     def __call__(self, x: torch.Tensor, epoch: int, step: int, offset: int, global_batch: int) -> torch.Tensor:
@@ -131,11 +124,9 @@ class BatchAugment:
         c = self.cfg
         full = self._params(global_batch, step_generator(self.seed, epoch, step))
         p = to_device({k: v[offset:offset + x.shape[0]] for k, v in full.items()}, x.device)
-        view = lambda t: t.view(-1, 1, 1, 1)  # noqa: E731
-        if c.hflip:
-            x = torch.where(view(p["hflip"]), x.flip(-1), x)
-        if c.vflip:
-            x = torch.where(view(p["vflip"]), x.flip(-2), x)
+        for flip, dim in (("hflip", -1), ("vflip", -2)):
+            if getattr(c, flip):
+                x = torch.where(p[flip].view(-1, 1, 1, 1), x.flip(dim), x)
         if c.rotation or c.random_resized_crop:
             x = affine_warp(x, p["angle"], p["sx"], p["sy"], p["tx"], p["ty"])
         if c.color_jitter:

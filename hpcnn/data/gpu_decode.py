@@ -21,9 +21,9 @@ import torch
 
 from ..errors import ConfigError, DatasetError
 from .imagesets import resize_uint8
+from .loaders import make_loader
 
 log = logging.getLogger("hpcnn.data")
-DECODE_MODES = ("auto", "cpu", "gpu")
 # torchvision 0.29 deprecates torchvision.io's codecs in favour of TorchCodec; they still work and are what
 # GPU nodes' torchvision versions ship. One narrow filter instead of a warning per batch.
 warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
@@ -46,9 +46,8 @@ def resolve_decode(data_cfg, device: torch.device, train_paths=None) -> str:
         return "gpu"
     if device.type != "cuda" or data_cfg.source != "folder":
         return "cpu"
-    if train_paths is not None and not all(str(p).lower().endswith(JPEG_SUFFIXES) for p in train_paths):
-        return "cpu"
-    return "gpu"
+    all_jpeg = train_paths is None or all(str(p).lower().endswith(JPEG_SUFFIXES) for p in train_paths)
+    return "gpu" if all_jpeg else "cpu"
 
 
 class EncodedImageSet:
@@ -87,59 +86,45 @@ class DeviceDecoder:
     def __init__(self, files, device: torch.device):
         self.files, self.device = files, torch.device(device)
 
-    def _mode(self):
-        from torchvision.io import ImageReadMode
-
-        return ImageReadMode.RGB if self.files.channels == 3 else ImageReadMode.GRAY
-
-    def _resize(self, x: torch.Tensor) -> torch.Tensor:
-        """Same geometry as the CPU path: ``imagesets.resize_uint8`` works on any device."""
-        return resize_uint8(x, self.files.size, self.files.crop)
-
     def _decode(self, encoded: list) -> list:
-        from torchvision.io import decode_jpeg
+        from torchvision.io import ImageReadMode, decode_jpeg
 
+        mode = ImageReadMode.RGB if self.files.channels == 3 else ImageReadMode.GRAY
         try:
-            return decode_jpeg(encoded, mode=self._mode(), device=self.device)
+            return decode_jpeg(encoded, mode=mode, device=self.device)
         except RuntimeError:  # one bad file fails the batch: find it, decode the rest one by one
             out = []
             for data in encoded:
                 try:
-                    out.append(decode_jpeg(data, mode=self._mode(), device=self.device))
+                    out.append(decode_jpeg(data, mode=mode, device=self.device))
                 except RuntimeError:
                     out.append(None)
             return out
 
     def __call__(self, items: list, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        enc = [k for k, it in enumerate(items) if it[0].ndim == 1]
-        images: list = [None] * len(items)
-        for k, img in zip(enc, self._decode([items[k][0] for k in enc])):
-            images[k] = img
+        decoded = iter(self._decode([it[0] for it in items if it[0].ndim == 1]))
+        images: list = [None] * len(items)  # (C,S,S) on the device; None: dropped (corrupt, on_corrupt=skip)
+        by_shape: dict[tuple, list[int]] = {}  # nvJPEG's images at their own size, resized below
         for k, it in enumerate(items):
-            if it[0].ndim == 3:  # decoded on the CPU by a worker (non-JPEG), already the right size
-                images[k] = it[0].to(self.device, non_blocking=True).unsqueeze(0)
-            elif images[k] is None:
-                images[k] = self._cpu_retry(it[2])
-        keep = [k for k, img in enumerate(images) if img is not None]
-        by_shape: dict[tuple, list[int]] = {}
-        for k in keep:
-            img = images[k] if images[k].ndim == 4 else images[k].unsqueeze(0)
-            images[k] = img
-            by_shape.setdefault(tuple(img.shape[-3:]), []).append(k)
-        for ks in by_shape.values():  # one resize per distinct input size (usually one)
-            resized = self._resize(torch.cat([images[k] for k in ks]))
+            img = next(decoded) if it[0].ndim == 1 else None
+            if img is not None:
+                images[k] = img
+                by_shape.setdefault(tuple(img.shape), []).append(k)
+                continue
+            # PIL's images are already sized and cropped: a worker's (non-JPEG), or a retry of what nvJPEG
+            # refused (DatasetError with on_corrupt=fail, None with skip)
+            pil = it if it[0].ndim == 3 else self.files[it[2]]
+            images[k] = None if pil is None else pil[0].to(self.device, non_blocking=True)
+        for ks in by_shape.values():  # one resize per distinct input size (usually one), as on the CPU path
+            resized = resize_uint8(torch.stack([images[k] for k in ks]), self.files.size, self.files.crop)
             for j, k in enumerate(ks):
-                images[k] = resized[j:j + 1]
+                images[k] = resized[j]
+        keep = [k for k, img in enumerate(images) if img is not None]
         if not keep:
             s = self.files.size
             return (torch.empty(0, self.files.channels, s, s, dtype=torch.uint8, device=self.device),
                     labels[:0].to(self.device))
-        x = torch.cat([images[k] for k in keep])
-        return x, labels[keep].to(self.device, non_blocking=True)
-
-    def _cpu_retry(self, index: int):
-        item = self.files[index]  # PIL; raises DatasetError with on_corrupt=fail, None with skip
-        return None if item is None else item[0].to(self.device).unsqueeze(0)
+        return torch.stack([images[k] for k in keep]), labels[keep].to(self.device, non_blocking=True)
 
 
 class DecodingLoader:
@@ -156,31 +141,15 @@ class DecodingLoader:
             yield self.decoder(items, labels)
 
 
-def decoding_loader(files, batch_sampler, num_workers: int, pin_memory: bool, device) -> DecodingLoader:
-    """The training loader for ``decode: gpu``: workers read bytes, the device decodes batches."""
-    from torch.utils.data import DataLoader
-
+def train_loader(files, batch_sampler, data_cfg, device, pin_memory: bool):
+    """(the training loader, 'cpu' | 'gpu'): the Trainer's and the benchmark's one choice of pipeline.
+    For 'gpu' the workers read bytes (nothing to pin) and the device decodes whole batches."""
+    if resolve_decode(data_cfg, device, getattr(files, "paths", None)) == "cpu":
+        return make_loader(files, batch_sampler, data_cfg.num_workers, pin_memory), "cpu"
     if not hasattr(files, "paths"):
         raise ConfigError("data.decode gpu needs an image folder (files to decode)", "data.decode", "use auto or cpu")
-    generator = torch.Generator()
-    generator.manual_seed(getattr(batch_sampler, "seed", 0) + getattr(batch_sampler, "epoch", 0))
-    loader = DataLoader(EncodedImageSet(files), batch_sampler=batch_sampler, num_workers=num_workers,
-                        collate_fn=collate_encoded, generator=generator, pin_memory=False,
-                        prefetch_factor=4 if num_workers > 0 else None)
-    return DecodingLoader(loader, DeviceDecoder(files, device))
+    loader = make_loader(EncodedImageSet(files), batch_sampler, data_cfg.num_workers, False, collate_fn=collate_encoded)
+    return DecodingLoader(loader, DeviceDecoder(files, device)), "gpu"
 
 
-
-
-def train_loader(files, batch_sampler, data_cfg, device, pin_memory: bool):
-    """(the training loader, 'cpu' | 'gpu'): the Trainer's and the benchmark's one choice of pipeline."""
-    from .loaders import make_loader
-
-    decode = resolve_decode(data_cfg, device, getattr(files, "paths", None))
-    if decode == "gpu":
-        return decoding_loader(files, batch_sampler, data_cfg.num_workers, pin_memory, device), "gpu"
-    return make_loader(files, batch_sampler, data_cfg.num_workers, pin_memory), "cpu"
-
-
-__all__ = ["DECODE_MODES", "DecodingLoader", "DeviceDecoder", "EncodedImageSet", "decoding_loader", "resolve_decode",
-           "train_loader"]
+__all__ = ["DecodingLoader", "DeviceDecoder", "EncodedImageSet", "resolve_decode", "train_loader"]

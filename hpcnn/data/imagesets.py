@@ -47,12 +47,10 @@ def resize_uint8(x: torch.Tensor, size: int, crop: float | None = None) -> torch
     """Antialiased resize of (N,C,H,W) uint8 to size x size; with ``crop``, resize then centre-crop."""
     import torch.nn.functional as F
 
-    if crop is None:
-        if x.shape[-1] == size and x.shape[-2] == size:
-            return x
-        y = F.interpolate(x.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        return y.round().clamp(0, 255).to(torch.uint8)
-    h, w, (left, top, right, bottom) = crop_box(x.shape[-2], x.shape[-1], size, crop)
+    if crop is None and tuple(x.shape[-2:]) == (size, size):
+        return x
+    whole = (size, size, (0, 0, size, size))  # no crop: the whole image to size x size
+    h, w, (left, top, right, bottom) = whole if crop is None else crop_box(x.shape[-2], x.shape[-1], size, crop)
     y = F.interpolate(x.float(), size=(h, w), mode="bilinear", antialias=True, align_corners=False)
     return y[..., top:bottom, left:right].round().clamp(0, 255).to(torch.uint8).contiguous()
 
@@ -109,15 +107,14 @@ class TensorImageSet:
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, index: torch.Tensor | None = None):
         if images.dtype != torch.uint8 or images.ndim != 4:
             raise DatasetError(f"expected uint8 (N,C,H,W) images, got {images.dtype} {tuple(images.shape)}")
-        self.base = images if images.is_contiguous() else images.contiguous()
+        self.base = images.contiguous()  # itself when it already is
         self.index = index
-        self.labels = labels.to(torch.int64)
+        self.labels = torch.as_tensor(labels, dtype=torch.int64)  # a tensor, array or list
 
     @classmethod
     def from_numpy_hwc(cls, images, labels, size: int, channels: int,
                        crop: float | None = None, alloc=_empty) -> "TensorImageSet":
-        x = images_to_uint8(images, size, channels, crop, alloc)
-        return cls(x, torch.as_tensor(np.asarray(labels), dtype=torch.int64))
+        return cls(images_to_uint8(images, size, channels, crop, alloc), labels)
 
     @property
     def images(self) -> torch.Tensor:
@@ -157,8 +154,47 @@ class TensorImageSet:
             yield self.base[rows[lo:lo + chunk]]
 
 
-class FileImageSet:
-    """Image files decoded with PIL on access; a corrupt file yields ``None`` (collate drops it)."""
+def decode_file(source, size: int, channels: int, crop: float | None) -> torch.Tensor:
+    """An encoded image (a path or a binary file object) -> uint8 CxHxW at ``size`` via PIL: the whole image
+    resized, or with ``crop`` torchvision's shorter-side resize and centre crop (``crop_box``)."""
+    from PIL import Image
+
+    with Image.open(source) as im:
+        im = im.convert("RGB" if channels == 3 else "L")
+        if crop is not None:
+            h, w, box = crop_box(im.size[1], im.size[0], size, crop)
+            im = im.resize((w, h), Image.BILINEAR).crop(box)
+        elif im.size != (size, size):
+            im = im.resize((size, size), Image.BILINEAR)
+        arr = np.asarray(im, dtype=np.uint8)
+    x = torch.from_numpy(arr.copy())
+    return x.unsqueeze(0) if x.ndim == 2 else x.permute(2, 0, 1).contiguous()
+
+
+class DecodedOnAccess:
+    """What the sets that decode an image when it is fetched share (``load(i)``, ``name(i)``, ``labels``,
+    ``on_corrupt``): a corrupt image yields ``None`` (collate drops it), or fails with ``on_corrupt: fail``."""
+
+    repair = "remove the file"  # the first half of the hint a corrupt image fails with
+
+    def __getitem__(self, i: int):
+        try:
+            return self.load(i), int(self.labels[i])
+        except Exception as err:  # PIL raises many types for bad files
+            if self.on_corrupt == "fail":
+                raise DatasetError(f"corrupt or unreadable image: {err}", self.name(i),
+                                   f"{self.repair}, or set data.on_corrupt: skip") from None
+            log.warning("skipping unreadable image %s (%s)", self.name(i), err)
+            return None
+
+    def stats_sample(self, limit: int = 500) -> torch.Tensor:
+        step = max(1, len(self) // limit)
+        items = [self[i] for i in range(0, len(self), step)][:limit]
+        return torch.stack([it[0] for it in items if it is not None])
+
+
+class FileImageSet(DecodedOnAccess):
+    """Image files decoded with PIL on access."""
 
     def __init__(self, paths: Sequence[str], labels: Sequence[int], size: int, channels: int,
                  on_corrupt: str = "skip", crop: float | None = None):
@@ -169,38 +205,15 @@ class FileImageSet:
     def __len__(self) -> int:
         return len(self.paths)
 
+    def name(self, i: int) -> str:
+        return self.paths[i]
+
     def load(self, i: int) -> torch.Tensor:
-        from PIL import Image
-
-        with Image.open(self.paths[i]) as im:
-            im = im.convert("RGB" if self.channels == 3 else "L")
-            if self.crop is not None:
-                h, w, box = crop_box(im.size[1], im.size[0], self.size, self.crop)
-                im = im.resize((w, h), Image.BILINEAR).crop(box)
-            elif im.size != (self.size, self.size):
-                im = im.resize((self.size, self.size), Image.BILINEAR)
-            arr = np.asarray(im, dtype=np.uint8)
-        x = torch.from_numpy(arr.copy())
-        return x.unsqueeze(0) if x.ndim == 2 else x.permute(2, 0, 1).contiguous()
-
-    def __getitem__(self, i: int):
-        try:
-            return self.load(i), int(self.labels[i])
-        except Exception as err:  # PIL raises many types for bad files
-            if self.on_corrupt == "fail":
-                raise DatasetError(f"corrupt or unreadable image: {err}", self.paths[i],
-                                   "remove the file, or set data.on_corrupt: skip") from None
-            log.warning("skipping unreadable image %s (%s)", self.paths[i], err)
-            return None
+        return decode_file(self.paths[i], self.size, self.channels, self.crop)
 
     def subset(self, idx) -> "FileImageSet":
         return FileImageSet([self.paths[i] for i in idx], [int(self.labels[i]) for i in idx], self.size,
                             self.channels, self.on_corrupt, self.crop)
-
-    def stats_sample(self, limit: int = 500) -> torch.Tensor:
-        step = max(1, len(self) // limit)
-        items = [self[i] for i in range(0, len(self), step)][:limit]
-        return torch.stack([x for x, _ in (it for it in items if it is not None)])
 
 
 def collate(batch):

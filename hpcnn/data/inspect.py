@@ -11,10 +11,11 @@ import os
 import shutil
 from pathlib import Path
 
+from .listing import _walk
+
 PACK_ABOVE_FILES = 10_000   # a folder with more image files than this is worth packing
 SHARED_FS = {"lustre", "gpfs", "nfs", "nfs4", "cifs", "smb3", "beegfs", "ceph", "fuse.ceph", "panfs", "wekafs",
              "fuse.sshfs", "glusterfs", "fuse.glusterfs", "orangefs"}
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
 def fstype(path: Path) -> str:
@@ -35,25 +36,13 @@ def fstype(path: Path) -> str:
     return kind
 
 
-def _walk(root: Path) -> tuple[int, int]:
-    """(image files, their bytes) under ``root``, with os.scandir (the entry says file or directory)."""
-    files = size = 0
-    stack = [root]
-    while stack:
-        with os.scandir(stack.pop()) as entries:
-            for entry in entries:
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(Path(entry.path))
-                elif os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES:
-                    files += 1
-                    size += entry.stat().st_size
-    return files, size
-
-
 def _folder(root: Path) -> dict:
     top = root / "train" if (root / "train").is_dir() and (root / "val").is_dir() else root
     classes = sorted(e.name for e in os.scandir(top) if e.is_dir() and not e.name.startswith("."))
-    files, size = _walk(root)
+    files = size = 0
+    for entry, dangling in _walk(str(root)):  # the image files the training listing finds
+        files += 1
+        size += 0 if dangling else entry.stat().st_size
     return {"files": files, "images": files, "bytes": size, "classes": classes}
 
 
@@ -99,14 +88,8 @@ def _scratch_bytes(profile_name: str | None) -> tuple[int | None, str]:
 def inspect_source(data_cfg, profile_name: str | None = None) -> dict:
     root = Path(data_cfg.root or "").expanduser()
     kind = data_cfg.source
-    if kind == "folder":
-        report = _folder(root)
-    elif kind == "hdf5":
-        report = _hdf5(root)
-    elif kind == "shards":
-        report = _pack(root)
-    else:
-        report = {"files": 0, "images": None, "bytes": 0, "classes": []}
+    reports = {"folder": _folder, "hdf5": _hdf5, "shards": _pack}
+    report = reports[kind](root) if kind in reports else {"files": 0, "images": None, "bytes": 0, "classes": []}
     scratch, scratch_from = _scratch_bytes(profile_name)
     fs = fstype(root) if str(root) else "unknown"
     return {"kind": kind, "root": str(root), **report, "fstype": fs, "shared_fs": fs in SHARED_FS,

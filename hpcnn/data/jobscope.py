@@ -11,20 +11,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-
-class _Alone:
-    """The collectives of a single process (no torch.distributed)."""
-
-    rank, world_size = 0, 1
-
-    def all_gather_object(self, obj) -> list:
-        return [obj]
-
-    def broadcast_object(self, obj):
-        return obj
-
-    def barrier(self) -> None:
-        pass
+from ..dist.comm import SingleComm  # the collectives of a single process (no torch.distributed)
 
 
 @dataclass
@@ -62,30 +49,21 @@ class DataJob:
 _BOUND: list[DataJob] = []
 
 
-def bind(comm, run_dir: Path | None) -> DataJob:
-    """Called by every rank at the same point (a collective): learns which ranks share a host."""
+@contextlib.contextmanager
+def bound(comm, run_dir: Path | None):
+    """The data layer works for this job inside the block (the trainer's set-up), alone again after it.
+    Entered by every rank at the same point (a collective): learns which ranks share a host."""
     hosts = comm.all_gather_object(socket.gethostname()) if comm.world_size > 1 else [socket.gethostname()]
     job = DataJob(comm, Path(run_dir) if run_dir else None, list(hosts))
     _BOUND[:] = [job]
-    return job
-
-
-def unbind() -> None:
-    _BOUND.clear()
-
-
-@contextlib.contextmanager
-def bound(comm, run_dir: Path | None):
-    """The data layer works for this job inside the block (the trainer's set-up), alone again after it."""
-    bind(comm, run_dir)
     try:
-        yield current()
+        yield job
     finally:
-        unbind()
+        _BOUND.clear()
 
 
 def current() -> DataJob:
-    return _BOUND[0] if _BOUND else DataJob(_Alone(), None, [socket.gethostname()])
+    return _BOUND[0] if _BOUND else DataJob(SingleComm(), None, [socket.gethostname()])
 
 
-__all__ = ["DataJob", "bind", "bound", "current", "unbind"]
+__all__ = ["DataJob", "bound", "current"]

@@ -16,33 +16,29 @@ import logging
 import os
 from pathlib import Path
 
+from ..errors import DatasetError
 from ..files import atomic_write_text
 
 log = logging.getLogger("hpcnn.data")
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
-VERIFY_MODES = ("header", "full", "none")
 CACHE_NAME = ".hpcnn-verified.json"
 CACHE_VERSION = 1
 MANIFEST_VERSION = 1
 
 
-def _walk(directory: str, out: list) -> None:
-    """Image files under ``directory`` (recursively, symlinked folders not followed), dangling links too."""
+def _walk(directory: str):
+    """(entry, dangling link?) per image file under ``directory``, recursively; symlinked folders not followed."""
     with os.scandir(directory) as it:
         entries = list(it)
     for entry in entries:
         if entry.is_dir(follow_symlinks=False):
-            _walk(entry.path, out)
+            yield from _walk(entry.path)
         elif os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES:
             if entry.is_file():  # a regular file (a FIFO or socket never is)
-                out.append((entry, False))
+                yield entry, False
             elif entry.is_symlink() and not os.path.exists(entry.path):
-                out.append((entry, True))
-
-
-def _sort_key(path: str) -> list[str]:
-    return path.split(os.sep)  # the order sorted(pathlib.Path) gives: part by part
+                yield entry, True
 
 
 def scan_classes(folder: Path, with_stat: bool) -> tuple[list[str], list[list]]:
@@ -51,10 +47,8 @@ def scan_classes(folder: Path, with_stat: bool) -> tuple[list[str], list[list]]:
         classes = sorted(e.name for e in it if e.is_dir() and not e.name.startswith("."))
     files = []
     for label, name in enumerate(classes):
-        found: list = []
-        _walk(str(folder / name), found)
-        found.sort(key=lambda item: _sort_key(item[0].path))
-        for entry, dangling in found:
+        # the order sorted(pathlib.Path) gives: part by part
+        for entry, dangling in sorted(_walk(str(folder / name)), key=lambda item: item[0].path.split(os.sep)):
             size, mtime = -1, -1
             if with_stat and not dangling:
                 st = entry.stat()
@@ -90,15 +84,11 @@ def _reusable(cached, size: int, mtime: int, mode: str) -> bool:
     return cached_mode == mode or (not verdict and cached_mode == "full") or (bool(verdict) and cached_mode == "header")
 
 
-def user_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "hpcnn" / "verified"
-
-
 def cache_paths(root: Path) -> list[Path]:
     """Under the data root when it is writable, else in the user's cache directory."""
     key = hashlib.sha256(os.path.abspath(root).encode()).hexdigest()[:20]
-    return [root / CACHE_NAME, user_cache_dir() / f"{key}.json"]
+    user_cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return [root / CACHE_NAME, Path(user_cache) / "hpcnn" / "verified" / f"{key}.json"]
 
 
 def load_cache(root: Path) -> dict:
@@ -134,8 +124,7 @@ def build_manifest(root: Path, mode: str) -> dict:
     """List every split of ``root`` and verify what changed since the cached verdicts."""
     prefix = os.path.abspath(root) + os.sep
     cache = load_cache(root) if mode != "none" else {}
-    fresh, stats = {}, {"files": 0, "verified": 0, "reused": 0}
-    splits = {}
+    fresh, splits, stats = {}, {}, {"files": 0, "verified": 0, "reused": 0}
     for split, folder in layout(root).items():
         classes, files = scan_classes(folder, with_stat=mode != "none")
         rows = []
@@ -158,18 +147,6 @@ def build_manifest(root: Path, mode: str) -> dict:
     return {"version": MANIFEST_VERSION, "root": str(root), "verify": mode, "splits": splits, "stats": stats}
 
 
-def write_manifest(path: Path, manifest: dict) -> Path:
-    return atomic_write_text(path, json.dumps(manifest, separators=(",", ":")), fsync=False)
-
-
-def read_manifest(path: Path) -> dict:
-    return json.loads(Path(path).read_text())
-
-
-__all__ = ["IMAGE_SUFFIXES", "VERIFY_MODES", "build_manifest", "layout", "read_manifest", "scan_classes",
-           "verify_one", "write_manifest"]
-
-
 MANIFEST_NAME = "data-manifest.json"
 
 
@@ -182,28 +159,27 @@ def job_manifest(root: Path, mode: str) -> dict:
     from .jobscope import current
 
     job = current()
-    if job.world_size == 1:
-        manifest = build_manifest(root, mode)
-        if job.run_dir is not None:
-            write_manifest(job.run_dir / MANIFEST_NAME, manifest)
-        return manifest
-    message, error = None, None
+    manifest, message, error = None, None, None
     if job.is_main:
         try:
             manifest = build_manifest(root, mode)
+            message = ("inline", manifest)
             if job.run_dir is not None:
-                message = ("file", str(write_manifest(job.run_dir / MANIFEST_NAME, manifest)))
-            else:
-                message = ("inline", manifest)
+                text = json.dumps(manifest, separators=(",", ":"))
+                message = ("file", str(atomic_write_text(job.run_dir / MANIFEST_NAME, text, fsync=False)))
         except Exception as err:  # noqa: BLE001 - the other ranks must hear of it, not wait
             error, message = err, ("error", f"{type(err).__name__}: {err}")
-    message = job.comm.broadcast_object(message)
+    if job.world_size > 1:
+        message = job.comm.broadcast_object(message)
     if error is not None:
         raise error
+    if manifest is not None:  # rank 0 keeps the one it built
+        return manifest
     kind, payload = message
     if kind == "error":
-        from ..errors import DatasetError
-
         raise DatasetError(f"rank 0 could not list the image folder ({payload})", str(root),
                            "read rank 0's log for the cause")
-    return payload if kind == "inline" else read_manifest(Path(payload))
+    return payload if kind == "inline" else json.loads(Path(payload).read_text())
+
+
+__all__ = ["IMAGE_SUFFIXES", "build_manifest", "layout", "scan_classes", "verify_one"]

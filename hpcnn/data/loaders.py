@@ -36,9 +36,7 @@ class RankBatchSampler:
         return self.steps_per_epoch - self.start_step
 
     def __iter__(self):
-        g = torch.Generator()
-        g.manual_seed(self.seed * 7919 + self.epoch)
-        perm = torch.randperm(self.n, generator=g)
+        perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 7919 + self.epoch))
         lo = self.rank * self.local_batch
         for s in range(self.start_step, self.steps_per_epoch):
             chunk = perm[s * self.global_batch:(s + 1) * self.global_batch]
@@ -58,12 +56,10 @@ class ShardBatchSampler:
             yield list(range(i, min(i + self.batch, self.hi)))
 
 
-def make_loader(dataset, batch_sampler, num_workers: int, pin_memory: bool) -> DataLoader:
+def make_loader(dataset, batch_sampler, num_workers: int, pin_memory: bool, collate_fn=collate) -> DataLoader:
     # A private generator: creating an iterator must not draw from the global RNG, or a run
     # resumed mid-epoch would see different dropout masks than an uninterrupted one.
-    generator = torch.Generator()
-    generator.manual_seed(getattr(batch_sampler, "seed", 0) + getattr(batch_sampler, "epoch", 0))
-    return DataLoader(dataset, batch_sampler=batch_sampler, num_workers=num_workers, collate_fn=collate,
-                      generator=generator,
-                      pin_memory=pin_memory, persistent_workers=False,
+    generator = torch.Generator().manual_seed(getattr(batch_sampler, "seed", 0) + getattr(batch_sampler, "epoch", 0))
+    return DataLoader(dataset, batch_sampler=batch_sampler, num_workers=num_workers, collate_fn=collate_fn,
+                      generator=generator, pin_memory=pin_memory, persistent_workers=False,
                       prefetch_factor=4 if num_workers > 0 else None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 from pathlib import Path
 
@@ -67,9 +68,7 @@ class _SharedAlloc:
         self.directory, self.tag, self.path, self.tensor = directory, tag, None, None
 
     def __call__(self, shape) -> torch.Tensor:
-        n = 1
-        for d in shape:
-            n *= int(d)
+        n = math.prod(int(d) for d in shape)
         if self.directory is None or n == 0 or not _has_room(self.directory, n):
             return torch.empty(shape, dtype=torch.uint8)
         from ..env import job_info
@@ -78,7 +77,7 @@ class _SharedAlloc:
         self.path = self.directory / f"{PREFIX}{safe}-{os.getpid()}-{self.tag}.u8"
         with open(self.path, "wb") as f:
             f.truncate(n)
-        self.tensor = torch.from_file(str(self.path), shared=True, size=n, dtype=torch.uint8).view(*shape)
+        self.tensor = _map(str(self.path), shape)
         return self.tensor
 
 
@@ -92,10 +91,7 @@ def _has_room(directory: Path, nbytes: int) -> bool:
 
 
 def _map(path: str, shape) -> torch.Tensor:
-    n = 1
-    for d in shape:
-        n *= int(d)
-    return torch.from_file(path, shared=True, size=n, dtype=torch.uint8).view(*shape)
+    return torch.from_file(path, shared=True, size=math.prod(int(d) for d in shape), dtype=torch.uint8).view(*shape)
 
 
 def node_shared(job: DataJob, tag: str, build):

@@ -90,10 +90,10 @@ def _write_shard(path: Path, stream, first, limit: int) -> tuple[list, str, int,
 
     Returns the index rows, SHA-256, size, and the next undrawn sample (None at the end).
     """
-    rows, state = [], {}
+    rows, out = [], None
 
     def write(f):
-        nonlocal first
+        nonlocal first, out
         out = _HashingFile(f)
         with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as tar:
             while first is not None and (not rows or out.count < limit):
@@ -101,16 +101,15 @@ def _write_shard(path: Path, stream, first, limit: int) -> tuple[list, str, int,
                 rows.append([key, _add(tar, f"{key}.{ext}", data), len(data), label])
                 _add(tar, f"{key}.cls", str(label).encode())
                 first = next(stream, None)
-        state.update(sha=out.sha.hexdigest(), size=out.count)
 
     atomic_write(path, write)
-    return rows, state["sha"], state["size"], first
+    return rows, out.sha.hexdigest(), out.count, first
 
 
 def write_split(out: Path, split: str, dataset, shard_bytes: int) -> dict:
     """One split as shards ``SPLIT-000000.tar`` (+ ``.idx.json``); its manifest entry."""
     stream = samples(dataset, split)
-    first, shards, count = next(stream, None), [], 0
+    first, shards = next(stream, None), []
     while first is not None:
         name = f"{split}-{len(shards):06d}.tar"
         rows, sha, size, first = _write_shard(out / name, stream, first, shard_bytes)
@@ -118,8 +117,7 @@ def write_split(out: Path, split: str, dataset, shard_bytes: int) -> dict:
         atomic_write_json(out / index, {"shard": name, "fields": ["key", "offset", "size", "label"],
                                         "samples": rows})
         shards.append({"name": name, "index": index, "samples": len(rows), "bytes": size, "sha256": sha})
-        count += len(rows)
-    return {"count": count, "shards": shards}
+    return {"count": sum(s["samples"] for s in shards), "shards": shards}
 
 
 def pack(splits, out: str | Path, shard_bytes: int, source: dict) -> dict:
@@ -129,11 +127,10 @@ def pack(splits, out: str | Path, shard_bytes: int, source: dict) -> dict:
         raise DatasetError(f"{out} already holds a pack ({INDEX})", "--out",
                            "choose another directory, or remove that pack first")
     out.mkdir(parents=True, exist_ok=True)
-    sets = {"train": splits.train, "val": splits.val, "test": splits.test}
     manifest = {"format": FORMAT, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "source": source,
                 "classes": list(splits.classes), "skipped": list(splits.skipped_files), "shard_bytes": shard_bytes,
-                "splits": {name: write_split(out, name, sets[name], shard_bytes)
-                           for name in SPLITS if sets[name] is not None}}
+                "splits": {name: write_split(out, name, getattr(splits, name), shard_bytes)
+                           for name in SPLITS if getattr(splits, name) is not None}}
     atomic_write_json(out / INDEX, manifest)
     return manifest
 

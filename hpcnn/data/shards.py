@@ -9,9 +9,9 @@ touched and reads with ``os.pread`` (no shared file position, so forked workers 
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import json
-import logging
 import os
 from pathlib import Path
 from typing import Sequence
@@ -20,9 +20,7 @@ import numpy as np
 import torch
 
 from ..errors import DatasetError
-from .imagesets import crop_box
-
-log = logging.getLogger("hpcnn.data")
+from .imagesets import DecodedOnAccess, decode_file
 
 FORMAT = "hpcnn-shards/1"
 INDEX = "index.json"
@@ -60,23 +58,20 @@ class ShardIndex:
 
     def __init__(self, root: Path, shards: list[dict]):
         self.root, self.names = root, [s["name"] for s in shards]
-        shard, offset, size, label, keys = [], [], [], [], []
+        rows, shard = [], []  # a row per sample: [key, offset, size, label] (pack.write_split)
         for number, entry in enumerate(shards):
-            rows = json.loads((root / entry["index"]).read_text())["samples"]
-            shard += [number] * len(rows)
-            keys += [r[0] for r in rows]
-            offset += [r[1] for r in rows]
-            size += [r[2] for r in rows]
-            label += [r[3] for r in rows]
+            samples = json.loads((root / entry["index"]).read_text())["samples"]
+            rows += samples
+            shard += [number] * len(samples)
         self.shard = np.asarray(shard, dtype=np.int32)
-        self.offset = np.asarray(offset, dtype=np.int64)
-        self.size = np.asarray(size, dtype=np.int64)
-        self.labels = np.asarray(label, dtype=np.int64)
-        self.keys = keys
+        self.keys = [r[0] for r in rows]
+        self.offset, self.size, self.labels = (np.asarray([r[k] for r in rows], dtype=np.int64) for k in (1, 2, 3))
 
 
-class ShardImageSet:
+class ShardImageSet(DecodedOnAccess):
     """One split of a pack; ``dataset[i]`` is ``(uint8 CxHxW, label)``, or None for a corrupt sample."""
+
+    repair = "re-pack the data set"
 
     def __init__(self, index: ShardIndex, rows: np.ndarray, size: int, channels: int, on_corrupt: str = "skip",
                  crop: float | None = None):
@@ -86,16 +81,12 @@ class ShardImageSet:
         self._fds: dict[int, int] = {}
 
     def __getstate__(self):  # descriptors do not travel to spawned workers: each opens its own
-        state = dict(self.__dict__)
-        state["_fds"] = {}
-        return state
+        return {**self.__dict__, "_fds": {}}
 
     def __del__(self):
         for fd in getattr(self, "_fds", {}).values():
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -119,42 +110,11 @@ class ShardImageSet:
         return data
 
     def load(self, i: int) -> torch.Tensor:
-        return decode_image(self.read_bytes(i), self.size, self.channels, self.crop)
-
-    def __getitem__(self, i: int):
-        try:
-            return self.load(i), int(self.labels[i])
-        except Exception as err:  # PIL raises many types for bad bytes
-            if self.on_corrupt == "fail":
-                raise DatasetError(f"corrupt or unreadable image: {err}", self.name(i),
-                                   "re-pack the data set, or set data.on_corrupt: skip") from None
-            log.warning("skipping unreadable image %s (%s)", self.name(i), err)
-            return None
+        return decode_file(io.BytesIO(self.read_bytes(i)), self.size, self.channels, self.crop)
 
     def subset(self, idx: Sequence[int]) -> "ShardImageSet":
         return ShardImageSet(self.index, self.rows[np.asarray(idx, dtype=np.int64)], self.size, self.channels,
                              self.on_corrupt, self.crop)
-
-    def stats_sample(self, limit: int = 500) -> torch.Tensor:
-        step = max(1, len(self) // limit)
-        items = [self[i] for i in range(0, len(self), step)][:limit]
-        return torch.stack([x for x, _ in (it for it in items if it is not None)])
-
-
-def decode_image(data: bytes, size: int, channels: int, crop: float | None) -> torch.Tensor:
-    """Encoded image bytes -> uint8 CxHxW at ``size``: the same geometry as a folder's files."""
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as im:
-        im = im.convert("RGB" if channels == 3 else "L")
-        if crop is not None:
-            h, w, box = crop_box(im.size[1], im.size[0], size, crop)
-            im = im.resize((w, h), Image.BILINEAR).crop(box)
-        elif im.size != (size, size):
-            im = im.resize((size, size), Image.BILINEAR)
-        arr = np.asarray(im, dtype=np.uint8)
-    x = torch.from_numpy(arr.copy())
-    return x.unsqueeze(0) if x.ndim == 2 else x.permute(2, 0, 1).contiguous()
 
 
 def load_shard_sets(cfg) -> tuple:
@@ -178,4 +138,4 @@ def load_shard_sets(cfg) -> tuple:
     return sets["train"], sets["val"], sets.get("test"), list(manifest["classes"]), list(manifest.get("skipped", []))
 
 
-__all__ = ["FORMAT", "INDEX", "ShardImageSet", "decode_image", "load_shard_sets", "pack_files", "read_manifest"]
+__all__ = ["FORMAT", "INDEX", "ShardImageSet", "load_shard_sets", "pack_files", "read_manifest"]

@@ -5,6 +5,7 @@ fails with the exact ``hpcnn data fetch`` command to run on a login node with in
 """
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,8 +16,9 @@ import torch
 from ..errors import DatasetError
 from .imagesets import FileImageSet, TensorImageSet, check_root, images_to_uint8
 from .jobscope import current
-from .listing import IMAGE_SUFFIXES, job_manifest  # noqa: F401 - IMAGE_SUFFIXES: public here too
+from .listing import job_manifest
 from .node_memory import content_tag, node_shared
+from .shards import load_shard_sets
 
 log = logging.getLogger("hpcnn.data")
 TORCHVISION_SETS = {"CIFAR10", "CIFAR100", "MNIST", "FashionMNIST", "KMNIST", "SVHN"}
@@ -46,6 +48,12 @@ def split_indices(labels: np.ndarray, val_fraction: float, test_fraction: float,
     return sorted(train), sorted(val), sorted(test)
 
 
+def _split(full, cfg, classes: list[str], skipped: list[str] | None = None) -> Splits:
+    """One labelled set split here into train/val[/test] (``split_indices`` with the config's fractions and seed)."""
+    tr, va, te = split_indices(full.labels.numpy(), cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
+    return Splits(full.subset(tr), full.subset(va), full.subset(te) if te else None, classes, skipped or [])
+
+
 def _in_memory(cfg, part: str, build):
     """``build(alloc) -> (uint8 images, meta)``, held once per node unless ``data.shared_memory`` is off."""
     if not cfg.shared_memory:
@@ -63,8 +71,7 @@ def _synthetic(cfg) -> Splits:
             images, labels = synthetic.generate(n, size=cfg.image_size, seed=cfg.split_seed, split=split)
             return images_to_uint8(images, cfg.image_size, cfg.channels, cfg.center_crop, alloc), labels
 
-        images, labels = _in_memory(cfg, split, build)
-        return TensorImageSet(images, torch.as_tensor(np.asarray(labels), dtype=torch.int64))
+        return TensorImageSet(*_in_memory(cfg, split, build))
 
     test = make(cfg.n_test, "test") if cfg.n_test > 0 else None
     return Splits(make(cfg.n_train, "train"), make(cfg.n_val, "val"), test, list(synthetic.CLASSES))
@@ -78,10 +85,7 @@ def _digits(cfg) -> Splits:
         images = np.clip(d.images * (255.0 / 16.0), 0, 255).astype(np.uint8)
         return images_to_uint8(images, cfg.image_size, cfg.channels, cfg.center_crop, alloc), d.target
 
-    images, target = _in_memory(cfg, "digits", build)
-    full = TensorImageSet(images, torch.as_tensor(target, dtype=torch.int64))
-    tr, va, te = split_indices(target, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
-    return Splits(full.subset(tr), full.subset(va), full.subset(te) if te else None, [str(i) for i in range(10)])
+    return _split(TensorImageSet(*_in_memory(cfg, "digits", build)), cfg, [str(i) for i in range(10)])
 
 
 def _require_classes(folder: Path, classes: list[str], labels: list[int]) -> None:
@@ -120,13 +124,20 @@ def _usable(files: list, on_corrupt: str) -> tuple[list[int], list[str]]:
     return keep, skipped
 
 
-def _file_set(cfg, files: list, keep: list[int]) -> FileImageSet:
-    return FileImageSet([files[i][0] for i in keep], [files[i][3] for i in keep], cfg.image_size, cfg.channels,
-                        cfg.on_corrupt, cfg.center_crop)
+def _folder(cfg) -> Splits:
+    """Keras flow_from_directory layout: root/<class>/*.png (split here), or root/{train,val[,test]}/<class>/.
 
-
-def _folder_splits(cfg, root: Path, listed: dict) -> Splits:
-    """root/{train,val[,test]}/<class>/: the splits as given."""
+    Listed and verified once per job (``listing.job_manifest``), reusing the verdicts of earlier jobs.
+    """
+    root = check_root(cfg.root, "image folder")
+    if not root.is_dir():
+        raise DatasetError(f"image folder is not a directory: {root}", "data.root")
+    listed = job_manifest(root, cfg.verify)["splits"]  # {"": root} or {"train": ..., "val": ...[, "test": ...]}
+    root_classes = listed[""]["classes"] if "" in listed else []
+    if root_classes and set(root_classes) <= {"train", "val", "test"}:
+        raise DatasetError(f"{root} holds only split folders ({', '.join(root_classes)}) but not both train/ and val/",
+                           "data.root", "add the missing split folder, or put the class folders directly under "
+                           "data.root to have them split automatically")
     sets, skipped, classes = {}, [], None
     for split, entry in listed.items():
         d, names, files = Path(entry["folder"]), entry["classes"], entry["files"]
@@ -140,36 +151,14 @@ def _folder_splits(cfg, root: Path, listed: dict) -> Splits:
                                f"{', '.join(missing) or '-'}; extra: {', '.join(extra) or '-'})", "data.root",
                                "every split needs the same class folders (an empty one is fine in val/test)")
         keep, bad = _usable(files, cfg.on_corrupt)
-        if split == "train":  # val/test may lack a class (few images); training cannot
+        if split in ("", "train"):  # val/test may lack a class (few images); training cannot
             _require_images_per_class(d, classes, labels, keep)
         skipped += bad
-        sets[split] = _file_set(cfg, files, keep)
+        sets[split] = FileImageSet([files[i][0] for i in keep], [labels[i] for i in keep], cfg.image_size,
+                                   cfg.channels, cfg.on_corrupt, cfg.center_crop)
+    if "" in sets:
+        return _split(sets[""], cfg, classes, skipped)
     return Splits(sets["train"], sets["val"], sets.get("test"), classes, skipped)
-
-
-def _folder(cfg) -> Splits:
-    """Keras flow_from_directory layout: root/<class>/*.png, or root/{train,val[,test]}/<class>/.
-
-    Listed and verified once per job (``listing.job_manifest``), reusing the verdicts of earlier jobs.
-    """
-    root = check_root(cfg.root, "image folder")
-    if not root.is_dir():
-        raise DatasetError(f"image folder is not a directory: {root}", "data.root")
-    listed = job_manifest(root, cfg.verify)["splits"]
-    if "" not in listed:
-        return _folder_splits(cfg, root, listed)
-    classes, files = listed[""]["classes"], listed[""]["files"]
-    labels = [f[3] for f in files]
-    if classes and set(classes) <= {"train", "val", "test"}:
-        raise DatasetError(f"{root} holds only split folders ({', '.join(classes)}) but not both train/ and val/",
-                           "data.root", "add the missing split folder, or put the class folders directly under "
-                           "data.root to have them split automatically")
-    _require_classes(root, classes, labels)
-    keep, skipped = _usable(files, cfg.on_corrupt)
-    _require_images_per_class(root, classes, labels, keep)
-    full = _file_set(cfg, files, keep)
-    tr, va, te = split_indices(full.labels.numpy(), cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
-    return Splits(full.subset(tr), full.subset(va), full.subset(te) if te else None, classes, skipped)
 
 
 def _torchvision(cfg) -> Splits:
@@ -181,37 +170,25 @@ def _torchvision(cfg) -> Splits:
                            f"one of {', '.join(sorted(TORCHVISION_SETS))}")
     root = Path(cfg.root).expanduser()
 
-    def load(train: bool):
+    def build(train: bool, alloc):  # on one rank per node: the others never read the files
+        which = {"split": "train" if train else "test"} if name == "SVHN" else {"train": train}
         try:
-            if name == "SVHN":
-                return tvd.SVHN(str(root), split="train" if train else "test", download=False)
-            return getattr(tvd, name)(str(root), train=train, download=False)
+            ds = getattr(tvd, name)(str(root), download=False, **which)
         except RuntimeError as err:
             raise DatasetError(f"data set {name} not found under {root} ({err})", "data.root",
                                f"run `hpcnn data fetch {name} --root {root}` on a machine with internet") from None
-
-    def arrays(ds):
         x = np.asarray(ds.data)
         if x.ndim == 4 and x.shape[1] in (1, 3) and x.shape[-1] not in (1, 3):  # SVHN is NCHW
             x = x.transpose(0, 2, 3, 1)
         y = np.asarray(getattr(ds, "targets", getattr(ds, "labels", None)))
-        return x, y
+        classes = [str(c) for c in getattr(ds, "classes", range(int(y.max()) + 1))]
+        return images_to_uint8(x, cfg.image_size, cfg.channels, cfg.center_crop, alloc), (y, classes)
 
-    def part(train: bool):
-        def build(alloc):  # on one rank per node: the others never read the files
-            ds = load(train)
-            x, y = arrays(ds)
-            classes = [str(c) for c in getattr(ds, "classes", range(int(y.max()) + 1))]
-            return images_to_uint8(x, cfg.image_size, cfg.channels, cfg.center_crop, alloc), (y, classes)
-
-        return build
-
-    images, (y, classes) = _in_memory(cfg, "train", part(True))
-    full = TensorImageSet(images, torch.as_tensor(y, dtype=torch.int64))
+    images, (y, classes) = _in_memory(cfg, "train", functools.partial(build, True))
+    full = TensorImageSet(images, y)
     tr, va, _ = split_indices(y, cfg.val_fraction, 0.0, cfg.split_seed)
-    test_images, (yt, _) = _in_memory(cfg, "test", part(False))
-    return Splits(full.subset(tr), full.subset(va), TensorImageSet(test_images, torch.as_tensor(yt, dtype=torch.int64)),
-                  classes)
+    test_images, (yt, _) = _in_memory(cfg, "test", functools.partial(build, False))
+    return Splits(full.subset(tr), full.subset(va), TensorImageSet(test_images, yt), classes)
 
 
 def _hdf5(cfg) -> Splits:
@@ -239,30 +216,16 @@ def _hdf5(cfg) -> Splits:
 
     st = path.stat()
     images, labels = _in_memory(cfg, f"hdf5:{st.st_size}:{st.st_mtime_ns}", build)
-    full = TensorImageSet(images, torch.as_tensor(labels, dtype=torch.int64))
-    tr, va, te = split_indices(labels, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
-    classes = [str(i) for i in range(int(labels.max()) + 1)]
-    return Splits(full.subset(tr), full.subset(va), full.subset(te) if te else None, classes)
-
-
-def _shards(cfg) -> Splits:
-    """WebDataset-layout tar shards written by ``hpcnn data pack`` (hpcnn/data/shards.py)."""
-    from .shards import load_shard_sets
-
-    return Splits(*load_shard_sets(cfg))
+    return _split(TensorImageSet(images, labels), cfg, [str(i) for i in range(int(labels.max()) + 1)])
 
 
 LOADERS = {"synthetic": _synthetic, "digits": _digits, "folder": _folder, "torchvision": _torchvision,
-           "hdf5": _hdf5, "shards": _shards}
-
-
-def _labels(dataset) -> np.ndarray:
-    return np.asarray(dataset.labels, dtype=np.int64)
+           "hdf5": _hdf5, "shards": lambda cfg: Splits(*load_shard_sets(cfg))}  # hpcnn data pack's tar shards
 
 
 def _keep_classes(dataset, mapping: dict[int, int]):
     """The samples of the chosen classes, relabelled 0..K-1 in the chosen order."""
-    labels = _labels(dataset)
+    labels = np.asarray(dataset.labels, dtype=np.int64)
     idx = [i for i, label in enumerate(labels) if label in mapping]
     subset = dataset.subset(idx)
     subset.labels = torch.as_tensor([mapping[int(label)] for label in labels[idx]], dtype=torch.int64)
@@ -283,21 +246,12 @@ def select_classes(splits: Splits, names: list[str]) -> Splits:
 
 def limit_per_class(dataset, limit: int, seed: int):
     """``data.max_per_class``: at most ``limit`` training images per class, drawn with the split seed."""
-    labels = _labels(dataset)
+    labels = np.asarray(dataset.labels, dtype=np.int64)
     rng = np.random.default_rng(seed)
     keep = []
     for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        keep += sorted(rng.permutation(idx)[:limit].tolist())
+        keep += rng.permutation(np.flatnonzero(labels == c))[:limit].tolist()
     return dataset.subset(sorted(keep))
-
-
-def _private_copies(splits: Splits) -> Splits:
-    for split in ("train", "val", "test"):
-        dataset = getattr(splits, split)
-        if isinstance(dataset, TensorImageSet):
-            setattr(splits, split, dataset.materialize())
-    return splits
 
 
 def load_splits(data_cfg) -> Splits:
@@ -310,7 +264,10 @@ def load_splits(data_cfg) -> Splits:
     if data_cfg.marker.enabled:
         from .marker import add_markers
 
-        splits = _private_copies(splits)  # painting must not write into a node's shared tensor
+        for split in ("train", "val", "test"):  # painting must not write into a node's shared tensor
+            dataset = getattr(splits, split)
+            if isinstance(dataset, TensorImageSet):
+                setattr(splits, split, dataset.materialize())
         splits = add_markers(splits, data_cfg.marker, data_cfg.split_seed)
     if data_cfg.max_per_class:
         splits.train = limit_per_class(splits.train, data_cfg.max_per_class, data_cfg.split_seed)

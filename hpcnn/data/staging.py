@@ -41,10 +41,7 @@ def stage_base(stage: str) -> Path:
     """The node-local directory under which ``hpcnn-stage-JOBID`` is made."""
     if stage != "auto":
         return Path(stage).expanduser()
-    for name in ("HPCNN_LOCAL_SCRATCH", "TMPDIR"):
-        if os.environ.get(name):
-            return Path(os.environ[name])
-    return Path(tempfile.gettempdir())
+    return Path(os.environ.get("HPCNN_LOCAL_SCRATCH") or os.environ.get("TMPDIR") or tempfile.gettempdir())
 
 
 def stage_dir(stage: str, world=None) -> Path:
@@ -54,69 +51,63 @@ def stage_dir(stage: str, world=None) -> Path:
     return stage_base(stage) / f"hpcnn-stage-{job}" / f"{world.hostname}-{world.node_rank}"
 
 
-def _source_files(data_cfg) -> tuple[Path, list[str], str]:
-    """(source directory, file names to copy, identity of the source's content)."""
+def _source_files(data_cfg) -> tuple[Path, list[str], str, dict[str, str]]:
+    """(source directory, file names to copy, identity of the source's content, the checksums the pack's
+    index promises for its shards: HDF5 has none, it is hashed while copied)."""
     root = Path(data_cfg.root or "").expanduser()
     if data_cfg.source == "hdf5":
         if not root.is_file():
             raise DatasetError(f"HDF5 file not found: {root}", "data.root")
         st = root.stat()
-        return root.parent, [root.name], f"{root.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+        return root.parent, [root.name], f"{root.resolve()}:{st.st_size}:{st.st_mtime_ns}", {}
     from .shards import INDEX, pack_files, read_manifest
 
-    names = pack_files(read_manifest(root))
-    return root, names, hashlib.sha256((root / INDEX).read_bytes()).hexdigest()
+    manifest = read_manifest(root)
+    expected = {s["name"]: s["sha256"] for split in manifest["splits"].values() for s in split["shards"]}
+    return root, pack_files(manifest), hashlib.sha256((root / INDEX).read_bytes()).hexdigest(), expected
 
 
-def _expected_sha(data_cfg, root: Path) -> dict[str, str]:
-    """Checksums the pack's index promises for its shards (HDF5 has none: hashed while copied)."""
-    if data_cfg.source != "shards":
-        return {}
-    from .shards import read_manifest
-
-    return {s["name"]: s["sha256"] for split in read_manifest(root)["splits"].values() for s in split["shards"]}
-
-
-def _hash_file(path: Path) -> str:
+def _sha256(src: Path, out=None) -> str:
+    """The SHA-256 of ``src``, its bytes written to the binary file ``out`` on the way when one is given."""
     sha = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open(src, "rb") as f:
         while chunk := f.read(CHUNK):
             sha.update(chunk)
+            if out is not None:
+                out.write(chunk)
     return sha.hexdigest()
 
 
 def _copy_hashing(src: Path, dst: Path) -> str:
     """Copy atomically, hashing the bytes on the way; returns their SHA-256."""
-    sha = hashlib.sha256()
+    digest = []
+    atomic_write(dst, lambda out: digest.append(_sha256(src, out)))
+    return digest[0]
 
-    def write(out):
-        with open(src, "rb") as f:
-            while chunk := f.read(CHUNK):
-                sha.update(chunk)
-                out.write(chunk)
 
-    atomic_write(dst, write)
-    return sha.hexdigest()
+def _read_json(path: Path) -> dict:
+    """The JSON object in ``path``; {} while it is missing or half-written."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def _reusable(target: Path, identity: str) -> dict | None:
     """The marker of a complete copy of this very source whose files still have their sizes and checksums."""
-    try:
-        marker = json.loads((target / MARKER).read_text())
-    except (OSError, ValueError):
-        return None
+    marker = _read_json(target / MARKER)
     if marker.get("identity") != identity:
         return None
     for name, meta in marker["files"].items():
         path = target / name
-        if not path.is_file() or path.stat().st_size != meta["size"] or _hash_file(path) != meta["sha256"]:
+        if not path.is_file() or path.stat().st_size != meta["size"] or _sha256(path) != meta["sha256"]:
             return None
     return marker
 
 
 def _human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000:
             return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
         n /= 1000
     return f"{n:.1f} TB"
@@ -145,14 +136,14 @@ def _note(target: Path, what: str) -> None:
 
 def copy_to(data_cfg, target: Path) -> str:
     """Local rank 0: reuse a verified copy, or check the room and copy; returns 'reused' or 'copied'."""
-    root, names, identity = _source_files(data_cfg)
+    root, names, identity, expected = _source_files(data_cfg)
     if _reusable(target, identity):
         _note(target, "reused")
         return "reused"
     target.mkdir(parents=True, exist_ok=True)
     (target / MARKER).unlink(missing_ok=True)
     check_room(target, sum((root / n).stat().st_size for n in names))
-    expected, files = _expected_sha(data_cfg, root), {}
+    files = {}
     for name in names:
         sha = _copy_hashing(root / name, target / name)
         if name in expected and expected[name] != sha:
@@ -173,17 +164,11 @@ def _wait_for_copy(target: Path, identity: str) -> None:
     """The node's other ranks: wait until local rank 0 has written the marker for this source (or failed)."""
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline:
-        try:
-            failed = json.loads((target / FAILED).read_text())
-            if {k: failed.get(k) for k in ("job", "restart")} == _attempt():
-                raise DatasetError(f"staging on this node failed: {failed['error']}", "data.stage")
-        except (OSError, ValueError):
-            pass
-        try:
-            if json.loads((target / MARKER).read_text()).get("identity") == identity:
-                return
-        except (OSError, ValueError):
-            pass
+        failed = _read_json(target / FAILED)
+        if failed and {k: failed.get(k) for k in ("job", "restart")} == _attempt():
+            raise DatasetError(f"staging on this node failed: {failed['error']}", "data.stage")
+        if _read_json(target / MARKER).get("identity") == identity:
+            return
         time.sleep(0.2)
     raise DatasetError(f"local rank 0 did not stage the data to {target} within {WAIT_S:.0f} s", "data.stage")
 

@@ -112,17 +112,15 @@ def _disk(x, y, s, p, barred: bool):
     r = np.sqrt(x * x + yd * yd) + 1e-6
     h = 0.5 * s
     bulge = p["bulge"] * _profile(x * x + y * y / p["disk_q"], 0.3 * s, 2.0)   # a spheroid: rounder than the disk
-    if barred:
+    if barred:  # the arms start at the bar's ends
         bulge *= 0.45
         length = p["bar_len"] * s
         xb, yb = _rotate(x, yd, p["bar_angle"])
         bar = p["bar_strength"] * np.exp(-(xb / length) ** 4 - (yb / (p["bar_width"] * length)) ** 2)
-        arms = _spiral(x, yd, r, p["arms"], p["pitch_deg"], p["chirality"], -p["arms"] * p["bar_angle"], length,
-                       p["arm_sharpness"])
+        phase, start = -p["arms"] * p["bar_angle"], length
     else:
-        bar = 0.0
-        arms = _spiral(x, yd, r, p["arms"], p["pitch_deg"], p["chirality"], p["arm_phase"], p["arm_start"] * s,
-                       p["arm_sharpness"])
+        bar, phase, start = 0.0, p["arm_phase"], p["arm_start"] * s
+    arms = _spiral(x, yd, r, p["arms"], p["pitch_deg"], p["chirality"], phase, start, p["arm_sharpness"])
     return np.exp(-r / h) * (0.5 + p["arm_contrast"] * arms) + bulge + bar
 
 
@@ -254,7 +252,6 @@ def _galaxies(labels, c, shape_p, size):
 
 def _render_batch(rng, c, shape_p, size: int) -> np.ndarray:
     """Images (b, size, size, 3) uint8 for one batch of drawn parameters; the noise is drawn here."""
-    b = len(c["labels"])
     gal = _galaxies(c["labels"], c, shape_p, size)
     sigma = c["psf"] * F32(size / 64)
     k = _psf_matrices(sigma, size)

@@ -5,6 +5,8 @@ the hot loop stays free of host synchronisation.
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 
@@ -30,13 +32,9 @@ class Comm:
 
     def synchronized_step(self, optimizer):
         """Context for clip/unscale + step: gradients are final inside it (Horovod averages them here)."""
-        import contextlib
-
         return contextlib.nullcontext()
 
     def no_sync(self, model: nn.Module):
-        import contextlib
-
         return contextlib.nullcontext()
 
     def any(self, flag: bool) -> bool:

@@ -89,8 +89,7 @@ class HorovodComm(Comm):
     backend = "horovod"
 
     def __init__(self, world, device: torch.device, accumulate: int = 1):
-        hvd = _import_horovod()
-        self._hvd = hvd
+        self._hvd = hvd = _import_horovod()
         hvd.init()
         self.rank, self.world_size, self.local_rank = hvd.rank(), hvd.size(), hvd.local_rank()
         self.device = device
@@ -142,9 +141,6 @@ class HorovodComm(Comm):
     def _after_load(self, optimizer) -> None:
         """A resume loads the checkpoint on every rank; rank 0's copy is the one that counts."""
         self._deferred = 0
-        self.broadcast_optimizer_state(optimizer)
-
-    def broadcast_optimizer_state(self, optimizer) -> None:
         # hvd.broadcast_optimizer_state takes a zero-gradient step to create a missing state, which
         # moves weights under weight decay: only broadcast a state rank 0 actually has.
         if self.broadcast_object(bool(optimizer.state_dict()["state"])):

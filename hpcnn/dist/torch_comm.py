@@ -24,14 +24,11 @@ class TorchComm(Comm):
                              "use dist.backend: gloo (or auto) on CPU nodes")
         # Errors and hangs surface within the timeout, not NCCL's 30-minute default.
         os.environ.setdefault("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1")
-        timeout = datetime.timedelta(seconds=timeout_s)
-        if world.launcher == "torchrun":
-            init_method = "env://"  # reuse torchrun's rendezvous store
-        else:
-            init_method = f"tcp://{world.master_addr}:{world.master_port}"
+        # torchrun: reuse its rendezvous store
+        init_method = "env://" if world.launcher == "torchrun" else f"tcp://{world.master_addr}:{world.master_port}"
         try:
             dist.init_process_group(backend, init_method=init_method, rank=world.rank,
-                                    world_size=world.world_size, timeout=timeout,
+                                    world_size=world.world_size, timeout=datetime.timedelta(seconds=timeout_s),
                                     device_id=device if device.type == "cuda" else None)
         except Exception as err:
             raise WorldError(f"rank {world.rank} could not join the process group at "

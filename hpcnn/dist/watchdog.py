@@ -9,6 +9,7 @@ newest one on disk stays loadable.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import os
@@ -46,21 +47,17 @@ class Watchdog:
     def stop(self) -> None:
         """This rank is finishing normally: peers must not take its silence for a death."""
         self._stop.set()
-        try:
+        with contextlib.suppress(Exception):
             if self._store is not None:
                 self._store.set(f"{self.prefix}/done/{self.world.rank}", "1")
-        except Exception:
-            pass
         if self._thread.is_alive():
             self._thread.join(timeout=5)
 
     def report_failure(self, reason: str) -> None:
         """Called by a rank that is about to fail, so the others can name it."""
-        try:
+        with contextlib.suppress(Exception):
             if self._store is not None:
                 self._store.set(f"{self.prefix}/failed/{self.world.rank}", reason[:500])
-        except Exception:
-            pass
 
     def diagnose(self, wait_s: float = 3.0) -> str | None:
         """After a collective failed: which peer is gone? Failure notes first, then stalled heartbeats."""
@@ -119,8 +116,7 @@ class Watchdog:
                         continue
                     failed = f"{self.prefix}/failed/{r}"
                     if self._store.check([failed]):
-                        reason = self._store.get(failed).decode()
-                        self._die(f"rank {r} ({self._host_of(r)}) failed: {reason}")
+                        self._die(f"rank {r} ({self._host_of(r)}) failed: {self._store.get(failed).decode()}")
                     key = f"{self.prefix}/hb/{r}"
                     value = self._store.get(key) if self._store.check([key]) else None
                     now = time.monotonic()

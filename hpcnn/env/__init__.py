@@ -5,9 +5,9 @@ World. See docs/distributed-launch.md for the detection order.
 """
 from .checks import validate_against_request
 from .job import JobInfo, job_info
-from .detect import DETECTORS, derive_port, detect_world, slurm_port
+from .detect import DETECTORS, derive_port, detect_world
 from .gpus import TorchCuda, check_gpus_usable
 from .world import LAUNCHERS, World
 
 __all__ = ["DETECTORS", "JobInfo", "LAUNCHERS", "TorchCuda", "World", "check_gpus_usable", "job_info", "derive_port",
-           "detect_world", "slurm_port", "validate_against_request"]
+           "detect_world", "validate_against_request"]

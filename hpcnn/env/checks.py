@@ -14,14 +14,12 @@ from ..errors import WorldError
 from .world import World
 
 
+_PER_NODE_FLAG = {"torchrun": "torchrun --nproc_per_node={0}", "horovod": "horovodrun -H host1:{0},host2:{0},...",
+                  "mpi": "mpirun --map-by ppr:{0}:node"}
+
+
 def _per_node_flag(world: World, count: int) -> str:
-    if world.launcher == "torchrun":
-        return f"torchrun --nproc_per_node={count}"
-    if world.launcher == "horovod":
-        return f"horovodrun -H host1:{count},host2:{count},..."
-    if world.launcher == "mpi":
-        return f"mpirun --map-by ppr:{count}:node"
-    return f"srun --ntasks-per-node={count}"
+    return _PER_NODE_FLAG.get(world.launcher, "srun --ntasks-per-node={0}").format(count)
 
 
 def validate_against_request(world: World, *, gpus_visible: int | None = None, nodes: int | None = None,
@@ -36,11 +34,8 @@ def validate_against_request(world: World, *, gpus_visible: int | None = None, n
                          f"start one process per GPU ({_per_node_flag(world, gpus_visible)}) "
                          f"or request {lws} GPUs per node")
     if gpus_visible is not None and gpus_visible > lws:
-        if world.is_distributed:
-            fix = _per_node_flag(world, gpus_visible)
-        else:
-            fix = (f"torchrun --nproc_per_node={gpus_visible} or "
-                   f"srun --ntasks-per-node={gpus_visible}")
+        fix = _per_node_flag(world, gpus_visible) if world.is_distributed else \
+            f"torchrun --nproc_per_node={gpus_visible} or srun --ntasks-per-node={gpus_visible}"
         warnings.append(f"only {lws} of the {gpus_visible} GPUs visible on {world.hostname} will be used "
                         f"— hint: start one process per GPU ({fix}), or request fewer GPUs")
     if world.world_size != lws * world.num_nodes:

@@ -34,6 +34,7 @@ INTERACTIVE_JOB_NAMES = frozenset({"bash", "sh", "zsh", "fish", "tcsh", "csh", "
 _SPECIAL_STEP_NAMES = frozenset({"batch", "extern", "interactive", "pending"})
 _SPECIAL_STEP_MIN = 0xFFFFFFF0  # Slurm's reserved step ids (SLURM_BATCH_SCRIPT = 0xfffffffb, ...)
 _PORT_BASE, _PORT_SPAN = 15000, 17000  # 15000..31999: below Linux's ephemeral range (32768+)
+_SRUN_HINT = "launch with srun; do not copy SLURM_* variables by hand"
 
 
 class Count(NamedTuple):
@@ -96,15 +97,11 @@ def derive_port(key: str | None, default: int = 29500) -> int:
     return _PORT_BASE + number % _PORT_SPAN
 
 
-slurm_port = derive_port  # the name older callers use
-
-
 def _master_port(r: _Reader, key: str | None, what: str) -> Count:
-    explicit = r.count("MASTER_PORT", required=False)
-    if explicit is not None:
-        return explicit
+    """MASTER_PORT when set, else the port derived from ``key``, the ``what`` (e.g. "Slurm job") id."""
     port = derive_port(key)
-    return Count(port, f"port {port} derived from {what} {key}" if key else f"default port {port}")
+    shown = f"port {port} derived from {what} {key}" if key else f"default port {port}"
+    return r.count("MASTER_PORT", required=False) or Count(port, shown)
 
 
 def _assemble(r: _Reader, launcher: str, rank: Count, local_rank: Count, world_size: Count,
@@ -141,18 +138,15 @@ def _torchrun(env: Env) -> World | None:
     if num_nodes is None:
         nodes = max(1, world_size.value // local_world_size.value)
         num_nodes = Count(nodes, f"{nodes} node(s) from {world_size.shown} / {local_world_size.shown}")
-    if r.has("GROUP_WORLD_SIZE") and world_size.value != local_world_size.value * num_nodes.value:
+    elif world_size.value != local_world_size.value * num_nodes.value:
         raise WorldError(f"{world_size.shown} is not {local_world_size.shown} x {num_nodes.shown}", r.where,
                          "relaunch with torchrun instead of setting the variables by hand")
-    master_addr = r.text("MASTER_ADDR")
-    if master_addr is None:
-        raise WorldError("RANK and WORLD_SIZE are set but MASTER_ADDR is not", r.where,
-                         "launch with torchrun, or export MASTER_ADDR and MASTER_PORT to every rank")
-    if not r.has("MASTER_PORT"):
-        raise WorldError("RANK and WORLD_SIZE are set but MASTER_PORT is not", r.where,
-                         "launch with torchrun, or export MASTER_ADDR and MASTER_PORT to every rank")
+    for name in ("MASTER_ADDR", "MASTER_PORT"):
+        if not r.has(name):
+            raise WorldError(f"RANK and WORLD_SIZE are set but {name} is not", r.where,
+                             "launch with torchrun, or export MASTER_ADDR and MASTER_PORT to every rank")
     return _assemble(r, "torchrun", rank, local_rank, world_size, local_world_size,
-                     node_rank, num_nodes, master_addr, _master_port(r, None, ""), run_id)
+                     node_rank, num_nodes, r.text("MASTER_ADDR"), r.count("MASTER_PORT"), run_id)
 
 
 def _slurm_job_id(r: _Reader) -> str | None:
@@ -173,26 +167,30 @@ def _horovod(env: Env) -> World | None:
         return None
     world_size = r.count("HOROVOD_SIZE", minimum=1)
     local_world_size = r.count("HOROVOD_LOCAL_SIZE", minimum=1)
-    num_nodes = r.count("HOROVOD_CROSS_SIZE", required=False, minimum=1)
-    if num_nodes is None:
-        nodes = -(-world_size.value // local_world_size.value)
-        num_nodes = Count(nodes, f"{nodes} node(s) from {world_size.shown} / {local_world_size.shown}")
+    num_nodes = r.count("HOROVOD_CROSS_SIZE", required=False, minimum=1) or _nodes_from(world_size, local_world_size)
     node_rank = r.count("HOROVOD_CROSS_RANK", required=False) or Count(0, "node 0")
-    slurm_nodes = r.text("SLURM_JOB_NODELIST", "SLURM_NODELIST")
-    master_addr = (r.text("MASTER_ADDR") or r.text("HOROVOD_GLOO_RENDEZVOUS_ADDR")
-                   or (hostlist.first(slurm_nodes) if slurm_nodes else None))
-    if master_addr is None:
-        master_addr = _local_only_master(r, num_nodes, "horovodrun")
-    job_id = _slurm_job_id(r)
+    master_addr = _master_addr(r, num_nodes, "horovodrun", "MASTER_ADDR", "HOROVOD_GLOO_RENDEZVOUS_ADDR")
     key = r.text("SLURM_JOB_ID", "SLURM_JOBID") or r.text("HOROVOD_GLOO_RENDEZVOUS_PORT")
     return _assemble(r, "horovod", r.count("HOROVOD_RANK"), r.count("HOROVOD_LOCAL_RANK"), world_size,
                      local_world_size, node_rank, num_nodes, master_addr,
                      _master_port(r, key, "job" if r.has("SLURM_JOB_ID", "SLURM_JOBID") else "rendezvous port"),
-                     job_id)
+                     _slurm_job_id(r))
 
 
-def _local_only_master(r: _Reader, num_nodes: Count, launcher: str) -> str:
-    """Without any address to go by, localhost is right only when every rank runs on this node."""
+def _nodes_from(world_size: Count, local_world_size: Count) -> Count:
+    """Nodes of ``local_world_size`` ranks each that hold ``world_size`` ranks (the last may hold fewer)."""
+    nodes = -(-world_size.value // local_world_size.value)
+    return Count(nodes, f"{nodes} node(s) from {world_size.shown} / {local_world_size.shown}")
+
+
+def _master_addr(r: _Reader, num_nodes: Count, launcher: str, *names: str) -> str:
+    """The first of ``names`` that is set, else the first host of the Slurm job (the job's, not the
+    variables of mpirun's daemon step). Without any address to go by, localhost is right only when
+    every rank runs on this node."""
+    slurm_nodes = r.text("SLURM_JOB_NODELIST", "SLURM_NODELIST")
+    found = r.text(*names) or (hostlist.first(slurm_nodes) if slurm_nodes else None)
+    if found is not None:
+        return found
     if num_nodes.value > 1:
         how = ("`mpirun -x MASTER_ADDR=$(hostname) -x MASTER_PORT=29500 ...`" if launcher == "mpirun"
                else f"export them before `{launcher}`, which passes them on")
@@ -224,13 +222,10 @@ def _mpi(env: Env) -> World | None:
     local_rank = r.count(local_name, required=False) or Count(0, "local rank 0 (no " + local_name + ")")
     local_world_size = r.count(local_size_name, required=False, minimum=1) or \
         Count(1, "1 rank per node (no " + local_size_name + ")")
-    nodes = -(-world_size.value // local_world_size.value)
-    num_nodes = Count(nodes, f"{nodes} node(s) from {world_size.shown} / {local_world_size.shown}")
+    num_nodes = _nodes_from(world_size, local_world_size)
     node = rank.value // local_world_size.value
     node_rank = Count(node, f"node {node} from {rank.shown} // {local_world_size.shown}")
-    slurm_nodes = r.text("SLURM_JOB_NODELIST", "SLURM_NODELIST")  # the job's, not mpirun's daemon step
-    master_addr = r.text("MASTER_ADDR") or (hostlist.first(slurm_nodes) if slurm_nodes else None) or \
-        _local_only_master(r, num_nodes, "mpirun")
+    master_addr = _master_addr(r, num_nodes, "mpirun", "MASTER_ADDR")
     slurm_job = r.text("SLURM_JOB_ID", "SLURM_JOBID")
     key = slurm_job or r.text("PMIX_NAMESPACE", "OMPI_MCA_ess_base_jobid")
     return _assemble(r, "mpi", rank, local_rank, world_size, local_world_size, node_rank, num_nodes,
@@ -256,9 +251,7 @@ def _submitit_local(env: Env) -> World | None:
 def _slurm_step(r: _Reader) -> bool:
     """True inside an srun step; false in the batch script, salloc's shell or the extern step."""
     step = r.text("SLURM_STEP_ID", "SLURM_STEPID")
-    if step is None or not r.has("SLURM_JOB_ID", "SLURM_JOBID"):
-        return False
-    if step.lower() in _SPECIAL_STEP_NAMES:
+    if step is None or step.lower() in _SPECIAL_STEP_NAMES or not r.has("SLURM_JOB_ID", "SLURM_JOBID"):
         return False
     return not (step.isdigit() and int(step) >= _SPECIAL_STEP_MIN)
 
@@ -273,16 +266,15 @@ def _slurm(env: Env) -> World | None:
     step = r.text("SLURM_STEP_ID", "SLURM_STEPID")
     r.where = f"srun step {step} of Slurm job {job_id}"
     world_size = r.count("SLURM_STEP_NUM_TASKS", "SLURM_NTASKS", "SLURM_NPROCS", minimum=1)
-    nodelist_var = r.pick("SLURM_STEP_NODELIST", "SLURM_JOB_NODELIST", "SLURM_NODELIST")
-    if nodelist_var is None:
-        raise WorldError("SLURM_STEP_NODELIST is not set inside an srun step", r.where,
-                         "launch with srun; do not copy SLURM_* variables by hand")
-    hosts = hostlist.expand(nodelist_var[1])
+    found = r.pick("SLURM_STEP_NODELIST", "SLURM_JOB_NODELIST", "SLURM_NODELIST")
+    if found is None:
+        raise WorldError("SLURM_STEP_NODELIST is not set inside an srun step", r.where, _SRUN_HINT)
+    name, nodelist = found
+    hosts = hostlist.expand(nodelist)
     num_nodes = r.count("SLURM_STEP_NUM_NODES", "SLURM_NNODES", required=False, minimum=1) or \
-        Count(len(hosts), f"{len(hosts)} node(s) in {nodelist_var[0]}={nodelist_var[1]}")
+        Count(len(hosts), f"{len(hosts)} node(s) in {name}={nodelist}")
     if len(hosts) != num_nodes.value:
-        raise WorldError(f"{nodelist_var[0]}={nodelist_var[1]} names {len(hosts)} hosts but {num_nodes.shown}",
-                         r.where, "launch with srun; do not copy SLURM_* variables by hand")
+        raise WorldError(f"{name}={nodelist} names {len(hosts)} hosts but {num_nodes.shown}", r.where, _SRUN_HINT)
     node_rank = r.count("SLURM_NODEID")
     local_world_size = _slurm_tasks_on_node(r, world_size, num_nodes, node_rank)
     launcher = "submitit" if r.text("SUBMITIT_EXECUTOR") == "slurm" else "slurm"
@@ -302,14 +294,11 @@ def _slurm_tasks_on_node(r: _Reader, world_size: Count, num_nodes: Count, node_r
     counts = hostlist.tasks_per_node(spec)
     shown = f"{name}={spec}"
     if len(counts) != num_nodes.value:
-        raise WorldError(f"{shown} lists {len(counts)} nodes but {num_nodes.shown}", r.where,
-                         "launch with srun; do not copy SLURM_* variables by hand")
+        raise WorldError(f"{shown} lists {len(counts)} nodes but {num_nodes.shown}", r.where, _SRUN_HINT)
     if sum(counts) != world_size.value:
-        raise WorldError(f"{shown} adds up to {sum(counts)} tasks but {world_size.shown}", r.where,
-                         "launch with srun; do not copy SLURM_* variables by hand")
+        raise WorldError(f"{shown} adds up to {sum(counts)} tasks but {world_size.shown}", r.where, _SRUN_HINT)
     if node_rank.value >= len(counts):
-        raise WorldError(f"{node_rank.shown} is out of range for {shown}", r.where,
-                         "launch with srun; do not copy SLURM_* variables by hand")
+        raise WorldError(f"{node_rank.shown} is out of range for {shown}", r.where, _SRUN_HINT)
     return Count(counts[node_rank.value], f"{counts[node_rank.value]} tasks on node {node_rank.value} ({shown})")
 
 
@@ -342,10 +331,8 @@ def _forced_single(env: Env) -> bool:
                      "set HPCNN_SINGLE_PROCESS=1 to run one process on purpose, or unset it")
 
 
-Detector = Callable[[Env], "World | None"]
-
 #: Tried in this order; the first that returns a World wins (see the module docstring for why).
-DETECTORS: tuple[tuple[str, Detector], ...] = (
+DETECTORS: tuple[tuple[str, Callable[[Env], World | None]], ...] = (
     ("torchrun", _torchrun),
     ("horovod", _horovod),
     ("mpi", _mpi),
@@ -360,17 +347,15 @@ def detect_world(environ: Env | None = None, *, hostname: str | None = None) -> 
     env = os.environ if environ is None else environ
     host = hostname or socket.gethostname()
     forced = _forced_single(env)
-    for _name, detector in DETECTORS:
-        world = detector(env)
-        if world is None:
-            continue
-        world = dataclasses.replace(world, hostname=host)
-        if forced and world.is_distributed:
-            raise WorldError(f"HPCNN_SINGLE_PROCESS=1 is set but {world.launcher} started {world.world_size} "
-                             "processes: each would train alone and write the same run", world.describe(),
-                             "unset HPCNN_SINGLE_PROCESS for launched runs (it is for a batch script "
-                             "that runs one python on purpose)")
-        return world
-    if not forced:
-        _check_not_missing_srun(env)
-    return World(hostname=host, launcher="single", job_id=_slurm_job_id(_Reader(env, "Slurm")))
+    world = next((found for _name, detector in DETECTORS if (found := detector(env)) is not None), None)
+    if world is None:
+        if not forced:
+            _check_not_missing_srun(env)
+        return World(hostname=host, launcher="single", job_id=_slurm_job_id(_Reader(env, "Slurm")))
+    world = dataclasses.replace(world, hostname=host)
+    if forced and world.is_distributed:
+        raise WorldError(f"HPCNN_SINGLE_PROCESS=1 is set but {world.launcher} started {world.world_size} "
+                         "processes: each would train alone and write the same run", world.describe(),
+                         "unset HPCNN_SINGLE_PROCESS for launched runs (it is for a batch script "
+                         "that runs one python on purpose)")
+    return world

@@ -1,15 +1,17 @@
-"""The scheduler job this process runs in, as plain data (stdlib only).
+"""The scheduler job this process runs in, as plain data.
 
 `World` says who a rank is; `JobInfo` says which Slurm job it belongs to: the id users
 type (``123`` or ``123_4`` for an array task), the nodes, how often Slurm restarted it.
 The Slurm payload (requeue rule) and the results schema (summary.json) read it here, so
-launcher variables stay in one package.
+launcher variables stay in one package; the job id is read as detect_world() reads it.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass
 from typing import Mapping
+
+from .detect import _Reader, _slurm_job_id
 
 _RANK_VARS = ("SLURM_PROCID", "SUBMITIT_LOCAL_GLOBALID", "RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK",
               "HOROVOD_RANK")
@@ -38,15 +40,13 @@ def _int(value: str | None, default: int | None) -> int | None:
 
 def job_info(environ: Mapping[str, str] | None = None) -> JobInfo:
     env = os.environ if environ is None else environ
-    raw = env.get("SLURM_JOB_ID") or env.get("SLURM_JOBID") or None
-    array_job, array_task = env.get("SLURM_ARRAY_JOB_ID"), env.get("SLURM_ARRAY_TASK_ID")
-    job_id = f"{array_job}_{array_task}" if array_job and array_task else raw
+    r = _Reader(env, "Slurm")
     rank = next((int(env[v]) for v in _RANK_VARS if env.get(v, "").isdigit()), 0)
-    return JobInfo(job_id=job_id, raw_job_id=raw,
-                   nodelist=env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST") or None,
-                   num_nodes=_int(env.get("SLURM_JOB_NUM_NODES") or env.get("SLURM_NNODES"), None),
-                   partition=env.get("SLURM_JOB_PARTITION") or None,
-                   restart_count=_int(env.get("SLURM_RESTART_COUNT"), 0) or 0, global_rank=rank)
+    return JobInfo(job_id=_slurm_job_id(r), raw_job_id=r.text("SLURM_JOB_ID", "SLURM_JOBID"),
+                   nodelist=r.text("SLURM_JOB_NODELIST", "SLURM_NODELIST"),
+                   num_nodes=_int(r.text("SLURM_JOB_NUM_NODES", "SLURM_NNODES"), None),
+                   partition=r.text("SLURM_JOB_PARTITION"),
+                   restart_count=_int(r.text("SLURM_RESTART_COUNT"), 0) or 0, global_rank=rank)
 
 
 __all__ = ["JobInfo", "job_info"]

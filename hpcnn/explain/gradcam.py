@@ -67,10 +67,8 @@ class _MapCapture:
     activation module applied directly to it (same tensor, unchanged since captured)."""
 
     def __init__(self):
-        self.tensor = self.act = self.grad = None
+        self.tensor = self.act = self.grad = self._hook = self._following = None
         self.version = -1
-        self._hook = None
-        self._following = None
 
     def take(self, tensor: torch.Tensor) -> None:
         if self._hook is not None:
@@ -95,15 +93,6 @@ class _MapCapture:
         self._following = None
 
 
-def _hooks(model: nn.Module, module: nn.Module, capture: _MapCapture) -> list:
-    handles = [module.register_forward_hook(capture.target_hook)]
-    for m in model.modules():
-        if isinstance(m, ACTIVATIONS) and m is not module:
-            handles += [m.register_forward_pre_hook(capture.before_activation),
-                        m.register_forward_hook(capture.after_activation)]
-    return handles
-
-
 def gradcam(model: nn.Module, images: torch.Tensor, targets: torch.Tensor | None = None,
             layer: str | None = None) -> tuple[torch.Tensor, torch.Tensor, str]:
     """Heatmaps (B,H,W) in [0,1] for normalised ``images`` (B,C,H,W), the logits, and the layer's name.
@@ -115,7 +104,11 @@ def gradcam(model: nn.Module, images: torch.Tensor, targets: torch.Tensor | None
     capture = _MapCapture()
     was_training = model.training
     model.eval()
-    handles = _hooks(model, module, capture)
+    handles = [module.register_forward_hook(capture.target_hook)]
+    for m in model.modules():
+        if isinstance(m, ACTIVATIONS) and m is not module:
+            handles += [m.register_forward_pre_hook(capture.before_activation),
+                        m.register_forward_hook(capture.after_activation)]
     try:
         with torch.enable_grad():
             x = images.detach().requires_grad_(True)  # a graph through the activations even for frozen weights

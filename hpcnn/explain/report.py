@@ -27,8 +27,7 @@ BATCH = 128
 
 def checkpoint_path(run_dir: Path, which: str = "best") -> Path:
     """``best``: checkpoints/best.pt, else model_final.pt; ``final``: model_final.pt."""
-    found = checkpoint(run_dir, which)
-    if found is not None:
+    if (found := checkpoint(run_dir, which)) is not None:
         return found
     raise CheckpointError(f"no {' or '.join(CHECKPOINT_CHOICES[which])} in the run", str(checkpoints_dir(run_dir)),
                           "explain a run that finished at least one epoch" +
@@ -105,8 +104,6 @@ def explain_run(run_dir, split: str = "test", n: int = 32, layer: str | None = N
                 checkpoint: str = "best", device: str | None = None) -> dict:
     """Write RUN_DIR/explain/{gradcam_per_class.png, gradcam_mistakes.png, explain.json}; the JSON as a dict."""
     run_dir = Path(run_dir)
-    if split not in ("test", "val"):
-        raise ConfigError(f"unknown split {split!r}", "--split", "use test or val")
     if n < 1:
         raise ConfigError(f"--n must be at least 1, got {n}", "--n")
     cfg = config_for_resume(run_dir)
@@ -130,25 +127,18 @@ def explain_run(run_dir, split: str = "test", n: int = 32, layer: str | None = N
         tiles, pictures = _explain(model, dataset, normalize, idx, probs, layer, dev)
         png = out / f"gradcam_{key}.png"
         tile_grid(pictures, tiles, splits.classes, png, f"Grad-CAM on {layer}, {split} split: {title}")
-        report[key] = tiles
-        report[f"{key}_png"] = str(png)
+        report.update({key: tiles, f"{key}_png": str(png)})
     atomic_write_text(out / "explain.json", json.dumps(report, indent=2) + "\n")
     log.info("explain: %d + %d tiles in %s", len(report["per_class"]), len(report["mistakes"]), out)
     return report
 
 
-def _show(image: torch.Tensor):
-    """uint8 (C,H,W) -> what imshow draws: (H,W) grey or (H,W,3) RGB, and the colour map."""
-    img = image.numpy()
-    return (img[0], "gray") if img.shape[0] == 1 else (img[:3].transpose(1, 2, 0), None)
-
-
 TITLE_CHARS = 16  # a class name longer than this is shortened in a tile's title (explain.json keeps it whole)
 
 
-def _short(name: str, width: int = TITLE_CHARS) -> str:
+def _short(name: str) -> str:
     name = str(name)
-    return name if len(name) <= width else name[:width - 1] + "…"
+    return name if len(name) <= TITLE_CHARS else name[:TITLE_CHARS - 1] + "…"
 
 
 def tile_title(true: str, pred: str, prob: float) -> str:
@@ -167,8 +157,9 @@ def tile_figure(pictures: list, tiles: list[dict], classes: list, title: str):
     for ax in axes.flat:
         ax.axis("off")
     for ax, (image, heat), tile in zip(axes.flat, pictures, tiles):
-        img, cmap = _show(image)
-        ax.imshow(img, cmap=cmap, vmin=0, vmax=255)
+        img = image.numpy()  # uint8 (C,H,W); imshow draws (H,W) grey or (H,W,3) RGB
+        grey = img.shape[0] == 1
+        ax.imshow(img[0] if grey else img[:3].transpose(1, 2, 0), cmap="gray" if grey else None, vmin=0, vmax=255)
         ax.imshow(heat.numpy(), cmap="jet", alpha=0.45, vmin=0, vmax=1)
         wrong = tile["true"] != tile["pred"]
         ax.set_title(tile_title(classes[tile["true"]], classes[tile["pred"]], tile["prob"]), fontsize=7,

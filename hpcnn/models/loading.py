@@ -42,11 +42,6 @@ def read_state_dict(path: Path, where: str = "model.weights") -> dict[str, torch
     return obj
 
 
-def _is_learned(name: str) -> bool:
-    """BatchNorm's step counter is a scalar in every architecture: it proves nothing about a match."""
-    return not name.endswith("num_batches_tracked")
-
-
 def _names(items) -> str:
     items = list(items)
     more = f" (+{len(items) - _SHOWN} more)" if len(items) > _SHOWN else ""
@@ -61,8 +56,7 @@ def _log_report(report: dict) -> None:
         report["source"], len(report["loaded"]), bb["loaded"], bb["total"], ": partial!" if partial else "",
         len(report["skipped"]), len(report["missing"]), len(report["unused"]))
     if report["skipped"]:
-        log.info("  skipped (why): %s",
-                 _names(f"{k} {why}" for k, why in report["skipped"].items()))
+        log.info("  skipped (why): %s", _names(f"{k} {why}" for k, why in report["skipped"].items()))
     if report["missing"]:
         log.info("  missing from the file (kept as initialised): %s", _names(report["missing"]))
     if report["unused"]:
@@ -81,15 +75,16 @@ def load_matching(model: nn.Module, state: dict[str, torch.Tensor], source: str 
     own = model.state_dict()
     exclude = exclude or {}  # {name: why}: in the file, deliberately not loaded (reported as skipped)
     state = {k: v for k, v in state.items() if k not in exclude}
-    in_head = lambda k: k.startswith(head + ".")  # noqa: E731
     matching = {k: v for k, v in state.items() if k in own and tuple(own[k].shape) == tuple(v.shape)}
     report = {
         "source": str(source), "head": head, "loaded": list(matching),
         "skipped": {**{k: f"{tuple(v.shape)} -> {tuple(own[k].shape)}" for k, v in state.items()
                        if k in own and k not in matching}, **exclude},
-        "missing": [k for k in own if k not in state and k not in exclude], "unused": [k for k in state if k not in own],
+        "missing": [k for k in own if k not in state and k not in exclude],
+        "unused": [k for k in state if k not in own],
     }
-    backbone = [k for k in own if not in_head(k) and _is_learned(k)]
+    # BatchNorm's step counter is a scalar in every architecture: it proves nothing about a match
+    backbone = [k for k in own if not k.startswith(head + ".") and not k.endswith("num_batches_tracked")]
     report["backbone"] = {"loaded": sum(1 for k in backbone if k in matching), "total": len(backbone)}
     if backbone and report["backbone"]["loaded"] == 0:
         model_name = model_name or type(model).__name__

@@ -58,10 +58,7 @@ def backbone_blocks(model: nn.Module) -> list[list[str]]:
 
 def block_index(name: str, blocks: list[list[str]]) -> int | None:
     """Which block (0 = bottom) a parameter name belongs to, or None."""
-    for i, prefixes in enumerate(blocks):
-        if name.startswith(tuple(prefixes)):
-            return i
-    return None
+    return next((i for i, prefixes in enumerate(blocks) if name.startswith(tuple(prefixes))), None)
 
 
 __all__ = ["HEAD_ATTRS", "backbone_blocks", "block_index", "head_name"]

@@ -11,17 +11,16 @@ from .torchvision_models import torchvision_model
 from .weights import initial_weights
 
 
+_INITIALISERS = {"kaiming": lambda w: nn.init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu"),
+                 "xavier": nn.init.xavier_uniform_, "orthogonal": nn.init.orthogonal_}  # model.init (schema-checked)
+
+
 def _init_weights(model: nn.Module, scheme: str) -> None:
     if scheme == "default":
         return
     for m in model.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
-            if scheme == "kaiming":
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif scheme == "xavier":
-                nn.init.xavier_uniform_(m.weight)
-            elif scheme == "orthogonal":
-                nn.init.orthogonal_(m.weight)
+            _INITIALISERS[scheme](m.weight)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
 

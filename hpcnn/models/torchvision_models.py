@@ -17,8 +17,6 @@ def _replace_head(model: nn.Module, num_classes: int) -> None:
     """Swap the last Linear layer, wherever the architecture keeps it."""
     for attr in HEAD_ATTRS:
         head = getattr(model, attr, None)
-        if head is None:
-            continue
         if isinstance(head, nn.Linear):
             setattr(model, attr, nn.Linear(head.in_features, num_classes))
             return
@@ -28,8 +26,7 @@ def _replace_head(model: nn.Module, num_classes: int) -> None:
                     head[i] = nn.Linear(head[i].in_features, num_classes)
                     return
                 if isinstance(head[i], nn.Conv2d):  # squeezenet
-                    old = head[i]
-                    head[i] = nn.Conv2d(old.in_channels, num_classes, old.kernel_size, old.stride)
+                    head[i] = nn.Conv2d(head[i].in_channels, num_classes, head[i].kernel_size, head[i].stride)
                     return
     raise ConfigError(f"cannot find the classifier head of torchvision model {type(model).__name__}", "model.name")
 

@@ -136,25 +136,20 @@ def builder_kwargs(name: str, weights: str | None) -> dict:
     return kwargs
 
 
-def _trained_classes(weights_file: Path) -> list | None:
-    """The class names an hpcnn run was trained on (its summary.json), or None for other files."""
-    from ..rundir import read_summary, run_of_checkpoint
-
-    run_dir = run_of_checkpoint(weights_file)
-    return (read_summary(run_dir) or {}).get("classes") if run_dir is not None else None
-
-
 def initial_weights(model, model_cfg, classes: list | None = None) -> dict | None:
     """Load ``model.weights`` into ``model`` (head already sized for the task); the report, or None for random init.
 
     A head trained on other classes (an hpcnn run on another task) is not loaded even when its shape
     fits: its outputs would mean other things. It is reported as skipped.
     """
+    from ..rundir import read_summary, run_of_checkpoint
+
     path = weights_source(model_cfg)
     if path is None:
         return None
     state = read_state_dict(path)
-    trained_for = _trained_classes(Path(path))
+    run_dir = run_of_checkpoint(Path(path))  # an hpcnn run's summary.json names the classes it was trained on
+    trained_for = (read_summary(run_dir) or {}).get("classes") if run_dir is not None else None
     other = {}
     if classes is not None and trained_for is not None and list(trained_for) != list(classes):
         head = head_name(model) + "."
@@ -165,8 +160,7 @@ def initial_weights(model, model_cfg, classes: list | None = None) -> dict | Non
 def weights_preprocessing(model_cfg) -> dict | None:
     """The preprocessing torchvision weights were trained with (their ``transforms()``), or None.
 
-    None unless ``model.weights`` is a torchvision weights name and ``model.preprocess_from_weights``
-    is on. Keys: weights, mean, std, resize_size, crop_size, interpolation.
+    Keys: weights, mean, std, resize_size, crop_size, interpolation.
     """
     if not model_cfg.preprocess_from_weights or not is_weights_name(model_cfg.weights):
         return None

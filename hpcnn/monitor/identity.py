@@ -84,11 +84,6 @@ def inventory(lib) -> list[Device]:
     return devices
 
 
-def _by_uuid_prefix(entry: str, devices: list[Device]) -> Device | None:
-    hits = [d for d in devices if d.uuid.lower().startswith(entry.lower())]
-    return hits[0] if len(hits) == 1 else None  # CUDA takes a prefix only when it names one GPU
-
-
 def _mig_instances(lib, devices: list[Device]) -> list[tuple[str, Device]]:
     """(MIG UUID, parent) of every MIG instance on the node; [] without MIG."""
     out = []
@@ -108,14 +103,9 @@ def _mig_instances(lib, devices: list[Device]) -> list[tuple[str, Device]]:
 
 def _mig(lib, entry: str, devices: list[Device]) -> Match | None:
     if entry.startswith("MIG-GPU-"):  # pre-R470 form MIG-GPU-<parent uuid>/<gi>/<ci>
-        parent = next((d for d in devices if d.uuid.lower() == entry[4:].split("/")[0].lower()), None)
-        return Match(parent, entry) if parent else None
+        return next((Match(d, entry) for d in devices if d.uuid.lower() == entry[4:].split("/")[0].lower()), None)
     hits = [(uuid, parent) for uuid, parent in _mig_instances(lib, devices) if uuid.lower().startswith(entry.lower())]
     return Match(hits[0][1], hits[0][0]) if len(hits) == 1 else None
-
-
-def _by_index(position: int, devices: list[Device], order: list[Device]) -> Device | None:
-    return order[position] if position < len(order) else None
 
 
 def pci_order(devices: list[Device], env=None) -> list[Device]:
@@ -147,11 +137,12 @@ def resolve(lib, devices: list[Device], env=None) -> list[Match]:
         if entry.startswith("MIG-"):
             match = _mig(lib, entry, devices)
         elif entry.startswith("GPU-"):
-            device = _by_uuid_prefix(entry, devices)
-            match = Match(device) if device else None
+            hits = [d for d in devices if d.uuid.lower().startswith(entry.lower())]
+            match = Match(hits[0]) if len(hits) == 1 else None  # CUDA takes a prefix only when it names one GPU
+        elif use_slurm:
+            match = Match(by_minor[slurm[position]])
         else:
-            device = by_minor[slurm[position]] if use_slurm else _by_index(int(entry), devices, order)
-            match = Match(device) if device else None
+            match = Match(order[int(entry)]) if int(entry) < len(order) else None
         if match is None:
             log.debug("CUDA_VISIBLE_DEVICES entry %r matches no NVML device here", entry)
             break  # CUDA stops at an entry it cannot use, too
@@ -166,8 +157,7 @@ def by_uuid(lib, uuid: str, devices: list[Device]) -> Match | None:
         if candidate.startswith("MIG-"):
             match = _mig(lib, candidate, devices)
         else:
-            device = next((d for d in devices if d.uuid.lower() == candidate.lower()), None)
-            match = Match(device) if device else None
+            match = next((Match(d) for d in devices if d.uuid.lower() == candidate.lower()), None)
         if match is not None:
             return match
     return None

@@ -12,6 +12,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import linear_regression
 
 from ..errors import HpcnnError
 
@@ -36,15 +37,12 @@ def fit_memory(points: list[tuple[float, float]], where: str = "bench results") 
     if len(batches) < 2:
         raise HpcnnError("per-image memory needs peak memory at two different batch sizes", where,
                          "run `hpcnn bench ... train.batch_size=B --out FILE` at a second batch size")
-    n = len(points)
-    mean_b = sum(b for b, _ in points) / n
-    mean_m = sum(m for _, m in points) / n
-    slope = sum((b - mean_b) * (m - mean_m) for b, m in points) / sum((b - mean_b) ** 2 for b, _ in points)
+    slope, intercept = linear_regression([b for b, _ in points], [m for _, m in points])
     if slope <= 0:
         seen = ", ".join(f"{b:g}: {m:.0f} MiB" for b, m in sorted(points))
         raise HpcnnError(f"peak memory did not grow with the batch ({seen})", where,
                          "measure batch sizes further apart")
-    return MemoryFit(mean_m - slope * mean_b, slope, [int(b) for b in batches])
+    return MemoryFit(intercept, slope, [int(b) for b in batches])
 
 
 def bench_points(results: list[dict], where: str = "bench results") -> tuple[list[tuple[float, float]], float | None]:

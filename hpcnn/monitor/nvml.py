@@ -31,14 +31,10 @@ _XID_EVENTS = 8  # nvmlEventTypeXidCriticalError
 _ALL_LINKS = 0xFFFFFFFF
 
 
-def nvml_module_name() -> str:
-    return os.environ.get(NVML_MODULE_ENV) or "pynvml"
-
-
 def load_nvml():
     """The NVML Python module (pynvml from nvidia-ml-py, or the testing stand-in), None if not installed."""
     try:
-        return importlib.import_module(nvml_module_name())
+        return importlib.import_module(os.environ.get(NVML_MODULE_ENV) or "pynvml")
     except ImportError:
         return None
 
@@ -68,11 +64,9 @@ class Gpu:
 
     def _xid_events(self):
         lib = self.lib
-        if not hasattr(lib, "nvmlEventSetCreate"):
-            return None
         try:
             events = lib.nvmlEventSetCreate()
-        except Exception:
+        except Exception:  # also an NVML module without event sets (AttributeError)
             return None
         try:
             lib.nvmlDeviceRegisterEvents(self.handle, getattr(lib, "nvmlEventTypeXidCriticalError", _XID_EVENTS),
@@ -201,12 +195,9 @@ class Nvml:
 
     def close(self) -> None:
         """Free the event sets and give back this reader's NVML initialisation; a second call does nothing."""
-        if self.closed:
-            return
-        self.closed = True
-        for gpu in self.gpus:
-            gpu.close()
-        _shutdown(self.lib)
+        if not self.closed:
+            self.closed = True
+            _close_all(self.lib, self.gpus)
 
     @property
     def indices(self) -> list[int]:
@@ -217,17 +208,14 @@ class Nvml:
         return [gpu.sample(now, self.host) for gpu in self.gpus]
 
 
-def _shutdown(lib) -> None:
+def _close_all(lib, gpus: list[Gpu]) -> None:
+    """Free the GPUs' event sets and give back one NVML initialisation."""
+    for gpu in gpus:
+        gpu.close()
     try:
         lib.nvmlShutdown()
     except Exception as err:
         log.debug("nvmlShutdown failed: %s", err)
-
-
-def _close_all(lib, gpus: list[Gpu]) -> None:
-    for gpu in gpus:
-        gpu.close()
-    _shutdown(lib)
 
 
 def _wanted(lib, cuda_ordinal: int | None, uuid: str | None) -> list[Match]:
@@ -239,9 +227,7 @@ def _wanted(lib, cuda_ordinal: int | None, uuid: str | None) -> list[Match]:
             return [match]
         log.debug("GPU %s is unknown to NVML here: falling back to CUDA_VISIBLE_DEVICES", uuid)
     visible = resolve(lib, devices)
-    if cuda_ordinal is not None:
-        return visible[cuda_ordinal:cuda_ordinal + 1]
-    return visible
+    return visible if cuda_ordinal is None else visible[cuda_ordinal:cuda_ordinal + 1]
 
 
 def open_nvml(lib=None, cuda_ordinal: int | None = None, uuid: str | None = None,
@@ -277,4 +263,4 @@ def open_nvml(lib=None, cuda_ordinal: int | None = None, uuid: str | None = None
     return Nvml(lib, gpus)
 
 
-__all__ = ["Gpu", "NVML_MODULE_ENV", "Nvml", "load_nvml", "nvml_module_name", "open_nvml"]
+__all__ = ["Gpu", "NVML_MODULE_ENV", "Nvml", "load_nvml", "open_nvml"]

@@ -21,15 +21,6 @@ STAGE_COLOURS = {"setup": "#dddddd", "eval": "#ffe08a", "checkpoint": "#f4a6a6",
                  "done": "#eeeeee"}
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def stage_bands(rows: list[dict], t0: float) -> list[tuple[float, float, str]]:
     """(start min, end min, stage) runs of equal stage in one GPU's rows (train is left unshaded)."""
     bands: list[tuple[float, float, str]] = []
@@ -54,7 +45,11 @@ def data_bound_spans(rows: list[dict], epochs: list[int], t0: float) -> list[tup
 
 
 def _plot(series: dict, stem: str, path: Path, bound_epochs: list[int] = ()) -> None:
-    plt = _pyplot()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     title, fields, unit = PLOTS[stem]
     t0 = min(rows[0]["time"] for rows in series.values())
     fig, ax = plt.subplots(figsize=(10, 4))
@@ -109,13 +104,10 @@ def make_report(run_dir: Path, out_dir: Path | None = None) -> tuple[Path, list[
     images = round((summary.get("images_per_second") or 0) * (summary.get("train_seconds") or 0)) or None
     gpu = summarize(run_dir, images, summary.get("data_wait_fraction"), None, epoch_data_wait(read_metrics(run_dir)))
     bound = (gpu.get("data_bound") or {}).get("epochs", [])
-    pngs = []
-    for stem in PLOTS:
-        path = out / f"gpu_{stem}.png"
+    pngs = [out / f"gpu_{stem}.png" for stem in PLOTS]
+    for stem, path in zip(PLOTS, pngs):
         _plot(series, stem, path, bound)
-        pngs.append(path)
-    md = atomic_write_text(out / "gpu_report.md", markdown(run_dir, gpu, pngs))
-    return md, pngs
+    return atomic_write_text(out / "gpu_report.md", markdown(run_dir, gpu, pngs)), pngs
 
 
 __all__ = ["PLOTS", "make_report", "markdown", "stage_bands"]

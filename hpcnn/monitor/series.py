@@ -8,41 +8,40 @@
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
 
-from ..files import atomic_write_json
+from ..files import atomic_write_json, read_json_dict
 from ..rundir import METRICS_FILE, PROGRESS_FILE
 
 SERIES_GLOB = "gpu/rank*.jsonl"
 
 
-def series_files(run_dir: Path) -> list[Path]:
-    return sorted(Path(run_dir).glob(SERIES_GLOB))
+def _json_lines(path: Path) -> list:
+    """The JSON value of each line of a file; [] when it cannot be read, and lines that do not parse
+    (a half-written last line: the job is still running) are skipped."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        with contextlib.suppress(ValueError):
+            out.append(json.loads(line))
+    return out
 
 
 def read_rows(path: Path) -> list[dict]:
     """Rows of one series file; a half-written last line (the job is still running) is skipped."""
-    rows = []
-    try:
-        text = Path(path).read_text()
-    except OSError:
-        return rows
-    for line in text.splitlines():
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict) and "time" in row and "gpu" in row:
-            rows.append(row)
-    return rows
+    return [row for row in _json_lines(path) if isinstance(row, dict) and "time" in row and "gpu" in row]
 
 
 def read_series(run_dir: Path) -> dict[tuple[str, int], list[dict]]:
     """Every GPU's rows over all ranks' files, keyed by (host, gpu index), sorted by time."""
     per_gpu: dict[tuple[str, int], list[dict]] = {}
-    for path in series_files(run_dir):
+    for path in sorted(Path(run_dir).glob(SERIES_GLOB)):
         for row in read_rows(path):
             per_gpu.setdefault((str(row.get("host", "?")), int(row["gpu"])), []).append(row)
     for rows in per_gpu.values():
@@ -67,17 +66,7 @@ def epoch_data_wait(records: list[dict]) -> dict[int, float]:
 
 def read_metrics(run_dir: Path) -> list[dict]:
     """The run's metrics.jsonl records (one per epoch), [] when there is none."""
-    try:
-        lines = (Path(run_dir) / METRICS_FILE).read_text().splitlines()
-    except OSError:
-        return []
-    out = []
-    for line in lines:
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            continue
-    return out
+    return _json_lines(Path(run_dir) / METRICS_FILE)
 
 
 class ProgressFile:
@@ -107,13 +96,8 @@ class ProgressFile:
 def read_progress(run_dir: Path | None) -> dict | None:
     if run_dir is None:
         return None
-    try:
-        data = json.loads((Path(run_dir) / PROGRESS_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+    return read_json_dict(Path(run_dir) / PROGRESS_FILE)
 
 
 __all__ = ["PROGRESS_FILE", "ProgressFile", "epoch_data_wait", "latest_rows", "read_metrics", "read_progress",
-           "read_rows", "read_series",
-           "series_files"]
+           "read_rows", "read_series"]

@@ -8,6 +8,7 @@ when that clock is below ``STRAGGLER_CLOCK_RATIO`` x the median of the others.
 """
 from __future__ import annotations
 
+from collections import defaultdict
 from pathlib import Path
 from statistics import mean, median
 
@@ -44,27 +45,30 @@ def _r(x, digits=1):
     return None if x is None else round(x, digits)
 
 
+def _mean(values: list[float]) -> float | None:
+    return _r(mean(values)) if values else None
+
+
 def _gpu_summary(host: str, index: int, rows: list[dict]) -> dict:
     dts = _intervals(rows)
     train = [(r, dt) for r, dt in zip(rows, dts) if r.get("stage", "train") == "train"]
     train_rows = [r for r, _ in train] or rows
-    throttle: dict[str, float] = {}
+    throttle: dict[str, float] = defaultdict(float)
     for r, dt in train:
         for reason in r.get("throttle") or []:
-            throttle[reason] = throttle.get(reason, 0.0) + dt
+            throttle[reason] += dt
     util = _values(train_rows, "util_percent")
-    clocks = _values(train_rows, "sm_clock_mhz")
     ecc_c, ecc_u = _values(rows, "ecc_corrected"), _values(rows, "ecc_uncorrected")
     return {
         "host": host, "gpu": index, "name": rows[-1].get("name"),
-        "util_mean_percent": _r(mean(util) if util else None),
+        "util_mean_percent": _mean(util),
         "util_p5_percent": _r(percentile(util, 5)),
         "mem_max_mib": max(_values(rows, "mem_used_mib"), default=None),
         "mem_total_mib": max(_values(rows, "mem_total_mib"), default=None),
-        "power_mean_w": _r(mean(_values(rows, "power_w")) if _values(rows, "power_w") else None),
+        "power_mean_w": _mean(_values(rows, "power_w")),
         "power_limit_w": max(_values(rows, "power_limit_w"), default=None),
         "temp_max_c": max(_values(rows, "temp_c"), default=None),
-        "sm_clock_mhz": _r(mean(clocks) if clocks else None),
+        "sm_clock_mhz": _mean(_values(train_rows, "sm_clock_mhz")),
         "energy_j": _r(_energy(rows, dts)),
         "train_seconds": _r(sum(dt for _, dt in train)),
         "throttle_seconds": {k: _r(v) for k, v in sorted(throttle.items())},
@@ -76,18 +80,17 @@ def _gpu_summary(host: str, index: int, rows: list[dict]) -> dict:
 
 def _stages(series: dict) -> dict:
     """{stage: {seconds, util_mean_percent, util_p5_percent}}; seconds are per GPU (averaged over GPUs)."""
-    util: dict[str, list[float]] = {}
-    seconds: dict[str, float] = {}
+    util: dict[str, list[float]] = defaultdict(list)
+    seconds: dict[str, float] = defaultdict(float)
     for rows in series.values():
         for r, dt in zip(rows, _intervals(rows)):
             stage = r.get("stage", "train")
-            seconds[stage] = seconds.get(stage, 0.0) + dt
+            seconds[stage] += dt
             if isinstance(r.get("util_percent"), (int, float)):
-                util.setdefault(stage, []).append(r["util_percent"])
+                util[stage].append(r["util_percent"])
     n = max(1, len(series))
-    return {stage: {"seconds": _r(seconds[stage] / n), "util_mean_percent": _r(mean(util[stage]) if util.get(stage)
-                                                                                   else None),
-                    "util_p5_percent": _r(percentile(util.get(stage, []), 5))} for stage in seconds}
+    return {stage: {"seconds": _r(seconds[stage] / n), "util_mean_percent": _mean(util[stage]),
+                    "util_p5_percent": _r(percentile(util[stage], 5))} for stage in seconds}
 
 
 def _slowest(gpus: list[dict]) -> dict | None:
@@ -106,8 +109,7 @@ def _data_bound(series: dict, epochs: list[int]) -> dict | None:
     util = [r["util_percent"] for rows in series.values() for r in rows
             if r.get("stage", "train") == "train" and r.get("epoch") in epochs
             and isinstance(r.get("util_percent"), (int, float))]
-    return {"epochs": epochs, "util_mean_percent": _r(mean(util) if util else None),
-            "util_p5_percent": _r(percentile(util, 5))}
+    return {"epochs": epochs, "util_mean_percent": _mean(util), "util_p5_percent": _r(percentile(util, 5))}
 
 
 def summarize(run_dir: Path, images: int | None = None, data_wait_fraction: float | None = None,
@@ -129,17 +131,17 @@ def summarize(run_dir: Path, images: int | None = None, data_wait_fraction: floa
     for g in gpus:
         for reason, t in g["throttle_seconds"].items():
             throttle[reason] = round(throttle.get(reason, 0.0) + t, 1)
-    uncorrected = [g for g in gpus if g["ecc_uncorrected"]]
+    bound = sorted(e for e, f in (epoch_data_wait or {}).items() if f >= limit("INPUT_BOUND_DATA_WAIT"))
     summary = {
         "gpus": len(gpus),
         "nodes": len({g["host"] for g in gpus}),
         "samples": len(rows),
         "seconds": _r(max(r["time"] for r in rows) - min(r["time"] for r in rows)),
-        "util_mean_percent": _r(mean(util) if util else None),
-        "util_max_percent": max(util) if util else None,
+        "util_mean_percent": _mean(util),
+        "util_max_percent": max(util, default=None),
         "mem_max_mib": max((g["mem_max_mib"] for g in gpus if g["mem_max_mib"] is not None), default=None),
         "mem_max_fraction": round(max(fractions), 3) if fractions else None,
-        "power_mean_w": _r(mean(_values(rows, "power_w")) if _values(rows, "power_w") else None),
+        "power_mean_w": _mean(_values(rows, "power_w")),
         "temp_max_c": max(_values(rows, "temp_c"), default=None),
         "energy_j": _r(energy),
         "energy_wh": round(energy / 3600, 3),
@@ -149,15 +151,12 @@ def summarize(run_dir: Path, images: int | None = None, data_wait_fraction: floa
         "throttle_seconds": dict(sorted(throttle.items())),
         "errors": {"ecc_corrected": sum(g["ecc_corrected"] or 0 for g in gpus),
                    "ecc_uncorrected": sum(g["ecc_uncorrected"] or 0 for g in gpus),
-                   "ecc_uncorrected_on": [f"GPU {g['gpu']} on {g['host']}" for g in uncorrected],
+                   "ecc_uncorrected_on": [f"GPU {g['gpu']} on {g['host']}" for g in gpus if g["ecc_uncorrected"]],
                    "xid": [{"host": g["host"], "gpu": g["gpu"], "xid": x} for g in gpus for x in g["xid"]]},
         "slowest_gpu": _slowest(gpus),
-        "data_bound": None,
+        "data_bound": _data_bound(series, bound) if bound else None,
         "per_gpu": gpus,
     }
-    bound = sorted(e for e, f in (epoch_data_wait or {}).items() if f >= limit("INPUT_BOUND_DATA_WAIT"))
-    if bound:
-        summary["data_bound"] = _data_bound(series, bound)
     summary["advice"] = advise(summary, data_wait_fraction, num_workers)
     return summary
 

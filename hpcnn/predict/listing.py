@@ -10,6 +10,7 @@ yields one entry per image, ``file.h5[17]``: the row id is the index. Torch-free
 """
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import re
@@ -53,13 +54,6 @@ def hdf5_count(path: str | Path) -> int:
     return int(shape[0])
 
 
-def _folder(root: Path) -> Iterator[str]:
-    """Every non-hidden entry that is not a folder: a FIFO or a socket too, so it becomes an error row
-    (the predictor checks each entry is a regular file before opening it), not a silent gap."""
-    for path, _regular in walk_files(root):
-        yield path
-
-
 def _listed(path: Path) -> Iterator[str]:
     with open(path) as f:
         for line in f:
@@ -68,21 +62,19 @@ def _listed(path: Path) -> Iterator[str]:
                 yield line
 
 
-def _hdf5(path: Path) -> Iterator[str]:
-    yield from (f"{path}[{i}]" for i in range(hdf5_count(path)))
-
-
 def list_inputs(items: Iterable[str]) -> Iterator[str]:
     """Every input entry, in order; a missing path or an empty pattern is an error naming it."""
     for item in items:
         item = str(item)
         path = Path(item)
         if path.is_dir():
-            yield from _folder(path)
+            # every non-hidden entry that is not a folder: a FIFO or a socket too, so it becomes an error row
+            # (the predictor checks each entry is a regular file before opening it), not a silent gap
+            yield from (entry for entry, _regular in walk_files(path))
         elif path.is_file() and path.suffix in LIST_SUFFIXES:
             yield from _listed(path)
         elif path.is_file() and path.suffix.lower() in HDF5_SUFFIXES:
-            yield from _hdf5(path)
+            yield from (f"{path}[{i}]" for i in range(hdf5_count(path)))
         elif path.exists() or path.is_symlink():
             yield str(path)
         elif glob.has_magic(item):
@@ -126,8 +118,7 @@ class EntryList(Sequence):
             raise out_of_space_error(cause, name, None, written, what="the list of inputs",
                                      kept="no prediction was written; set TMPDIR to a larger place") from None
         listed = cls(name, offsets)
-        creator = os.getpid()
-        listed._finalizer = weakref.finalize(listed, _remove_in, creator, name)
+        listed._finalizer = weakref.finalize(listed, _remove_in, os.getpid(), name)
         return listed
 
     def __len__(self) -> int:
@@ -160,10 +151,8 @@ class EntryList(Sequence):
 def _remove_in(creator: int, path: str) -> None:
     """Only the process that wrote the list removes it (forked workers exit with a copy of the object)."""
     if os.getpid() == creator:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(path)
-        except OSError:
-            pass
 
 
 __all__ = ["EntryList", "HDF5_DATASET", "hdf5_count", "hdf5_row", "list_inputs"]

@@ -31,8 +31,7 @@ SHARDS_SUFFIX = ".shards"
 
 def checkpoint_path(run_dir: str | Path, which: str = "best") -> Path:
     """The checkpoint a prediction reads; a clear error when the run has none."""
-    found = checkpoint(run_dir, which)
-    if found is not None:
+    if (found := checkpoint(run_dir, which)) is not None:
         return found
     raise CheckpointError(f"no {' or '.join(CHECKPOINT_CHOICES[which])} in {checkpoints_dir(run_dir)}", str(run_dir),
                           "pass the directory of a finished run (hpcnn train prints it at the end)")
@@ -90,10 +89,6 @@ def read_spec(directory: str | Path) -> dict:
         raise HpcnnError(f"{SPEC_FILE} is not valid JSON: {err}", str(path)) from None
 
 
-def done_shards(directory: Path, n_shards: int) -> list[int]:
-    return [i for i in range(n_shards) if rows_file(directory, i).is_file()]
-
-
 def missing_shards(directory: Path, n_shards: int) -> list[int]:
     return [i for i in range(n_shards) if not rows_file(directory, i).is_file()]
 
@@ -148,5 +143,5 @@ def manifest_digest(directory: Path, name: str = MANIFEST_FILE) -> str:
 
 
 __all__ = ["MANIFEST_FILE", "SPEC_FILE", "bounds", "check_shards", "checkpoint_path", "collect",
-           "done_shards", "manifest_digest", "missing_shards", "read_manifest", "read_spec", "rows_file",
+           "manifest_digest", "missing_shards", "read_manifest", "read_spec", "rows_file",
            "same_prediction", "shard_dir", "shards_dir_for", "write_manifest", "write_spec"]

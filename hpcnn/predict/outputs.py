@@ -49,11 +49,10 @@ def check_output(out: str | Path) -> None:
 class CsvRows:
     """A CSV writer over a binary file: the header, then rows as they come."""
 
-    def __init__(self, f: IO[bytes], k: int, with_header: bool = True):
+    def __init__(self, f: IO[bytes], k: int):
         self.text = io.TextIOWrapper(f, encoding="utf-8", newline="", write_through=True)
         self.writer = csv.writer(self.text)
-        if with_header:
-            self.writer.writerow(header(k))
+        self.writer.writerow(header(k))
 
     def write(self, rows: Iterable[Sequence]) -> None:
         self.writer.writerows(rows)

@@ -40,7 +40,7 @@ from . import outputs
 from .labelled import LabelTally
 from .labelled import describe as describe_labelled
 from .listing import HDF5_DATASET, EntryList, hdf5_row
-from .manifest import checkpoint_path
+from .manifest import bounds, checkpoint_path
 
 log = logging.getLogger("hpcnn.predict")
 PRECISIONS = ("fp32", "bf16")
@@ -74,14 +74,6 @@ class Predictor:
         return torch.softmax(logits.float(), dim=1)
 
 
-def _preprocess_of(cfg) -> dict:
-    """For runs whose checkpoints predate the stored preprocessing: recompute it from the run's config."""
-    from ..train.inputs import input_data, job_inputs, preprocessing
-
-    _, normalize = job_inputs(cfg, announce=False)
-    return preprocessing(input_data(cfg), normalize)
-
-
 def load_predictor(run_dir: str | Path, checkpoint: str = "best", device: str | torch.device = "cpu",
                    precision: str = "fp32", channels_last: bool = False, compile: bool = False) -> Predictor:
     from ..rundir import config_for_resume, read_summary
@@ -95,7 +87,11 @@ def load_predictor(run_dir: str | Path, checkpoint: str = "best", device: str | 
     classes = state.get("classes") or (read_summary(run_dir) or {}).get("classes")
     if not classes:
         raise CheckpointError("the run records no class names", str(run_dir), "was it trained by hpcnn?")
-    pre = state.get("preprocess") or _preprocess_of(cfg)
+    pre = state.get("preprocess")
+    if not pre:  # a checkpoint that predates the stored preprocessing: recompute it from the run's config
+        from ..train.inputs import input_data, job_inputs, preprocessing
+
+        pre = preprocessing(input_data(cfg), job_inputs(cfg, announce=False)[1])
     model, _ = build_model(dataclasses.replace(cfg.model, weights=None), len(classes), pre["channels"],
                            pre["image_size"])
     model.load_state_dict(state["model"])
@@ -121,14 +117,12 @@ class _Inputs(Dataset):
     """
 
     def __init__(self, entries: Sequence[str], pre: dict):
-        self.entries = entries
-        self.pre = pre
+        self.entries, self.pre = entries, pre
         # the trainer's decoder, reading its paths straight from the entries (no copy, no labels)
         self.images = FileImageSet([], [], pre["image_size"], pre["channels"], "fail", pre["center_crop"])
         self.images.paths = entries
         self.blank = torch.zeros(pre["channels"], pre["image_size"], pre["image_size"], dtype=torch.uint8)
-        self._h5: dict = {}
-        self._pid = None
+        self._h5, self._pid = {}, None  # HDF5 data sets by path, opened by the process _pid
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -215,39 +209,33 @@ def predict_rows(p: Predictor, entries: Sequence[str], topk: int = 3, batch: int
         probs = p.probabilities(images, normalize).cpu()
         top = probs.topk(min(topk, probs.shape[1]), dim=1)
         rows = []
-        for j, i in enumerate(index):
-            if errors[j]:
-                rows.append([entries[i]] + [""] * (2 * top.indices.shape[1]) + [errors[j]])
-                continue
+        for j, i in enumerate(index):  # an unreadable input: empty class/prob cells, then its error
             pairs = [v for c, pr in zip(top.indices[j].tolist(), top.values[j].tolist())
-                     for v in (p.classes[c], f"{pr:.9g}")]
-            rows.append([entries[i], *pairs, ""])
+                     for v in (("", "") if errors[j] else (p.classes[c], f"{pr:.9g}"))]
+            rows.append([entries[i], *pairs, errors[j]])
         if progress:
             progress.update(len(rows))
         yield rows
 
 
-def write_rows(p: Predictor, entries: Sequence[str], f: IO[bytes], topk: int, batch: int, workers: int,
-               progress: Progress | None = None, with_header: bool = True, tally: LabelTally | None = None) -> int:
-    """Predict ``entries`` into an open binary file as CSV; returns how many rows had errors."""
-    writer = outputs.CsvRows(f, min(topk, len(p.classes)), with_header)
-    errors = 0
-    for rows in predict_rows(p, entries, topk, batch, workers, progress):
-        writer.write(rows)
-        errors += sum(1 for r in rows if r[-1])
-        if tally is not None:
-            tally.add(rows)
-    writer.close()
-    return errors
-
-
 def predict_csv(p: Predictor, entries: Sequence[str], out: str | Path, topk: int = 3, batch: int = 256,
                 workers: int = 0, progress: Progress | None = None, tally: LabelTally | None = None) -> int:
-    """One CSV file, atomically: a reader sees all of it or nothing. Returns the error count."""
-    errors = []
-    atomic_write(out, lambda f: errors.append(write_rows(p, entries, f, topk, batch, workers, progress,
-                                                         tally=tally)))
-    return errors[0]
+    """Predict ``entries`` into one CSV file, atomically: a reader sees all of it or nothing. Returns how many
+    rows had errors."""
+    errors = 0
+
+    def write(f: IO[bytes]) -> None:
+        nonlocal errors
+        writer = outputs.CsvRows(f, min(topk, len(p.classes)))
+        for rows in predict_rows(p, entries, topk, batch, workers, progress):
+            writer.write(rows)
+            errors += sum(1 for r in rows if r[-1])
+            if tally is not None:
+                tally.add(rows)
+        writer.close()
+
+    atomic_write(out, write)
+    return errors
 
 
 def _part(out: Path, rank: int, world: int) -> Path:
@@ -263,8 +251,7 @@ def predict_files(predictor: Predictor, paths, out: str | Path, topk: int = 3, b
     out = Path(out)
     outputs.check_output(out)
     paths = paths if isinstance(paths, (EntryList, list)) else EntryList.write(paths)  # 8 bytes per input held
-    lo, hi = len(paths) * comm.rank // comm.world_size, len(paths) * (comm.rank + 1) // comm.world_size
-    k = min(topk, len(predictor.classes))
+    lo, hi = bounds(len(paths), comm.world_size, comm.rank)
     bar = progress_for(hi - lo, comm.is_main and progress, log_every_s, log_every_batches)
     t0 = time.perf_counter()
     direct = comm.world_size == 1 and not outputs.is_parquet(out)
@@ -281,7 +268,7 @@ def predict_files(predictor: Predictor, paths, out: str | Path, topk: int = 3, b
     tally.merge(g[1] for g in gathered)
     if not direct and comm.is_main:
         parts = [_part(out, r, comm.world_size) for r in range(comm.world_size)]
-        outputs.merge(parts, out, k)
+        outputs.merge(parts, out, min(topk, len(predictor.classes)))
         for part in parts:
             part.unlink(missing_ok=True)
     result = {"inputs": len(paths), "errors": errors, "seconds": seconds,
@@ -298,4 +285,4 @@ def predict_files(predictor: Predictor, paths, out: str | Path, topk: int = 3, b
 
 
 __all__ = ["PRECISIONS", "Predictor", "load_predictor", "predict_csv", "predict_files", "predict_rows",
-           "progress_for", "write_rows"]
+           "progress_for"]

@@ -6,7 +6,11 @@ than asked (its number is not comparable). Points without a reference are not ju
 """
 from __future__ import annotations
 
-from .study import StudySpec
+from pathlib import Path
+
+from .collect import collect
+from .state import require_state
+from .study import StudySpec, study_from_dict
 
 
 def check_report(report: dict, spec: StudySpec) -> list[dict]:
@@ -35,12 +39,6 @@ def check_report(report: dict, spec: StudySpec) -> list[dict]:
 
 def check(study_dir) -> list[dict]:
     """Collect the study (writing its report) and judge it against the reference figures of its study file."""
-    from pathlib import Path
-
-    from .collect import collect
-    from .state import require_state
-    from .study import study_from_dict
-
     state = require_state(Path(study_dir))
     report = collect(study_dir)
     return check_report(report, study_from_dict(state["spec"], str(Path(study_dir) / "study.json")))

@@ -11,9 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ConfigError, ProfileError
-from ..files import atomic_write_json, atomic_write_text
+from ..files import atomic_write_json, atomic_write_text, read_json_dict
 from ..slurm.jobs import records as slurm_records
 from . import model
+from .plots import write_plots
 from .points import add_scaling, point_record
 from .report import csv_text, format_table
 from .state import point_states, require_state
@@ -29,14 +30,11 @@ def resolve_links(spec: StudySpec, profile_name: str | None) -> tuple[model.Link
     if spec.model.links:
         return model.links_from_dict(spec.model.links, "study model.links"), "study file (model.links)"
     if spec.model.allreduce:
-        levels = {}
-        for i, path in enumerate(allreduce_files(spec)):
-            level, link = read_allreduce(path, f"model.allreduce[{i}]")
-            levels[level] = link
+        files = allreduce_files(spec)
+        levels = dict(read_allreduce(path, f"model.allreduce[{i}]") for i, path in enumerate(files))  # level -> Link
         if "inter" not in levels:  # measured on one node only: the best guess for every link
             levels["inter"] = levels["intra"]
-        return model.Links(levels["inter"], levels.get("intra")), "hpcnn bench allreduce: " + ", ".join(
-            str(p) for p in allreduce_files(spec))
+        return model.Links(levels["inter"], levels.get("intra")), "hpcnn bench allreduce: " + ", ".join(map(str, files))
     if profile_name:
         try:
             from ..slurm.site.profiles import load_profile
@@ -76,17 +74,15 @@ def step_profile(base: dict, spec: StudySpec, records: list[dict] = ()) -> model
 def add_predictions(records: list[dict], base: dict | None, spec: StudySpec, links: model.Links | None) -> list[dict]:
     """Each record's ``predicted`` block (None without a model); returns predictions beyond the measured sizes."""
     profile = step_profile(base, spec, records) if base and links else None
-    for record in records:
-        record["predicted"] = None
-    if profile is None:
-        return []
     m = spec.model
 
     def run(ranks, per_node):
         return model.predict(profile, links, [ranks], per_node, spec.mode, m.algorithm, m.overlap)[0].to_dict()
 
     for record in records:
-        record["predicted"] = run(record["ranks"], record["per_node"])
+        record["predicted"] = None if profile is None else run(record["ranks"], record["per_node"])
+    if profile is None:
+        return []
     per_node = m.ranks_per_node or max(r["per_node"] for r in records)
     measured = {r["ranks"] for r in records}
     return [run(n, per_node) for n in m.gpus if n not in measured]
@@ -97,8 +93,7 @@ def collect(study_dir: str | Path, write: bool = True) -> dict:
     study_dir = Path(study_dir).absolute()
     state = require_state(study_dir)
     spec = study_from_dict(state["spec"], str(study_dir / "study.json"))
-    order = state.get("order") or list(state["points"])
-    states = point_states(state, order)
+    states = point_states(state, state.get("order") or list(state["points"]))
     recs = [point_record(state["points"][key], s.status, s.bench, s.nodelist, s.reason, s.job_ids)
             for key, s in states.items()]
     base = add_scaling(recs)
@@ -128,21 +123,13 @@ def _batch_text(spec: StudySpec, recs: list[dict]) -> str:
 
 
 def write_report(study_dir: Path, report: dict) -> list[Path]:
-    from .plots import write_plots
-
-    paths = [atomic_write_json(study_dir / POINTS_JSON, report),
-             atomic_write_text(study_dir / POINTS_CSV, csv_text(report["points"])),
-             atomic_write_text(study_dir / TABLE_TXT, format_table(report) + "\n")]
-    return paths + write_plots(report, study_dir)
+    return [atomic_write_json(study_dir / POINTS_JSON, report),
+            atomic_write_text(study_dir / POINTS_CSV, csv_text(report["points"])),
+            atomic_write_text(study_dir / TABLE_TXT, format_table(report) + "\n")] + write_plots(report, study_dir)
 
 
 def read_report(study_dir: str | Path) -> dict | None:
-    import json
-
-    try:
-        return json.loads((Path(study_dir) / POINTS_JSON).read_text())
-    except (OSError, ValueError):
-        return None
+    return read_json_dict(Path(study_dir) / POINTS_JSON)
 
 
 __all__ = ["EFFICIENCY", "POINTS_CSV", "POINTS_JSON", "TABLE_TXT", "add_predictions", "collect", "read_report",

@@ -85,14 +85,12 @@ class Links:
     intra: Link | None = None
 
     def to_dict(self) -> dict:
-        return {"inter": asdict(self.inter), "intra": asdict(self.intra) if self.intra else None}
+        return asdict(self)
 
 
 def ring_allreduce_s(size_bytes: float, ranks: int, link: Link) -> float:
     """Ring allreduce of ``size_bytes`` over ``ranks``: 2(N−1)·α + 2(N−1)/N · S/β (0 for one rank)."""
     n = _ranks(ranks)
-    if n == 1:
-        return 0.0
     return 2 * (n - 1) * link.alpha_s + 2 * (n - 1) / n * size_bytes / link.beta_bytes_per_s
 
 
@@ -109,8 +107,6 @@ def _fold_s(size_bytes: float, n: int, link: Link) -> float:
 def recursive_doubling_allreduce_s(size_bytes: float, ranks: int, link: Link) -> float:
     """Recursive doubling: log2 N · (α + S/β) for N a power of two, else on p' = 2^⌊log2 N⌋ plus the fold."""
     n = _ranks(ranks)
-    if n == 1:
-        return 0.0
     p = _power_of_two_below(n)
     return math.log2(p) * link.message_s(size_bytes) + _fold_s(size_bytes, n, link)
 
@@ -119,8 +115,6 @@ def rabenseifner_allreduce_s(size_bytes: float, ranks: int, link: Link) -> float
     """Reduce-scatter (recursive halving) + all-gather (recursive doubling): 2·log2 N·α + 2(N−1)/N · S/β
     for N a power of two, else on p' = 2^⌊log2 N⌋ plus the fold."""
     n = _ranks(ranks)
-    if n == 1:
-        return 0.0
     p = _power_of_two_below(n)
     return (2 * math.log2(p) * link.alpha_s + 2 * (p - 1) / p * size_bytes / link.beta_bytes_per_s
             + _fold_s(size_bytes, n, link))
@@ -129,8 +123,6 @@ def rabenseifner_allreduce_s(size_bytes: float, ranks: int, link: Link) -> float
 def binomial_allreduce_s(size_bytes: float, ranks: int, link: Link) -> float:
     """Binomial-tree reduce, then binomial-tree broadcast: 2·⌈log2 N⌉·(α + S/β) (0 for one rank)."""
     n = _ranks(ranks)
-    if n == 1:
-        return 0.0
     return 2 * math.ceil(math.log2(n)) * link.message_s(size_bytes)
 
 
@@ -139,11 +131,11 @@ _FLAT = {"ring": ring_allreduce_s, "recursive_doubling": recursive_doubling_allr
          "rabenseifner": rabenseifner_allreduce_s, "binomial": binomial_allreduce_s}
 
 
-def algorithm_name(name: str, where: str = "algorithm") -> str:
+def algorithm_name(name: str, where: str = "algorithm", what: str = "allreduce algorithm") -> str:
     """The variant's name (``tree`` -> ``binomial``, its old name), or a ConfigError listing the valid ones."""
     name = OLD_NAMES.get(name, name) if isinstance(name, str) else name
     if name not in ALGORITHMS:
-        raise ConfigError(f"allreduce algorithm must be one of {', '.join(ALGORITHMS)}, got {name!r}", where,
+        raise ConfigError(f"{what} must be one of {', '.join(ALGORITHMS)}, got {name!r}", where,
                           "auto takes the fastest variant per bucket; tree is the old name of binomial")
     return name
 
@@ -156,7 +148,7 @@ def allreduce_choice(size_bytes: float, ranks: int, links: Links, ranks_per_node
     n, g = _ranks(ranks), max(1, min(int(ranks_per_node), _ranks(ranks)))
     intra, members, link = 0.0, n, links.inter
     if links.intra is not None and g > 1:
-        intra = 2 * (g - 1) * links.intra.alpha_s + 2 * (g - 1) / g * size_bytes / links.intra.beta_bytes_per_s
+        intra = ring_allreduce_s(size_bytes, g, links.intra)  # reduce-scatter + all-gather within the node
         members = math.ceil(n / g)
     if members == 1:
         return intra, None

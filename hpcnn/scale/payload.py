@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 BENCH_FILE = "bench.json"
-BENCH_MODULE = "hpcnn.bench.run"
 
 
 @dataclass
@@ -35,4 +34,4 @@ class BenchPayload:
                                windows=self.windows)
 
 
-__all__ = ["BENCH_FILE", "BENCH_MODULE", "BenchPayload"]
+__all__ = ["BENCH_FILE", "BenchPayload"]

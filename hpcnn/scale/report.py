@@ -13,9 +13,7 @@ CSV_COLUMNS = ("key", "nodes", "per_node", "ranks", "batch_per_rank", "global_ba
 
 
 def _num(value, digits: int = 1) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.{digits}f}"
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def _ms(step: dict | None, key: str) -> str:
@@ -56,9 +54,7 @@ def table_rows(report: dict) -> list[list[str]]:
                      _num(r.get("images_per_second")), spread, _num(r.get("speedup"), 2),
                      _num(r.get("efficiency"), 2), _ms(step, "total"), _ms(step, "data"), _ms(step, "compute"),
                      _ms(step, "comm"), _ms(step, "optimizer"), _num(pred.get("images_per_second")),
-                     _num(pred.get("efficiency"), 2),
-                     "-" if pred.get("comm_s") is None else f"{1000 * pred['comm_s']:.1f}",
-                     ",".join(r.get("nodes_ran") or []) or "-",
+                     _num(pred.get("efficiency"), 2), _ms(pred, "comm_s"), ",".join(r.get("nodes_ran") or []) or "-",
                      r.get("job_id") or "-", r["status"]])
     return rows
 

@@ -52,20 +52,9 @@ def check_bench_available() -> None:
                           "install an hpcnn with `hpcnn bench`")
 
 
-def locked(study_dir: Path):
-    return exclusive(study_dir, "another `hpcnn scale` is working on this study right now")
-
-
-def _load(study) -> StudySpec:
-    return study if isinstance(study, StudySpec) else studies.load_study(study)
-
-
 def _needs_submitting(state: PointState, fingerprint: str) -> bool:
-    if state.active:
-        return False
-    if state.status == DONE:
-        return state.attempt.get("fingerprint") != fingerprint
-    return True
+    """Neither queued nor running, and without a result for what the point measures now."""
+    return not state.active and (state.status != DONE or state.attempt.get("fingerprint") != fingerprint)
 
 
 def run_study(study, profile=None, python=None, dry_run: bool = False, collect_when_done: bool = True) -> StudyRun:
@@ -74,16 +63,15 @@ def run_study(study, profile=None, python=None, dry_run: bool = False, collect_w
     ``study``: a study file or a ``StudySpec``; ``profile`` overrides the study's. With everything
     done, nothing is submitted and (``collect_when_done``) the report is collected and written.
     """
-    spec = _load(study)
+    spec = study if isinstance(study, StudySpec) else studies.load_study(study)
     base = studies.base_config(spec)
     pts = studies.points(spec, base)
     sdir = studies.study_dir(spec, base)
-    runs = sdir / "submissions"
-    configs = {p.key: studies.point_config(spec, p, base, runs) for p in pts}
+    configs = {p.key: studies.point_config(spec, p, base, sdir / "submissions") for p in pts}
     prints = {key: studies.fingerprint(cfg, spec) for key, cfg in configs.items()}
     check_bench_available()
     site = profile or spec.profile
-    with locked(sdir):
+    with exclusive(sdir, "another `hpcnn scale` is working on this study right now"):
         state = read_state(sdir) or {"name": spec.name, "points": {}}
         states = point_states(state, [p.key for p in pts])
         todo = [p for p in pts if _needs_submitting(states[p.key], prints[p.key])]
@@ -95,9 +83,8 @@ def run_study(study, profile=None, python=None, dry_run: bool = False, collect_w
             if collect_when_done and run.all_done and not dry_run:
                 run.report = collect(sdir)
             return run
-        tasks = [configs[p.key] for p in todo]
-        plan = plan_group(tasks, profile=site, name=f"scale-{spec.name}", python=python, metric="images_per_second",
-                          max_parallel=spec.max_parallel)
+        plan = plan_group([configs[p.key] for p in todo], profile=site, name=f"scale-{spec.name}", python=python,
+                          metric="images_per_second", max_parallel=spec.max_parallel)
         if dry_run:
             run.plan, run.submitted = plan, [p.key for p in todo]
             return run
@@ -128,13 +115,12 @@ def _describe(state: dict, spec: StudySpec, pts, profile_name: str) -> None:
 def _record(state: dict, spec: StudySpec, pts, todo, group, prints: dict, profile_name: str) -> None:
     """The study as submitted now, and one new attempt per submitted point."""
     _describe(state, spec, pts, profile_name)
-    entries = state["points"]
-    pattern = group.record["log_pattern"]
     for point, task in zip(todo, group.record["tasks"]):
-        entries[point.key]["attempts"].append({
+        state["points"][point.key]["attempts"].append({
             "job_id": task["job_id"], "array_job_id": task["job_id"].split("_")[0],
             "unit_dir": str(group.sweep_dir), "run_dir": str(group.sweep_dir / task["run_dir"]),
-            "log_pattern": pattern, "fingerprint": prints[point.key], "submitted_at": records.now_iso()})
+            "log_pattern": group.record["log_pattern"], "fingerprint": prints[point.key],
+            "submitted_at": records.now_iso()})
 
 
 __all__ = ["StudyRun", "check_bench_available", "run_study"]

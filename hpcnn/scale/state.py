@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import HpcnnError
-from ..files import atomic_write_json
+from ..files import atomic_write_json, read_json_dict
 from ..slurm.jobs.status import failure_reason
 from ..slurm.site import commands
 from ..slurm.site.commands import ACTIVE, JobState
@@ -67,11 +67,8 @@ def write_state(study_dir: Path, state: dict) -> None:
 
 
 def read_bench(run_dir: Path) -> dict | None:
-    try:
-        data = json.loads((Path(run_dir) / BENCH_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) and isinstance(data.get("images_per_second"), dict) else None
+    data = read_json_dict(Path(run_dir) / BENCH_FILE)
+    return data if data and isinstance(data.get("images_per_second"), dict) else None
 
 
 def slurm_states(job_ids: list[str]) -> dict[str, JobState]:
@@ -103,14 +100,13 @@ def point_states(state: dict, keys: list[str] | None = None) -> dict[str, PointS
         if bench is not None:
             out[key] = PointState(key, DONE, attempt, job, "", bench, job_ids)
         elif job is not None and job.state in ACTIVE:
-            status = "pending" if job.state == "PENDING" else "running"
-            out[key] = PointState(key, status, attempt, job, f"pending: {job.reason}" if job.reason else "", None,
-                                  job_ids)
+            out[key] = PointState(key, "pending" if job.state == "PENDING" else "running", attempt, job,
+                                  f"pending: {job.reason}" if job.reason else "", None, job_ids)
         else:
             err_log = Path(attempt["log_pattern"].format(job_id=attempt["job_id"], rank=0, stream="err"))
             reason = failure_reason(job, err_log) if job else "Slurm no longer knows the job and it left no result"
             if job is not None and job.state == "COMPLETED":
-                reason = f"COMPLETED without {BENCH_FILE}; " + failure_reason(job, err_log)
+                reason = f"COMPLETED without {BENCH_FILE}; {reason}"
             out[key] = PointState(key, FAILED, attempt, job, reason, None, job_ids)
     return out
 

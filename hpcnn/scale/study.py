@@ -35,9 +35,10 @@ from ..config import JobConfig, load_job, strict, to_dict
 from ..config.schema import SlurmConfig
 from ..config.strict import doc
 from ..errors import ConfigError
+from ..files import safe_name
 from ..slurm.jobs.submission import job_config
 from ..slurm.jobs.sweep import override_text
-from .model import ALGORITHMS, BACKWARD_FRACTION, OLD_NAMES, link_from_allreduce_json, links_from_dict
+from .model import BACKWARD_FRACTION, algorithm_name, link_from_allreduce_json, links_from_dict
 
 MODES = ("strong", "weak")
 BENCH_DATA = ("synthetic", "real")
@@ -142,8 +143,7 @@ def point_key(nodes: int, per_node: int) -> str:
 
 def load_study(path: str | os.PathLike) -> StudySpec:
     """Read and validate a study file (every error names the file and key)."""
-    spec = strict.load_named(StudySpec, path, ConfigError, "study")
-    return validate(spec)
+    return validate(strict.load_named(StudySpec, path, ConfigError, "study"))
 
 
 def study_from_dict(data: dict, where: str = "<dict>") -> StudySpec:
@@ -216,25 +216,23 @@ def validate(spec: StudySpec) -> StudySpec:
                           "strong: fixed global batch split over the ranks; weak: fixed batch per rank")
     if spec.batch_size is not None:
         _whole(spec.batch_size, "batch_size", where, 1)
-    if not _point_sizes(spec):
+    sizes = _point_sizes(spec)
+    if not sizes:
         raise ConfigError("a study needs points: 'sizes' or 'points'", where,
                           "e.g. sizes: {gpus_per_node: [1, 2, 4], nodes: [2, 4]}")
     seen: dict[str, str] = {}
-    kinds = set()
-    for key, nodes, per_node, gpus in _point_sizes(spec):
+    for key, nodes, per_node, _gpus in sizes:
         name = point_key(nodes, per_node)
         if name in seen:
             raise ConfigError(f"'{key}' repeats point {name} (also {seen[name]})", where)
         seen[name] = key
-        kinds.add(gpus)
-    if len(kinds) > 1:
+    if len({gpus for *_, gpus in sizes}) > 1:
         raise ConfigError("a study mixes GPU points and CPU points", where, "measure one kind per study")
     b = spec.bench
     if b.data not in BENCH_DATA:
         raise ConfigError(f"'bench.data' must be one of {', '.join(BENCH_DATA)}, got {b.data!r}", where)
-    _whole(b.warmup, "bench.warmup", where, 0)
-    _whole(b.steps, "bench.steps", where, 1)
-    _whole(b.windows, "bench.windows", where, 1)
+    for key, least in (("warmup", 0), ("steps", 1), ("windows", 1)):
+        _whole(getattr(b, key), f"bench.{key}", where, least)
     for key in spec.slurm:
         if key in PER_POINT_SLURM:
             raise ConfigError(f"'slurm.{key}' is set by each point", where, "give sizes in 'sizes' or 'points'")
@@ -266,11 +264,7 @@ def _validate_reference(spec: StudySpec, keys: set[str]) -> None:
 
 def _validate_model(spec: StudySpec) -> None:
     where, m = _where(spec), spec.model
-    if isinstance(m.algorithm, str):
-        m.algorithm = OLD_NAMES.get(m.algorithm, m.algorithm)  # tree, the old name, reads as binomial
-    if m.algorithm not in ALGORITHMS:
-        raise ConfigError(f"'model.algorithm' must be one of {', '.join(ALGORITHMS)}, got {m.algorithm!r}", where,
-                          "auto takes the fastest variant per bucket; tree is the old name of binomial")
+    m.algorithm = algorithm_name(m.algorithm, where, "'model.algorithm'")  # tree, the old name, reads as binomial
     if not 0 <= m.backward_fraction <= 1:
         raise ConfigError(f"'model.backward_fraction' must be in [0, 1], got {m.backward_fraction!r}", where)
     for i, n in enumerate(m.gpus):
@@ -309,14 +303,12 @@ def points(spec: StudySpec, base: JobConfig | None = None) -> list[Point]:
     out = []
     for key, nodes, per_node, gpus in _point_sizes(spec):
         ranks = nodes * per_node
-        if spec.mode == "strong":
-            if batch % ranks:
-                raise ConfigError(f"mode strong: the global batch {batch} does not divide among the {ranks} ranks of "
-                                  f"point {point_key(nodes, per_node)} ('{key}')", _where(spec),
-                                  "choose a batch_size every point's rank count divides")
-            out.append(Point(point_key(nodes, per_node), nodes, per_node, gpus, batch // ranks, batch))
-        else:
-            out.append(Point(point_key(nodes, per_node), nodes, per_node, gpus, batch, batch * ranks))
+        if spec.mode == "strong" and batch % ranks:
+            raise ConfigError(f"mode strong: the global batch {batch} does not divide among the {ranks} ranks of "
+                              f"point {point_key(nodes, per_node)} ('{key}')", _where(spec),
+                              "choose a batch_size every point's rank count divides")
+        per_rank, total = (batch // ranks, batch) if spec.mode == "strong" else (batch, batch * ranks)
+        out.append(Point(point_key(nodes, per_node), nodes, per_node, gpus, per_rank, total))
     return out
 
 
@@ -344,8 +336,6 @@ def study_dir(spec: StudySpec, base: JobConfig | None = None) -> Path:
     if spec.dir:
         return Path(os.path.expanduser(spec.dir)).absolute()
     base = base or base_config(spec)
-    from ..files import safe_name
-
     return Path(base.train.runs_dir).expanduser().absolute() / f"scale-{safe_name(spec.name)}"
 
 

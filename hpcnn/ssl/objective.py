@@ -31,16 +31,6 @@ from .simclr import LARS, Backbone, SimCLR, TwoViews, ViewSettings, nt_xent
 VAL_EPOCH = -1  # validation views are drawn as if in this epoch: the same views every epoch
 
 
-class ViewPair:
-    """The step's augmentation: cat([view 1, view 2]) of this rank's images, so one forward pass sees both."""
-
-    def __init__(self, views: TwoViews):
-        self.views = views
-
-    def __call__(self, x: torch.Tensor, epoch: int, step: int, offset: int, global_batch: int) -> torch.Tensor:
-        return torch.cat(self.views(x, epoch, step, offset, global_batch))
-
-
 class SimCLRObjective(Objective):
     kind = "simclr"
     caches_features = False  # the whole network trains
@@ -65,7 +55,9 @@ class SimCLRObjective(Objective):
         return SimCLR(backbone, ssl.projection_hidden, ssl.projection_dim), report
 
     def augment(self):
-        return ViewPair(TwoViews(ViewSettings.from_config(self.cfg), self.cfg.seed))
+        """The step's augmentation: cat([view 1, view 2]) of this rank's images, so one forward pass sees both."""
+        views = TwoViews(ViewSettings.from_config(self.cfg), self.cfg.seed)
+        return lambda x, epoch, step, offset, global_batch: torch.cat(views(x, epoch, step, offset, global_batch))
 
     def criterion(self, comm):
         temperature = self.cfg.ssl.temperature
@@ -125,4 +117,4 @@ class SimCLRObjective(Objective):
         return summary
 
 
-__all__ = ["SimCLRObjective", "ViewPair"]
+__all__ = ["SimCLRObjective"]

@@ -24,6 +24,7 @@ from .simclr import Backbone
 
 log = logging.getLogger("hpcnn.train")
 
+
 def extract_features(backbone, dataset, normalize, device, comm=None, batch: int = 256, amp_dtype=None):
     """(features, labels) of every image of ``dataset``, in order, on every rank (each rank computes a shard)."""
     comm = comm or SingleComm()
@@ -81,11 +82,8 @@ def linear_probe(backbone, splits, normalize, device, comm=None, topk: int = 3, 
         t0 = time.perf_counter()
         k = len(splits.classes)
         probe = LinearProbe(*feats["train"], k, l2=l2)
-        result = {"val": None, "test": None}
-        for name in result:
-            if name in feats:
-                features, labels = feats[name]
-                result[name] = classification_metrics(probe.logits(features), labels, k, topk)
+        result = {name: classification_metrics(probe.logits(feats[name][0]), feats[name][1], k, topk)
+                  if name in feats else None for name in ("val", "test")}
         log.info("linear probe on %d-d features of %d images (%.1f s): val acc %.4f%s", feats["train"][0].shape[1],
                  len(feats["train"][1]), time.perf_counter() - t0, result["val"]["accuracy"],
                  f", test acc {result['test']['accuracy']:.4f}" if result["test"] else "")

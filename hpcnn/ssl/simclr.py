@@ -47,23 +47,18 @@ class ViewSettings:
     @classmethod
     def from_config(cls, cfg) -> "ViewSettings":
         """Rotation and vertical flips from ``data.augment`` (what the domain is invariant to); the
-        SimCLR strengths from ``ssl`` where the schema has them, else the defaults above."""
+        SimCLR strengths from ``ssl``; the rest as the defaults above."""
         ssl, aug = cfg.ssl, cfg.data.augment
-        base = cls()
-        return cls(crop_min_scale=getattr(ssl, "crop_min_scale", base.crop_min_scale),
-                   max_aspect=getattr(ssl, "max_aspect", base.max_aspect),
-                   vflip=bool(aug.vflip), rotation=float(aug.rotation),
-                   color_jitter=getattr(ssl, "color_jitter", base.color_jitter),
-                   grayscale_p=getattr(ssl, "grayscale", base.grayscale_p),
-                   blur_p=getattr(ssl, "blur", base.blur_p))
+        return cls(crop_min_scale=ssl.crop_min_scale, max_aspect=ssl.max_aspect, vflip=bool(aug.vflip),
+                   rotation=float(aug.rotation), color_jitter=ssl.color_jitter, grayscale_p=ssl.grayscale,
+                   blur_p=ssl.blur)
 
 
 class TwoViews:
     """(b,C,H,W) floats in [0,1] -> two independently augmented views, deterministic in (seed, epoch, step)."""
 
     def __init__(self, settings: ViewSettings, seed: int):
-        self.s = settings
-        self.seed = seed
+        self.s, self.seed = settings, seed
 
     def params(self, n: int, g: torch.Generator) -> dict[str, torch.Tensor]:
         """Random parameters of ``n`` views; a fixed draw order keeps runs reproducible."""
@@ -112,8 +107,7 @@ def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, max_sigma: float) -> tor
     The kernel size comes from ``max_sigma``, not from the tensor: no host synchronisation.
     """
     b, c, h, w = x.shape
-    radius = max(1, int(math.ceil(3 * max_sigma)))
-    radius = min(radius, (min(h, w) - 1) // 2)
+    radius = min(max(1, math.ceil(3 * max_sigma)), (min(h, w) - 1) // 2)
     pos = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
     s = sigma.to(x.dtype).clamp_min(1e-3).view(-1, 1)
     k = torch.exp(-pos.view(1, -1) ** 2 / (2 * s * s))
@@ -139,11 +133,10 @@ class Backbone(nn.Module):
         self._parked = [getattr(classifier, self.head_name)]
         setattr(classifier, self.head_name, nn.Identity())
         self.net = classifier
-        was_training = self.training
         self.eval()
         with torch.no_grad():
             self.dim = self(torch.zeros(2, in_channels, image_size, image_size)).shape[1]
-        self.train(was_training)
+        self.train()  # a new module trains
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.net(x)
@@ -181,8 +174,7 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float, comm=None) -
     if local.dtype in (torch.float16, torch.bfloat16):               # the softmax wants float32 under AMP
         local = local.float()
     local = F.normalize(local, dim=1)                                # (2b, d): this rank's anchors
-    world = 1 if comm is None else comm.world_size
-    rank = 0 if comm is None else comm.rank
+    world, rank = (1, 0) if comm is None else (comm.world_size, comm.rank)
     gathered = all_gather_grad(local, comm)                          # (world*2b, d), rank-major
     d = gathered.shape[1]
     candidates = gathered.view(world, 2, b, d).transpose(0, 1).reshape(2 * world * b, d)  # all z1, then all z2
@@ -195,12 +187,6 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float, comm=None) -
         mask = torch.zeros_like(logits, dtype=torch.bool)
         mask[torch.arange(2 * b, device=local.device), own] = True
         return F.cross_entropy(logits.masked_fill(mask, float("-inf")), partner)
-
-
-def simclr_loss(model: nn.Module, views: torch.Tensor, temperature: float, comm=None) -> torch.Tensor:
-    """``views``: cat([view1, view2]) of this rank's b images, one forward pass (one DDP call)."""
-    z1, z2 = model(views).chunk(2)
-    return nt_xent(z1, z2, temperature, comm)
 
 
 # ---------------------------------------------------------------------------------------------- LARS
@@ -236,4 +222,4 @@ class LARS(torch.optim.Optimizer):
         return loss
 
 
-__all__ = ["LARS", "Backbone", "SimCLR", "TwoViews", "ViewSettings", "gaussian_blur", "nt_xent", "simclr_loss"]
+__all__ = ["LARS", "Backbone", "SimCLR", "TwoViews", "ViewSettings", "gaussian_blur", "nt_xent"]

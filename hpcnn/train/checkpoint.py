@@ -101,7 +101,7 @@ def load_latest(directory: Path, map_location="cpu") -> tuple[dict, Path] | None
         try:
             state = load_file(path, map_location)
         except Exception as err:  # truncated zip, bad pickle, ...: torch's message spans many lines
-            errors.append((path, _first_line(err)))
+            errors.append((path, first_line(err)))
             continue
         if errors:
             log.warning("skipped unreadable checkpoint%s %s (%s); resuming from %s",
@@ -113,6 +113,7 @@ def load_latest(directory: Path, map_location="cpu") -> tuple[dict, Path] | None
     return None
 
 
-def _first_line(err: Exception) -> str:
+def first_line(err: Exception) -> str:
+    """An error's message in one line (torch's and the tracer's span many), its type when it has none."""
     text = str(err).strip() or type(err).__name__
     return text.splitlines()[0][:200]

@@ -56,8 +56,7 @@ class Events:
     """Dispatches each event to the callbacks in order."""
 
     def __init__(self, trainer, callbacks):
-        self.trainer = trainer
-        self.callbacks = list(callbacks)
+        self.trainer, self.callbacks = trainer, list(callbacks)
 
     def emit(self, event: str, *args) -> None:
         for callback in self.callbacks:

@@ -41,16 +41,12 @@ class FeatureSet:
         return self.features[index], self.labels[index]
 
 
-def _augments(augment_cfg) -> bool:
-    a = augment_cfg
-    return bool(a.hflip or a.vflip or a.rotation or a.random_resized_crop or a.color_jitter)
-
-
 def why_not(cfg, phase, model: nn.Module, frozen_bn: tuple) -> str | None:
     """None when the phase can train on cached features, else the reason it cannot."""
     if phase.trainable != "head":
         return "the phase trains more than the head"
-    if _augments(cfg.data.augment):
+    a = cfg.data.augment
+    if a.hflip or a.vflip or a.rotation or a.random_resized_crop or a.color_jitter:
         return "data.augment changes the images every epoch"
     head = head_name(model)
     backbone = [m for name, m in model.named_children() if name != head]
@@ -87,18 +83,16 @@ def _fingerprint(model: nn.Module, head: str, n: int) -> str:
 @torch.no_grad()
 def _compute(model: nn.Module, head: nn.Module, dataset, ctx, comm, batch: int):
     """This rank's shard through the model, keeping the head's input; then every rank gets all of it."""
-    captured, exact = [], []
+    captured, exact, labels = [], [], []
     hook = head.register_forward_hook(lambda module, inputs, output: captured.append((inputs[0], output)))
     model.eval()
-    labels = []
     try:
         loader = make_loader(dataset, ShardBatchSampler(len(dataset), batch, comm.rank, comm.world_size), 0, False)
         for x, y in loader:
             x = model_input(x, ctx.normalize, ctx.device, ctx.channels_last)
             out = model(x)
             if not exact:  # the model's output must be the head's output, or cached features train the wrong thing
-                head_out = captured[-1][1]
-                exact.append(head_out.shape == out.shape and bool(torch.equal(head_out, out)))
+                exact.append(torch.equal(captured[-1][1], out))  # same shape and values
             captured[-1] = captured[-1][0].float().cpu()
             labels.append(y)
     finally:

@@ -57,12 +57,11 @@ STREAM_CHUNK_BYTES = 32 << 20  # float64 working memory per chunk beyond it
 def _streamed(chunks) -> Normalize:
     """Per-channel mean/std from float64 sums over chunks: no float copy of a large sample (2,000 x 256² x 3
     would be 1.6 GB, twice over inside ``std``)."""
-    total = total_sq = None
-    count = 0
+    total = total_sq = count = 0
     for chunk in chunks:
         x = chunk.to(torch.float64) / 255.0
-        s, sq = x.sum(dim=(0, 2, 3)), (x * x).sum(dim=(0, 2, 3))
-        total, total_sq = (s, sq) if total is None else (total + s, total_sq + sq)
+        total += x.sum(dim=(0, 2, 3))
+        total_sq += (x * x).sum(dim=(0, 2, 3))
         count += x.numel() // x.shape[1]
     mean = total / count
     var = (total_sq - count * mean * mean) / max(count - 1, 1)

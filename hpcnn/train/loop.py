@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -52,11 +52,6 @@ class EpochStats:
     data_seconds: float = 0.0
     stopped_at: int | None = None  # step_in_epoch where a stop request ended the epoch
     lr: float = 0.0
-    extra: dict = field(default_factory=dict)
-
-
-def _autocast(ctx: StepContext):
-    return autocast(ctx.device, ctx.amp_dtype)
 
 
 def prepare(x, ctx: StepContext, epoch: int, step: int) -> torch.Tensor:
@@ -70,7 +65,7 @@ def prepare(x, ctx: StepContext, epoch: int, step: int) -> torch.Tensor:
 
 def chunk_loss(model, xc, yc, n: int, chunks: int, ctx: StepContext) -> torch.Tensor:
     """Forward and backward of one micro-batch (``chunks`` per step of ``n`` samples); returns its loss."""
-    with _autocast(ctx):
+    with autocast(ctx.device, ctx.amp_dtype):
         loss = ctx.criterion(model(xc), yc)
         if chunks > 1:  # weight micro-batches by size; one chunk needs no extra kernel (x1.0 is exact)
             loss = loss * (yc.shape[0] / n)
@@ -104,13 +99,9 @@ def train_epoch(model, optimizer, loader, ctx: StepContext, epoch: int, start_st
     loss_sum = torch.zeros((), device=ctx.device)
     start = last = time.perf_counter()
     step = start_step
-    iterator = iter(loader)
-    while True:
-        t0 = time.perf_counter()
-        try:
-            x, y = next(iterator)
-        except StopIteration:
-            break
+    iterator = iter(loader)  # DataLoader workers start here, before the first wait for data is timed
+    t0 = time.perf_counter()
+    for x, y in iterator:
         stats.data_seconds += time.perf_counter() - t0
         lr = lr_at((epoch - ctx.phase_first_epoch) * ctx.steps_per_epoch + step, ctx.total_steps,
                    ctx.steps_per_epoch, ctx.peak_lr, ctx.schedule_cfg)
@@ -135,6 +126,7 @@ def train_epoch(model, optimizer, loader, ctx: StepContext, epoch: int, start_st
             if should_stop():
                 stats.stopped_at = step
                 break
+        t0 = time.perf_counter()
     stats.seconds = time.perf_counter() - start
     stats.loss = ctx.comm.mean(loss_sum.item() / max(1, stats.steps)) if stats.steps else float("nan")
     return stats
@@ -147,7 +139,7 @@ def predict(model, loader, ctx: StepContext) -> tuple[torch.Tensor, torch.Tensor
     outs, labels = [], []
     for x, y in loader:
         x = model_input(x, ctx.normalize, ctx.device, ctx.channels_last, ctx.non_blocking)
-        with _autocast(ctx):
+        with autocast(ctx.device, ctx.amp_dtype):
             outs.append(model(x).float().cpu())
         labels.append(y.cpu())
     if not outs:

@@ -58,9 +58,7 @@ def confusion_matrix(y: np.ndarray, pred: np.ndarray, num_classes: int) -> np.nd
 def _divide(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     """num / den in float64, 0 where den is 0 (sklearn's ``zero_division=0``)."""
     den = np.asarray(den, dtype=np.float64)
-    out = np.asarray(num, dtype=np.float64) / np.where(den == 0, 1.0, den)
-    out[den == 0] = 0.0
-    return out
+    return np.divide(np.asarray(num, dtype=np.float64), den, out=np.zeros_like(den), where=den != 0)
 
 
 def roc_auc_ovr(probs: np.ndarray, labels: np.ndarray, num_classes: int) -> float:

@@ -30,10 +30,8 @@ def weight_penalty(model: nn.Module, l1: float = 0.0, l2: float = 0.0) -> Callab
 
     Build it after the phase set ``requires_grad`` (frozen weights are not penalised).
     """
-    if not l1 and not l2:
-        return None
     params = penalised(model)
-    if not params:
+    if not (l1 or l2) or not params:
         return None
 
     def penalty() -> torch.Tensor:

@@ -21,9 +21,7 @@ def grad_scaler(dtype: torch.dtype | None):
 
 def autocast(device: torch.device, dtype: torch.dtype | None):
     """The forward pass's autocast context (none for float32)."""
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device_type=device.type, dtype=dtype)
 
 
 __all__ = ["amp_dtype", "autocast", "grad_scaler"]

@@ -19,8 +19,7 @@ def lr_at(step: int, total_steps: int, steps_per_epoch: int, peak_lr: float, sch
     if sched.name == "step":
         return peak_lr * sched.gamma ** (step // max(1, sched.step_epochs * steps_per_epoch))
     # cosine and onecycle decay to min_lr_factor * peak
-    span = max(1, total_steps - warmup)
-    t = min(1.0, (step - warmup) / span)
+    t = min(1.0, (step - warmup) / max(1, total_steps - warmup))
     floor = sched.min_lr_factor
     return peak_lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t)))
 

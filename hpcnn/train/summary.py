@@ -8,14 +8,8 @@ import torch
 from ..results import make_summary
 
 
-def _best_val(history: list[dict], best_epoch: int) -> dict:
-    for h in history:
-        if h["epoch"] == best_epoch:
-            return h["val"]
-    return history[-1]["val"] if history else {}
-
-
-def build_summary(trainer, status: str, test: dict | None, wall_seconds: float) -> dict:
+def build_summary(trainer, status: str, wall_seconds: float) -> dict:
+    """The run's summary.json, with no test results yet (the objective's ``add_results`` fills them in)."""
     cfg, history, stopper = trainer.cfg, trainer.history, trainer.stopper
     images = sum(h["train"]["images"] for h in history)
     seconds = sum(h["train"]["seconds"] for h in history)
@@ -24,9 +18,11 @@ def build_summary(trainer, status: str, test: dict | None, wall_seconds: float) 
     gpu_model = torch.cuda.get_device_name(device) if device.type == "cuda" else None
     first = trainer.phases[0]
     job = trainer.job.to_dict() if trainer.job is not None and trainer.job.job_id else None
+    best_val = next((h["val"] for h in history if h["epoch"] == stopper.best_epoch),
+                    history[-1]["val"] if history else {})  # the last epoch's when none was best
     return make_summary(
         name=cfg.name, status=status,
-        metrics={"val": _best_val(history, stopper.best_epoch), "test": test},
+        metrics={"val": best_val, "test": None},
         best_epoch=stopper.best_epoch + 1 if stopper.best_epoch >= 0 else None,
         monitor={"metric": stopper.metric, "best": stopper.best if history else None},
         epochs_run=len(history), phases=trainer.phase_reports(),

@@ -26,6 +26,7 @@ from torch import nn
 from ..data.augment import model_input
 from ..data.loaders import ShardBatchSampler, make_loader
 from ..models.parts import head_name
+from .checkpoint import first_line
 from .events import Callback, LogPoint
 from .logs import TensorBoard
 from .metrics import scalar_metrics
@@ -46,15 +47,14 @@ class TensorBoardWriter(Callback):
         return self.tb.writer if self.tb else None
 
     def on_run_start(self, trainer) -> None:
-        cfg, opts = trainer.cfg, trainer.cfg.tensorboard
-        self.opts = opts
+        cfg, self.opts = trainer.cfg, trainer.cfg.tensorboard
         # on resume, drop what the stopped run logged after its checkpoint; what it logged at the
         # checkpoint's own step (the epoch's last log point, validation, histograms) came before it
         purge = trainer.global_step + 1 if trainer.resumed_from is not None else None
         self.tb = TensorBoard(trainer.run_dir / "tb", cfg.train.tensorboard and trainer.is_main, purge)
-        if trainer.is_main and not cfg.train.tensorboard and (opts.histograms_every or opts.embeddings):
+        if trainer.is_main and not cfg.train.tensorboard and (self.opts.histograms_every or self.opts.embeddings):
             log.warning("tensorboard.histograms_every / tensorboard.embeddings are ignored: train.tensorboard is false")
-        if self.writer and opts.graph and trainer.resumed_from is None:
+        if self.writer and self.opts.graph and trainer.resumed_from is None:
             write_graph(self.writer, trainer)
 
     def on_phase_start(self, trainer, phase) -> None:
@@ -101,8 +101,7 @@ def _safely(what: str, write, *args) -> None:
     try:
         write(*args)
     except Exception as err:
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-        log.warning("TensorBoard %s skipped: %s: %s", what, type(err).__name__, reason)
+        log.warning("TensorBoard %s skipped: %s: %s", what, type(err).__name__, first_line(err))
 
 
 class GradientKeeper:
@@ -164,13 +163,7 @@ def write_graph(writer, trainer) -> None:
             warnings.simplefilter("ignore")  # TracerWarnings and jit's deprecation notice: not the user's business
             writer.add_graph(model, _prepare(trainer, images))
     except Exception as err:  # tracing fails in many ways for dynamic models; the run must not
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-        log.warning("TensorBoard graph skipped: %s does not trace (%s)", type(model).__name__, reason)
-
-
-def _split(trainer):
-    test = getattr(trainer.splits, "test", None)
-    return ("test", test) if test is not None and len(test) else ("val", trainer.splits.val)
+        log.warning("TensorBoard graph skipped: %s does not trace (%s)", type(model).__name__, first_line(err))
 
 
 def feature_layer(model: nn.Module) -> tuple[nn.Module, bool]:
@@ -227,7 +220,8 @@ def thumbnails(images: torch.Tensor) -> torch.Tensor:
 
 def write_embeddings(writer, trainer, step: int, limit: int) -> None:
     """The projector's data for the first ``limit`` images of the test split (val without one)."""
-    name, split = _split(trainer)
+    test = trainer.splits.test
+    name, split = ("test", test) if test is not None and len(test) else ("val", trainer.splits.val)
     subset = split.subset(range(min(limit, len(split))))
     features, labels, predicted, images = penultimate(trainer, subset)
     classes = trainer.classes

@@ -87,7 +87,11 @@ class Trainer:
         self.global_batch, _ = batch_sizes(cfg, comm.world_size)
         resuming = bool(resume) and bool(ckpt.list_checkpoints(self.ckpt_dir))
         self._setup_data()
-        self._setup_model(load_weights=not resuming)  # a resumed run takes its weights from the checkpoint
+        self.raw_model, report = new_model(cfg, self.objective, device, len(self.classes), self.classes,
+                                           load_weights=not resuming)  # resuming: weights come from the checkpoint
+        self.weights_report = brief_report(report)
+        self.ctx = step_context(cfg, comm, device, self.objective, self.normalize, self.steps_per_epoch,
+                                self.global_batch, self.pin)
         self.events = Events(self, [*builtin_callbacks(cfg), *callbacks])
         self.position = Position()
         self.history = []
@@ -123,15 +127,6 @@ class Trainer:
         sampler = ShardBatchSampler(len(dataset), self.eval_batch, self.comm.rank, self.comm.world_size)
         return make_loader(dataset, sampler, self.cfg.data.num_workers, self.pin)
 
-    def _setup_model(self, load_weights: bool) -> None:
-        cfg = self.cfg
-        self.raw_model, report = new_model(cfg, self.objective, self.device, len(self.classes), self.classes,
-                                           load_weights)
-        self.weights_report = brief_report(report)
-        self.ctx = step_context(cfg, self.comm, self.device, self.objective, self.normalize, self.steps_per_epoch,
-                                self.global_batch, self.pin)
-        self.scaler = self.ctx.scaler
-
     def peak_lr(self, phase: Phase) -> float:
         return scaled_lr(phase.optim.lr, self.global_batch, phase.schedule)
 
@@ -151,8 +146,8 @@ class Trainer:
         state, path = found
         self._check_resumable(state, path)
         self.raw_model.load_state_dict(state["model"])
-        if self.scaler and state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
+        if self.ctx.scaler and state.get("scaler"):
+            self.ctx.scaler.load_state_dict(state["scaler"])
         if len(state["rng"]) == self.comm.world_size:
             set_rng_state(state["rng"][self.comm.rank], self.device)
         self.position = _position(state)
@@ -195,7 +190,7 @@ class Trainer:
         return {"format": CHECKPOINT_FORMAT, "kind": self.objective.kind, **dataclasses.asdict(self.position),
                 "step_in_epoch": self.position.step, "model": self.raw_model.state_dict(),
                 "optimizer": self.optimizer.state_dict() if self.optimizer is not None else {},
-                "scaler": self.scaler.state_dict() if self.scaler else {},
+                "scaler": self.ctx.scaler.state_dict() if self.ctx.scaler else {},
                 "rng": self.comm.all_gather_object(rng_state(self.device)), "history": self.history,
                 "early_stop": self.stopper.state_dict(), "phase_epochs_run": self.phase_epochs_run,
                 "phase_ended_early": self.ended_early,
@@ -216,7 +211,6 @@ class Trainer:
     # ------------------------------------------------------------------ running
     def fit(self) -> FitResult:
         self.t_start = time.time()
-        cfg = self.cfg
         finished = self._finished_summary()
         if finished is not None:  # resumed a finished run: nothing to train, nothing to re-test
             return FitResult(finished["status"], finished)
@@ -225,7 +219,7 @@ class Trainer:
                      self.global_batch, self.comm.world_size, len(self.phases), self.total_epochs, self.device)
         self.events.emit("on_run_start")
         status = "completed"
-        while self.position.phase < len(self.phases):
+        while self.position.phase < len(self.phases) and status not in INTERRUPTED:
             phase = self.phases[self.position.phase]
             if self._phase_over(phase):  # all its epochs run (or stopped early): on to the next
                 status = "early_stopped" if self.ended_early[phase.index] else "completed"
@@ -233,15 +227,13 @@ class Trainer:
                 self._pending_optimizer = None  # the next phase starts with a fresh optimizer
                 continue
             status = self._run_phase(phase)
-            if status in INTERRUPTED:
-                break
         tested = self._finish() if status not in INTERRUPTED else None
-        summary = build_summary(self, status, None, self.elapsed_before + time.time() - self.t_start)
+        summary = build_summary(self, status, self.elapsed_before + time.time() - self.t_start)
         summary = self.objective.add_results(summary, tested)
         self.events.emit("on_run_end", summary)
         if self.is_main:
             write_summary(self.run_dir, summary)
-            if cfg.train.plots and self.objective.plots and status not in INTERRUPTED:
+            if self.cfg.train.plots and self.objective.plots and status not in INTERRUPTED:
                 self._plots(summary)
         return FitResult(status, summary)
 
@@ -257,10 +249,9 @@ class Trainer:
         if not is_final(summary):
             return None
         if self.is_main:
-            metric = self.stopper.metric
             metrics = summary.get("metrics") or {}
             scores = [f"{split}.{name} {metrics[split][name]:.4f}" for split, name in
-                      (("val", metric.split(".")[-1]), ("test", "accuracy"))
+                      (("val", self.stopper.metric.split(".")[-1]), ("test", "accuracy"))
                       if isinstance((metrics.get(split) or {}).get(name), (int, float))]
             log.info("run %s is already complete (%s after %d epochs%s; see %s): nothing to do — to train longer, "
                      "resume with more epochs: hpcnn train --resume %s train.epochs=%d", self.run_dir,
@@ -270,17 +261,16 @@ class Trainer:
 
     def _enter_phase(self, phase: Phase) -> None:
         """requires_grad, a fresh DDP wrap and optimizer, the phase's schedule in the step context."""
-        cfg = self.cfg
         sel = self.selections[phase.index] = select(self.raw_model, phase)
         self.model = self.train_model = None  # drop the previous phase's DDP wrapper (and its gradient hooks)
         frozen_bn = frozen_batchnorm(self.raw_model, phase)
-        caching = self.objective.caches_features and use_cache(cfg, phase, self.raw_model, frozen_bn)
+        caching = self.objective.caches_features and use_cache(self.cfg, phase, self.raw_model, frozen_bn)
         features = self._features(phase) if caching else None
         cached = features is not None
         self.phase_loader = make_loader(features, self.sampler, 0, self.pin) if cached else self.train_loader
         head = getattr(self.raw_model, head_name(self.raw_model)) if cached else None
         first_epoch = self.position.epoch - self.position.phase_epoch
-        step = phase_step(cfg, self.comm, self.device, self.objective, self.raw_model, phase, self.ctx, frozen_bn,
+        step = phase_step(self.cfg, self.comm, self.device, self.objective, self.raw_model, phase, self.ctx, frozen_bn,
                           head, first_epoch)
         self.raw_model, self.train_model, self.optimizer, self.ctx = step.raw_model, step.train_model, \
             step.optimizer, step.ctx
@@ -363,7 +353,6 @@ class Trainer:
         self.events.emit("on_log", LogPoint(phase.name, epoch, step, self.steps_per_epoch,
                                             epoch * self.steps_per_epoch + step, loss, lr, ips))
 
-
     def _end_epoch(self, phase: Phase, stats) -> str:
         """Validate, record, advance the position, checkpoint; 'preempted' when asked to stop, 'paused' when a
         callback paused the run (``pause_run``), else 'running'."""
@@ -396,9 +385,9 @@ class Trainer:
         pause = self.pausing and not finished
         if (p.epoch + 1) % cfg.train.checkpoint.every_epochs == 0 or phase_over or stop_now or pause:
             self.save()
-        if finished:
-            return "running"
-        return "preempted" if stop_now else "paused" if pause else "running"
+        if stop_now and not finished:
+            return "preempted"
+        return "paused" if pause else "running"
 
     def _keep_best(self, epoch: int) -> None:
         self.best_state = {k: v.detach().cpu().clone() for k, v in self.raw_model.state_dict().items()}
@@ -442,14 +431,10 @@ def _position(state: dict) -> Position:
 
 
 def _merge(a, b):
-    a.loss = (a.loss * a.steps + b.loss * b.steps) / max(1, a.steps + b.steps)
-    a.steps += b.steps
-    a.images += b.images
-    a.seconds += b.seconds
-    a.data_seconds += b.data_seconds
-    a.lr = b.lr
-    a.stopped_at = b.stopped_at
-    return a
+    """Two parts of one epoch as one: totals, the loss weighted by steps, the later part's lr and stop."""
+    return dataclasses.replace(b, loss=(a.loss * a.steps + b.loss * b.steps) / max(1, a.steps + b.steps),
+                               steps=a.steps + b.steps, images=a.images + b.images, seconds=a.seconds + b.seconds,
+                               data_seconds=a.data_seconds + b.data_seconds)
 
 
 def _metric(record: dict, dotted: str) -> float:

@@ -113,11 +113,6 @@ def train_on(trial, search: Search, search_dir: Path, epoch: int, more_trials: b
     return True
 
 
-def _paused(config: Config) -> int | None:
-    trial = config.latest
-    return trial.user_attrs.get("paused_at") if trial.state.name == "PRUNED" else None
-
-
 def promote(study, search: Search, search_dir: Path, more_trials: bool) -> int | None:
     """Queue the continuation of the best paused trial that now ranks at its (open) rung, highest rung first.
 
@@ -126,7 +121,8 @@ def promote(study, search: Search, search_dir: Path, more_trials: bool) -> int |
     """
     spec = search.spec.pruner
     by_dir = configs(study.get_trials(deepcopy=False))
-    paused = {c.run_dir: _paused(c) for c in by_dir.values() if _paused(c) is not None}
+    paused = {c.run_dir: at for c in by_dir.values()  # run directory -> the rung its latest trial paused at
+              if c.latest.state.name == "PRUNED" and (at := c.latest.user_attrs.get("paused_at")) is not None}
     for epoch in sorted(set(paused.values()), reverse=True):
         for run_dir in promotable(by_dir, epoch, spec.reduction_factor, search.direction == "maximize", more_trials):
             if paused.get(run_dir) != epoch or not claim(search_dir, run_dir, epoch):

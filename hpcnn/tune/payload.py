@@ -25,15 +25,14 @@ class TunePayload:
         from .worker import work
 
         outcome = work(self.search_dir)
-        if outcome != "preempted":
-            return {"worker": job_info().job_id, "outcome": outcome}
-        max_requeues = read_record(self.search_dir).base.slurm.max_requeues
-        rank = job_info().global_rank
-        if (rank == 0 and requeue_self(max_requeues)) or (rank != 0 and restart_count() < max_requeues):
-            sys.stdout.flush()
-            sys.stderr.flush()
-            raise SystemExit(EXIT_PREEMPTED)  # no result file: the requeued worker writes it
-        return {"worker": job_info().job_id, "outcome": "preempted"}
+        if outcome == "preempted":
+            max_requeues = read_record(self.search_dir).base.slurm.max_requeues
+            rank = job_info().global_rank
+            if (rank == 0 and requeue_self(max_requeues)) or (rank != 0 and restart_count() < max_requeues):
+                sys.stdout.flush()
+                sys.stderr.flush()
+                raise SystemExit(EXIT_PREEMPTED)  # no result file: the requeued worker writes it
+        return {"worker": job_info().job_id, "outcome": outcome}
 
     def checkpoint(self, *args: Any, **kwargs: Any):
         """submitit's timeout hook: the same worker again; it resumes its running trial."""

@@ -7,6 +7,7 @@ for the completed trials (needs at least two completed trials with different val
 from __future__ import annotations
 
 import io
+import itertools
 from pathlib import Path
 
 from ..files import atomic_write
@@ -39,13 +40,9 @@ def write_plots(study, search_dir: Path, metric: str, direction: str) -> list[Pa
               if t.state.name == "PRUNED" and t.intermediate_values]
     if done:
         ax.plot(*zip(*done), "o", color="tab:blue", label="completed")
-        pick = max if direction == "maximize" else min
-        best, xs, ys = None, [], []
-        for number, value in sorted(done):
-            best = value if best is None else pick(best, value)
-            xs.append(number)
-            ys.append(best)
-        ax.step(xs, ys, where="post", color="tab:red", label="best so far")
+        numbers, values = zip(*sorted(done))
+        best = itertools.accumulate(values, max if direction == "maximize" else min)
+        ax.step(numbers, list(best), where="post", color="tab:red", label="best so far")
     if pruned:
         ax.plot(*zip(*pruned), "o", mfc="none", color="tab:gray", label="pruned (last epoch)")
     ax.set(xlabel="trial", ylabel=metric, title=f"optimisation history ({direction})")

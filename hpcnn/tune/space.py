@@ -56,7 +56,7 @@ def parse_space(data: Any, where: str) -> dict[str, ParamSpec]:
     return space
 
 
-def _range_problem(key: str, p: ParamSpec) -> str | None:
+def _range_problem(p: ParamSpec) -> str | None:
     if p.type == "categorical":
         if not p.choices:
             return "categorical needs a non-empty 'choices' list"
@@ -87,13 +87,12 @@ def check_shape(space: dict[str, ParamSpec], where: str) -> None:
             problems.append(ConfigError(f"'{field}.type' must be one of {', '.join(TYPES)}, got {p.type!r}", where))
             continue
         if leaf_type(key) is None:
-            hint = _key_hint(key)
-            problems.append(ConfigError(f"'{field}': '{key}' is not a job config key", where, hint))
+            problems.append(ConfigError(f"'{field}': '{key}' is not a job config key", where, _key_hint(key)))
             continue
         if key.split(".")[0] == "slurm":
             problems.append(ConfigError(f"'{field}': a search cannot vary Slurm resources", where,
                                         "set the one request of every worker under workers.slurm"))
-        problem = _range_problem(key, p)
+        problem = _range_problem(p)
         if problem:
             problems.append(ConfigError(f"'{field}': {problem}", where))
         for cond_key in p.when:
@@ -121,8 +120,8 @@ def values_to_check(p: ParamSpec) -> list:
     """The values a trial can take at the edges: bounds, every choice, every grid value."""
     if p.type == "categorical":
         return list(p.choices)
-    ints = p.type == "int"
-    bounds = [int(p.low) if ints else float(p.low), int(p.high) if ints else float(p.high)]
+    number = int if p.type == "int" else float
+    bounds = [number(p.low), number(p.high)]
     return bounds + [v for v in p.grid if v not in bounds]
 
 

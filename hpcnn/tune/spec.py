@@ -90,37 +90,26 @@ class Search:
 
 
 def _check_spec(spec: SearchSpec, where: str) -> list:
-    problems = []
-    if spec.direction not in (None, "maximize", "minimize"):
-        problems.append(ConfigError(f"'direction' must be maximize or minimize, got {spec.direction!r}", where))
-    if spec.sampler.name not in SAMPLERS:
-        problems.append(ConfigError(f"'sampler.name' must be one of {', '.join(SAMPLERS)}, got "
-                                    f"{spec.sampler.name!r}", where))
-    if spec.pruner.name not in PRUNERS:
-        problems.append(ConfigError(f"'pruner.name' must be one of {', '.join(PRUNERS)}, got "
-                                    f"{spec.pruner.name!r}", where))
-    budget = spec.budget
-    if budget.trials is None and budget.gpu_hours is None:
-        problems.append(ConfigError("'budget' needs trials and/or gpu_hours", where, "budget: {trials: 16}"))
-    if budget.trials is not None and budget.trials < 1:
-        problems.append(ConfigError(f"'budget.trials' must be >= 1, got {budget.trials}", where))
-    if budget.gpu_hours is not None and budget.gpu_hours <= 0:
-        problems.append(ConfigError(f"'budget.gpu_hours' must be > 0, got {budget.gpu_hours}", where))
-    if spec.workers.count < 1:
-        problems.append(ConfigError(f"'workers.count' must be >= 1, got {spec.workers.count}", where))
-    if spec.workers.heartbeat_s <= 0 or spec.workers.grace_s <= spec.workers.heartbeat_s:
-        problems.append(ConfigError("'workers.grace_s' must exceed 'workers.heartbeat_s' > 0", where))
+    budget, workers, pruner, sampler = spec.budget, spec.workers, spec.pruner, spec.sampler
     valid = set(SlurmConfig.__dataclass_fields__)
-    for key in spec.workers.slurm:
-        if key not in valid:
-            problems.append(ConfigError(f"unknown key 'workers.slurm.{key}'", where,
-                                        strict.suggest(key, valid, "workers.slurm.")))
-    if spec.pruner.min_epochs < 1:
-        problems.append(ConfigError(f"'pruner.min_epochs' must be >= 1, got {spec.pruner.min_epochs}", where))
-    if spec.pruner.reduction_factor < 2:
-        problems.append(ConfigError(f"'pruner.reduction_factor' must be >= 2, got {spec.pruner.reduction_factor}",
-                                    where))
-    return problems
+    rules = [  # (holds, what is wrong, hint), in the order the problems are listed
+        (spec.direction in (None, "maximize", "minimize"),
+         f"'direction' must be maximize or minimize, got {spec.direction!r}", None),
+        (sampler.name in SAMPLERS, f"'sampler.name' must be one of {', '.join(SAMPLERS)}, got {sampler.name!r}", None),
+        (pruner.name in PRUNERS, f"'pruner.name' must be one of {', '.join(PRUNERS)}, got {pruner.name!r}", None),
+        (budget.trials is not None or budget.gpu_hours is not None, "'budget' needs trials and/or gpu_hours",
+         "budget: {trials: 16}"),
+        (budget.trials is None or budget.trials >= 1, f"'budget.trials' must be >= 1, got {budget.trials}", None),
+        (budget.gpu_hours is None or budget.gpu_hours > 0, f"'budget.gpu_hours' must be > 0, got {budget.gpu_hours}",
+         None),
+        (workers.count >= 1, f"'workers.count' must be >= 1, got {workers.count}", None),
+        (0 < workers.heartbeat_s < workers.grace_s, "'workers.grace_s' must exceed 'workers.heartbeat_s' > 0", None),
+        *[(key in valid, f"unknown key 'workers.slurm.{key}'", strict.suggest(key, valid, "workers.slurm."))
+          for key in workers.slurm],
+        (pruner.min_epochs >= 1, f"'pruner.min_epochs' must be >= 1, got {pruner.min_epochs}", None),
+        (pruner.reduction_factor >= 2, f"'pruner.reduction_factor' must be >= 2, got {pruner.reduction_factor}", None),
+    ]
+    return [ConfigError(what, where, hint) for holds, what, hint in rules if not holds]
 
 
 def base_data(spec: SearchSpec) -> tuple[dict, str]:
@@ -179,8 +168,6 @@ def search_from_dict(data: dict, where: str = "<search>") -> Search:
     spec = strict.build(SearchSpec, data, where, ConfigError, problems=problems)
     strict.raise_problems(problems, ConfigError, where)
     return check(spec, where)
-
-
 
 
 RECORD = "search.json"

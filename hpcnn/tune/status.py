@@ -36,12 +36,10 @@ def report(search_dir: str | Path, plots: bool = False) -> dict:
                 for c in asha.configs(trials).values()
                 if c.latest.state.name == "PRUNED" and c.latest.number not in promoted)
     done = [t for t in trials if t.state.name == "COMPLETE" and t.value is not None]
-    best = None
-    if done:
-        pick = max if search.direction == "maximize" else min
-        top = pick(done, key=lambda t: t.value)
-        best = {"trial": top.number, "value": top.value, "params": top.params,
-                "run_dir": str(search_dir / top.user_attrs.get("run_dir", "")), "config": _write_best(search_dir, top)}
+    top = (max if search.direction == "maximize" else min)(done, key=lambda t: t.value, default=None)
+    best = None if top is None else {
+        "trial": top.number, "value": top.value, "params": top.params,
+        "run_dir": str(search_dir / top.user_attrs.get("run_dir", "")), "config": _write_best(search_dir, top)}
     pictures = []
     if plots:
         from .plots import write_plots
@@ -73,9 +71,7 @@ def state_label(trial, promoted: set[int]) -> str:
 def _epochs_trained(trial) -> int:
     """Epochs this study trial trained (a continuation: those after the epoch it resumed from)."""
     attrs = trial.user_attrs
-    if "epochs_trained" in attrs:
-        return int(attrs["epochs_trained"])
-    return int(attrs.get("epochs_run") or 0)
+    return int(attrs["epochs_trained"] if "epochs_trained" in attrs else (attrs.get("epochs_run") or 0))
 
 
 def _row(trial, promoted: set[int]) -> dict:
@@ -98,8 +94,7 @@ def format_report(rep: dict) -> str:
         lines.append(f"  best: trial {best['trial']} {rep['metric']} {best['value']:.4f} ({rep['direction']}) "
                      + " ".join(f"{k}={v}" for k, v in best["params"].items()))
         lines.append(f"  best config: {best['config']}  (hpcnn train {best['config']})")
-    for path in rep.get("plots") or []:
-        lines.append(f"  plot: {path}")
+    lines += [f"  plot: {path}" for path in rep.get("plots") or []]
     table = [("trial", "state", "value", "epochs", "continues", "params")]
     for row in rep["trials"]:
         value = f"{row['value']:.4f}" if isinstance(row["value"], float) else "-"

@@ -11,7 +11,6 @@ study: they continue until its budget is spent.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,21 +40,13 @@ class TunePlan:
         return cost_of(self.resources, self.workers)
 
 
-def _load(path: str | Path) -> tuple[Search, Path | None]:
-    path = Path(path)
-    if path.is_dir():
-        return read_record(path), path.absolute()
-    return load_search(path), None
-
-
 def plan_tune(search_file: str | Path, profile=None, python=None, workers: int | None = None) -> TunePlan:
     """Check, resolve, pre-flight and render the workers' array; nothing is written or queued."""
-    search, existing = _load(search_file)
+    path = Path(search_file)  # a search directory: more workers for it
+    search, existing = (read_record(path), path.absolute()) if path.is_dir() else (load_search(path), None)
     count = workers or search.spec.workers.count
     prof = load_profile(profile or search.base.slurm.profile)
-    res = resolve(search.base, prof)
-    if not search.base.slurm.job_name:
-        res = dataclasses.replace(res, job_name=f"hpcnn-tune-{search.spec.name}")
+    res = resolve(search.base, prof, f"tune-{search.spec.name}")
     runs_dir = Path(search.base.train.runs_dir).expanduser().absolute()
     preflight([search.base], prof, res, runs_dir, count)
     search_dir = existing or new_run_dir(runs_dir, f"tune-{search.spec.name}")

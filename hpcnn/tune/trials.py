@@ -101,8 +101,6 @@ def own_trial(study, worker_id: str):
 
 def new_trial(study, search: Search, worker_id: str):
     """A trial to run (a queued retry first), or None once the budget is spent."""
-    import optuna
-
     trials = study.get_trials(deepcopy=False)
     waiting = any(t.state == _states().WAITING for t in trials)
     if not waiting and budget_spent(search, trials):
@@ -113,7 +111,7 @@ def new_trial(study, search: Search, worker_id: str):
         before = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number]
         if sum(map(counts_toward_budget, before)) >= search.spec.budget.trials:
             trial.set_user_attr("over_budget", True)
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            study.tell(trial, state=_states().FAIL)
             return None
     if not retry:
         trial.set_user_attr("run_dir", trial_dir_name(trial.number))

@@ -27,7 +27,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import HpcnnError
+from ..errors import EXIT_PREEMPTED, HpcnnError
 from ..train.events import Callback
 from . import asha
 from .spec import Search, read_record
@@ -288,8 +288,6 @@ def main(argv: list[str] | None = None) -> int:
     except HpcnnError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
-    from ..errors import EXIT_PREEMPTED
-
     return EXIT_PREEMPTED if outcome == "preempted" else 0
 
 

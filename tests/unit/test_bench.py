@@ -120,6 +120,23 @@ def test_device_decoder_matches_the_pil_path(jpegs, crop):
     assert diff.mean() < 3.0, diff.mean()
 
 
+def test_device_decoder_keeps_pil_decoded_images_as_they_are(jpegs, tmp_path):
+    """A worker's PIL decode (a non-JPEG) and PIL's retry of a file nvJPEG refused are already sized and
+    cropped: the decoder passes them on unchanged (it used to crop them a second time)."""
+    from PIL import Image
+
+    png = tmp_path / "x.png"
+    Image.open(jpegs[2]).save(png)
+    refused = tmp_path / "refused.jpg"  # PIL reads it (a PNG under a JPEG name), nvJPEG does not
+    Image.open(jpegs[3]).save(refused, format="PNG")
+    files = FileImageSet([jpegs[0], str(png), str(refused)], [0, 1, 2], size=32, channels=3, crop=0.875)
+    items, labels = collate_encoded([EncodedImageSet(files)[i] for i in range(3)])
+    assert [it[0].ndim for it in items] == [1, 3, 1]
+    x, y = DeviceDecoder(files, torch.device("cpu"))(items, labels)
+    assert y.tolist() == [0, 1, 2] and tuple(x.shape) == (3, 3, 32, 32)
+    assert torch.equal(x[1], files[1][0]) and torch.equal(x[2], files[2][0])
+
+
 def test_device_decoder_drops_a_corrupt_file_and_keeps_labels_aligned(jpegs, tmp_path):
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0 not a jpeg at all")

@@ -62,6 +62,12 @@ def test_rm_removes_only_finished_runs_and_keeps_the_rest(runs, capsys):
     assert (runs / "busy-run").is_dir() and (runs / "notes" / "todo.txt").is_file()
 
 
+def test_rm_refuses_the_runs_folder_itself(runs, capsys):
+    assert main(["runs", "rm", str(runs), "--yes"]) == 1
+    assert "not an hpcnn run directory" in capsys.readouterr().err
+    assert {r.name for r in list_runs(runs)} == {"old-run", "new-run", "busy-run"}
+
+
 def test_rm_older_than_needs_yes_without_a_terminal(runs, capsys, monkeypatch):
     monkeypatch.setattr("sys.stdin.isatty", lambda: False)
     assert main(["runs", "rm", "--older-than", "7d", str(runs)]) != 0

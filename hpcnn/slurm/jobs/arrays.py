@@ -16,20 +16,21 @@ tasks each have their own config, keep one payload per task.
 """
 from __future__ import annotations
 
+import contextlib
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ...config import JobConfig, to_dict
 from ...errors import SubmissionError
 from ...files import atomic_write_json
 from ..site import commands
-from ..site.profiles import Profile
+from ..site.profiles import Profile, load_profile
 from ..site.rendering import render_submitit
 from ..site.resources import Resources
 from . import executor, records
 from .handles import JobArray
-from .payload import TrainPayload
+from .payload import SweepPayload, TrainPayload
 from .sweep import chunks
 
 WAIT_FOR_PREVIOUS = "afterany:<previous array>"  # in dry-run scripts: the real id exists only once it is queued
@@ -109,6 +110,12 @@ class ArrayPlan:
         return requests[0] if len(requests) == 1 else None
 
 
+def site_profile(profile, max_array_size: int | None = None) -> Profile:
+    """The profile, with the site's MaxArraySize replaced when ``max_array_size`` is given."""
+    prof = load_profile(profile)
+    return replace(prof, max_array_size=max_array_size) if max_array_size else prof
+
+
 def group_by_request(tasks: list[ArrayTask]) -> list[tuple[Resources, list[int]]]:
     """[(request, task indices)]: one entry per distinct request, in first-seen order."""
     groups: dict[str, tuple[Resources, list[int]]] = {}
@@ -169,18 +176,15 @@ def submit_arrays(plan: ArrayPlan, payloads: list | None, submitters: dict,
             array_id, ids, script = _submit_one(plan, k, array, submitters[key], payloads, shared,
                                                 entries[-1]["job_id"] if entries else None)
             shutil.copyfile(script, plan.unit_dir / f"submission-{number_from + k}.sbatch")
-            if key not in resources:
-                resources[key] = array.resources.to_dict()
             entries.append({"job_id": array_id, "offset": array.offset, "count": len(array.tasks),
-                            "tasks": [plan.tasks[i].index for i in array.tasks], "resources": resources[key]})
+                            "tasks": [plan.tasks[i].index for i in array.tasks],
+                            "resources": resources.setdefault(key, array.resources.to_dict())})
             for i, job_id in zip(array.tasks, ids):
                 job_ids[i] = job_id
     except SubmissionError:
         if entries:  # no half-submitted units: cancel what went in, then report
-            try:
+            with contextlib.suppress(SubmissionError):
                 commands.scancel([e["job_id"] for e in entries])
-            except SubmissionError:
-                pass
         raise
     return entries, job_ids
 
@@ -207,17 +211,16 @@ def submit_plan(plan: ArrayPlan, head: dict, python=None, payload_for=train_payl
     entries, job_ids = submit_arrays(plan, payloads, submitters)
     record = unit_record(plan, head, entries, job_ids, dirs)
     atomic_write_json(plan.unit_dir / records.SWEEP_FILE, record)
+    common = common_keys(plan, record)
     for task, jid, task_dir in zip(plan.tasks, job_ids, dirs):
-        atomic_write_json(task_dir / records.JOB_FILE, {
-            "kind": "array-task", "job_id": jid, "array_job_id": jid.split("_")[0], "sweep_dir": str(plan.unit_dir),
-            "sweep_index": task.index, "overrides": task.overrides, "label": task.label,
-            "resources": task.resources.to_dict(), "run_dir": str(task_dir), **_common(plan, record)})
+        records.write_task(task_dir, jid, task.index, task.overrides, task.label, task.resources.to_dict(), common)
     for entry in entries:
         records.register(entry["job_id"], plan.unit_dir)
     return JobArray(plan.unit_dir, record)
 
 
-def _common(plan: ArrayPlan, record: dict | None = None) -> dict:
+def common_keys(plan: ArrayPlan, record: dict | None = None) -> dict:
+    """The keys sweep.json and every task's job.json share: the site, where submitit logs, the submit time."""
     folder = plan.unit_dir / "submitit"
     return {"profile": plan.profile.name, "submitit_folder": str(folder),
             "log_pattern": str(folder / executor.LOG_PATTERN),
@@ -227,24 +230,45 @@ def _common(plan: ArrayPlan, record: dict | None = None) -> dict:
 def unit_record(plan: ArrayPlan, head: dict, entries: list[dict], job_ids: list[str], dirs: list[Path]) -> dict:
     """sweep.json: the unit, its arrays and every task (job id, run dir, overrides, request)."""
     array_of = {i: k for k, array in enumerate(plan.arrays) for i in array.tasks}
-    requests: dict[int, dict] = {}
-
-    def request(res: Resources) -> dict:
-        if id(res) not in requests:
-            requests[id(res)] = res.to_dict()
-        return requests[id(res)]
-
-    return {"kind": plan.kind, "name": plan.name, **head, "profile_source": plan.profile.source, **_common(plan),
+    requests = [array.resources.to_dict() for array in plan.arrays]  # a task's request is its array's
+    return {"kind": plan.kind, "name": plan.name, **head, "profile_source": plan.profile.source, **common_keys(plan),
             "max_parallel": plan.max_parallel, "metric": plan.metric, "mode": plan.mode, "arrays": entries,
             "tasks": [{"index": t.index, "job_id": jid, "run_dir": d.name, "overrides": t.overrides,
-                       "label": t.label, "array": array_of.get(i), "resources": request(t.resources)}
+                       "label": t.label, "array": array_of[i], "resources": requests[array_of[i]]}
                       for i, (t, jid, d) in enumerate(zip(plan.tasks, job_ids, dirs))]}
+
+
+def submit_shared(plan: ArrayPlan, python=None, number_from: int = 0) -> tuple[list[dict], list[str]]:
+    """``submit_arrays`` for a sweep: one payload per array, its tasks read their overrides from sweep.json."""
+    submitter = executor.make_executor(plan.unit_dir / "submitit", plan.profile, plan.arrays[0].resources, python)
+    return submit_arrays(plan, None, {a.resources.key(): submitter for a in plan.arrays}, number_from=number_from,
+                         shared=lambda array: SweepPayload(str(plan.unit_dir), array.offset))
+
+
+def record_submission(plan: ArrayPlan, record: dict, entries: list[dict], job_ids: list[str],
+                      submitted_at: str) -> JobArray:
+    """A sweep's submission into its sweep.json: each task's new job id (an earlier one moves to
+    ``previous_jobs``) and array, the new arrays and the submission; written, and the arrays registered."""
+    first = len(record["arrays"])
+    array_of = {position: first + k for k, array in enumerate(plan.arrays) for position in array.tasks}
+    by_index = {t["index"]: t for t in record["tasks"]}
+    for position, (task, job_id) in enumerate(zip(plan.tasks, job_ids)):
+        entry = by_index[task.index]
+        if entry["job_id"]:
+            entry["previous_jobs"] = entry.get("previous_jobs", []) + [entry["job_id"]]
+        entry["job_id"], entry["array"] = job_id, array_of[position]
+    record["arrays"] = record["arrays"] + entries
+    record.setdefault("submissions", []).append({"submitted_at": submitted_at,
+                                                 "arrays": [e["job_id"] for e in entries],
+                                                 "tasks": [t.index for t in plan.tasks]})
+    records.write_unit(plan.unit_dir, record)
+    for entry in entries:
+        records.register(entry["job_id"], plan.unit_dir)
+    return JobArray(plan.unit_dir, record)
 
 
 def submit_sweep(plan: ArrayPlan, head: dict, python=None) -> JobArray:
     """A sweep: sweep.json first (its tasks read their overrides there), one payload per array, then the ids."""
-    from .payload import SweepPayload
-
     plan.unit_dir.mkdir(parents=True, exist_ok=True)
     dirs = task_dirs(plan)
     record = unit_record(plan, head, [], [""] * len(plan.tasks), dirs)
@@ -252,24 +276,14 @@ def submit_sweep(plan: ArrayPlan, head: dict, python=None) -> JobArray:
         del entry["resources"]
     record["base_config"] = to_dict(plan.base)
     records.write_unit(plan.unit_dir, record)
-    submitter = executor.make_executor(plan.unit_dir / "submitit", plan.profile, plan.arrays[0].resources, python)
     try:
-        entries, job_ids = submit_arrays(plan, None, {a.resources.key(): submitter for a in plan.arrays},
-                                         shared=lambda array: SweepPayload(str(plan.unit_dir), array.offset))
+        entries, job_ids = submit_shared(plan, python)
     except SubmissionError:  # nothing is queued: leave no record of a sweep that does not exist
         (plan.unit_dir / records.SWEEP_FILE).unlink(missing_ok=True)
         raise
-    record["arrays"] = entries
-    array_of = {i: k for k, array in enumerate(plan.arrays) for i in array.tasks}
-    for i, (entry, job_id) in enumerate(zip(record["tasks"], job_ids)):
-        entry["job_id"], entry["array"] = job_id, array_of[i]
-    record["submissions"] = [{"submitted_at": record["submitted_at"], "arrays": [e["job_id"] for e in entries],
-                              "tasks": [t.index for t in plan.tasks]}]
-    records.write_unit(plan.unit_dir, record)
-    for entry in entries:
-        records.register(entry["job_id"], plan.unit_dir)
-    return JobArray(plan.unit_dir, record)
+    return record_submission(plan, record, entries, job_ids, record["submitted_at"])
 
 
-__all__ = ["ArrayPlan", "ArraySpec", "ArrayTask", "group_by_request", "plan_arrays", "submit_arrays", "submit_plan",
-           "submit_sweep", "task_dirs", "train_payload", "unit_record"]
+__all__ = ["ArrayPlan", "ArraySpec", "ArrayTask", "common_keys", "group_by_request", "plan_arrays", "record_submission",
+           "site_profile", "submit_arrays", "submit_plan", "submit_shared", "submit_sweep",
+           "task_dirs", "train_payload", "unit_record"]

@@ -7,6 +7,7 @@ payloads as one Slurm array. submitit itself is imported only when something is 
 """
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import uuid
@@ -24,16 +25,11 @@ _ARRAY_LINE = re.compile(r"^#SBATCH --array=.*$", re.M)
 
 def index_spec(indices: Sequence[int], max_parallel: int | None = None) -> str:
     """Slurm's --array value for these indices: ``0-3``, ``2,5-7``, with ``%K`` when throttled."""
-    parts: list[str] = []
     ordered = sorted(set(indices))
-    start = prev = ordered[0]
-    for i in ordered[1:] + [None]:
-        if i is not None and i == prev + 1:
-            prev = i
-            continue
-        parts.append(str(start) if start == prev else f"{start}-{prev}")
-        if i is not None:
-            start = prev = i
+    parts = []
+    for _, run in itertools.groupby(enumerate(ordered), lambda pair: pair[1] - pair[0]):  # a run keeps i - position
+        first, *rest = [i for _, i in run]
+        parts.append(f"{first}-{rest[-1]}" if rest else str(first))
     throttle = f"%{min(max_parallel, len(ordered))}" if max_parallel else ""
     return ",".join(parts) + throttle
 
@@ -65,6 +61,23 @@ def _executor_class():
             indices = self.array.get("indices")
             return text if indices is None else with_indices(text, indices, self.array.get("max_parallel"))
 
+        def _pickle(self, payload: Any, name: str) -> Path:
+            """``payload`` pickled as submitit pickles it, into submitit's folder for not yet numbered jobs."""
+            folder = sutils.JobPaths.get_first_id_independent_folder(self.folder)
+            folder.mkdir(parents=True, exist_ok=True)
+            delayed = sutils.DelayedSubmission(payload)
+            delayed.set_timeout(self.resources.time_min, self.max_num_timeout)
+            delayed.dump(folder / name)
+            return folder / name
+
+        def _submit_array(self, **array: Any):
+            """One sbatch of an array script rendered with ``array`` (size, indices, max_parallel, dependency)."""
+            self.array = array
+            try:
+                return self._submit_command(self._submitit_command_str)
+            finally:
+                self.array = {}
+
         def submit_shared(self, payload: Any, indices: Sequence[int], max_parallel=None, dependency=None):
             """One pickled payload for a whole array (tasks ``indices``, e.g. 3,7,12): (array id, script path).
 
@@ -72,39 +85,18 @@ def _executor_class():
             payload, which picks its task from SLURM_ARRAY_TASK_ID. 10,000 links cost far less
             than 10,000 pickles of a full config (and far less than symbolic links on ext4).
             """
-            folder = sutils.JobPaths.get_first_id_independent_folder(self.folder)
-            folder.mkdir(parents=True, exist_ok=True)
-            delayed = sutils.DelayedSubmission(payload)
-            delayed.set_timeout(self.resources.time_min, self.max_num_timeout)
-            shared = folder / f"array-{uuid.uuid4().hex}.pkl"
-            delayed.dump(shared)
-            self.array = {"size": len(indices), "indices": list(indices), "max_parallel": max_parallel,
-                          "dependency": dependency}
-            try:
-                first = self._submit_command(self._submitit_command_str)
-            finally:
-                self.array = {}
+            shared = self._pickle(payload, f"array-{uuid.uuid4().hex}.pkl")
+            first = self._submit_array(size=len(indices), indices=list(indices), max_parallel=max_parallel,
+                                       dependency=dependency)
             array_id = first.job_id.split("_")[0]
             for i in indices:
-                os.link(shared, folder / f"{array_id}_{i}_submitted.pkl")
+                os.link(shared, shared.parent / f"{array_id}_{i}_submitted.pkl")
             return array_id, first.paths.submission_file
 
         def submit_as_array(self, payloads: Sequence[Any], max_parallel=None, dependency=None) -> list:
             """Always one array (even of one task), so ids are uniformly ARRAY_INDEX."""
-            folder = sutils.JobPaths.get_first_id_independent_folder(self.folder)
-            folder.mkdir(parents=True, exist_ok=True)
-            pickles = []
-            for payload in payloads:
-                delayed = sutils.DelayedSubmission(payload)
-                delayed.set_timeout(self.resources.time_min, self.max_num_timeout)
-                path = folder / f"{uuid.uuid4().hex}.pkl"
-                delayed.dump(path)
-                pickles.append(path)
-            self.array = {"size": len(payloads), "max_parallel": max_parallel, "dependency": dependency}
-            try:
-                first = self._submit_command(self._submitit_command_str)
-            finally:
-                self.array = {}
+            pickles = [self._pickle(payload, f"{uuid.uuid4().hex}.pkl") for payload in payloads]
+            first = self._submit_array(size=len(payloads), max_parallel=max_parallel, dependency=dependency)
             tasks = list(range(first.num_tasks))
             jobs = [SlurmJob(folder=self.folder, job_id=f"{first.job_id}_{i}", tasks=tasks)
                     for i in range(len(payloads))]

@@ -28,10 +28,9 @@ class Tail:
     def start(self, lines: int) -> str:
         """The last ``lines`` lines now (all for 0), and remember the end as the place to go on from."""
         try:
-            size = self.path.stat().st_size
+            self.position = self.path.stat().st_size
         except OSError:
             return ""
-        self.position = size
         text = "\n".join(tail_lines(self.path, lines))
         return text + "\n" if text else ""
 
@@ -39,8 +38,7 @@ class Tail:
         """What was appended since the last call ("" if nothing, or the file is not there yet)."""
         try:
             with open(self.path, "rb") as handle:
-                handle.seek(0, 2)
-                size = handle.tell()
+                size = handle.seek(0, 2)
                 if size < self.position:  # truncated or replaced (a requeued job's new log): from the start
                     self.position = 0
                 handle.seek(self.position)
@@ -56,41 +54,32 @@ def in_queue(job_id: str) -> bool:
     return str(job_id) in commands.squeue([job_id])
 
 
-class Follower:
-    """Prints new text of several files, with a header whenever the file it prints from changes."""
-
-    def __init__(self, paths: Sequence[Path], write: Callable[[str], object]):
-        self.tails = [Tail(p) for p in paths]
-        self.write = write
-        self.last: Tail | None = None
-
-    def emit(self, tail: Tail, text: str) -> None:
-        if not text:
-            return
-        if len(self.tails) > 1 and tail is not self.last:
-            self.write(f"==> {tail.path} <==\n")
-        self.last = tail
-        self.write(text)
-
-    def start(self, lines: int) -> None:
-        for tail in self.tails:
-            self.emit(tail, tail.start(lines))
-
-    def round(self) -> None:
-        for tail in self.tails:
-            self.emit(tail, tail.new_text())
-
-
 def follow(job_id: str, paths: Sequence[Path], lines: int = 40, interval_s: float = 2.0,
            write: Callable[[str], object] | None = None, still_queued: Callable[[str], bool] = in_queue) -> None:
-    """Print the last ``lines`` lines of each log, then what they gain, until the job is out of the queue."""
+    """Print the last ``lines`` lines of each log, then what they gain, until the job is out of the queue.
+
+    With several files, a ``==> path <==`` header comes whenever the file printed from changes.
+    """
     out = write or _stdout
     interval = max(MIN_INTERVAL_S, float(interval_s))
-    follower = Follower(paths, out)
-    follower.start(lines)
+    tails = [Tail(p) for p in paths]
+    last: Tail | None = None
+
+    def emit(tail: Tail, text: str) -> None:
+        nonlocal last
+        if not text:
+            return
+        if len(tails) > 1 and tail is not last:
+            out(f"==> {tail.path} <==\n")
+        last = tail
+        out(text)
+
+    for tail in tails:
+        emit(tail, tail.start(lines))
     while True:
         queued = still_queued(job_id)
-        follower.round()
+        for tail in tails:
+            emit(tail, tail.new_text())
         if not queued:
             return
         time.sleep(interval)

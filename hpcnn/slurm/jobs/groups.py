@@ -10,7 +10,6 @@ anything is queued, recorded in one ``sweep.json`` and followed with one ``JobAr
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -18,18 +17,13 @@ from ...config import JobConfig, to_dict
 from ...errors import ConfigError
 from ...files import new_run_dir
 from ..site.preflight import naming_task, preflight, preflight_tasks
-from ..site.profiles import Profile, load_profile
+from ..site.profiles import Profile
 from ..site.resources import resolve
-from .arrays import ArrayPlan, ArrayTask, plan_arrays, submit_plan
+from .arrays import ArrayPlan, ArrayTask, plan_arrays, site_profile, submit_plan
 from .handles import JobArray
 from .submission import job_config
 from .sweep import SweepSpec, check_ranking, expand, load_sweep, override_text, sweep_from_dict
 from .task_checks import preflight_configs
-
-
-def _site(profile, max_array_size: int | None) -> Profile:
-    prof = load_profile(profile)
-    return replace(prof, max_array_size=max_array_size) if max_array_size else prof
 
 
 # ---------------------------------------------------------------- sweeps: one request, one array
@@ -58,10 +52,8 @@ def plan_array(job_or_sweep, grid=None, runs=None, profile=None, max_parallel=No
     spec, base_data = _as_spec(job_or_sweep, grid, runs, name, max_parallel)
     extra = list(overrides) + [override_text(f"slurm.{k}", v) for k, v in (resources or {}).items()]
     base, tasks = expand(spec, extra, base_data=base_data)
-    prof = _site(profile or base.slurm.profile, max_array_size)
-    res = resolve(base, prof)
-    if not base.slurm.job_name:
-        res = replace(res, job_name=f"hpcnn-{spec.name}")
+    prof = site_profile(profile or base.slurm.profile, max_array_size)
+    res = resolve(base, prof, spec.name)
     parallel = max_parallel if max_parallel is not None else spec.max_parallel
     runs_dir = Path(base.train.runs_dir).expanduser().absolute()
     preflight(preflight_configs(base, tasks), prof, res, runs_dir, parallel)
@@ -120,15 +112,13 @@ def plan_group(tasks: Sequence, profile=None, name: str | None = None, max_paral
     for i, (job, slurm) in enumerate(items):
         with naming_task(str(i)):
             configs.append(job_config(job, overrides, slurm, where=f"group task {i}"))
-    prof = _site(_group_profile(configs, profile), max_array_size)
+    prof = site_profile(_group_profile(configs, profile), max_array_size)
     group_name = name or configs[0].name
     planned = []
     for i, (cfg, (_, slurm)) in enumerate(zip(configs, items)):
         task_overrides = [override_text(f"slurm.{k}", v) for k, v in (slurm or {}).items()]
-        res = resolve(cfg, prof)
-        if not cfg.slurm.job_name:
-            res = replace(res, job_name=f"hpcnn-{group_name}")
-        planned.append(ArrayTask(i, cfg, res, task_overrides, " ".join(task_overrides) or cfg.name))
+        planned.append(ArrayTask(i, cfg, resolve(cfg, prof, group_name), task_overrides,
+                                 " ".join(task_overrides) or cfg.name))
     runs_dir = Path(configs[0].train.runs_dir).expanduser().absolute()
     preflight_tasks([(f"{t.index} ({t.label})", t.config, t.resources) for t in planned], prof, runs_dir,
                     max_parallel)

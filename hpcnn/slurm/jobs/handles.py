@@ -1,10 +1,9 @@
 """Handles on submitted work that survive the login process: rebuilt from job.json / sweep.json.
 
 ``JobHandle`` is one job (or one array task); ``JobArray`` is a sweep or a mixed-resource
-group: one or more Slurm arrays, one run directory per task. Status comes from one batched
-Slurm query (``status.live_states``: sacct, and squeue for what may still be queued) plus
-each run directory (``status.make_status``);
-waits poll sparingly with a growing interval and always have a deadline.
+group: one or more Slurm arrays, one run directory per task. Status comes from one batched Slurm
+query (``status.live_states``: sacct, and squeue for what may still be queued) plus each run
+directory (``status.make_status``); waits poll sparingly, with a growing interval and a deadline.
 """
 from __future__ import annotations
 
@@ -42,8 +41,8 @@ class JobHandle:
             return cls(record["job_id"], run_dir, record)
         marker = run_dir / "slurm_job_id"  # written by scripts from `hpcnn render`
         if marker.is_file():
-            job_id = marker.read_text().strip()
-            return cls(job_id, run_dir, {"log_pattern": str(run_dir / "logs" / "{job_id}_{rank}.{stream}")})
+            return cls(marker.read_text().strip(), run_dir,
+                       {"log_pattern": str(run_dir / "logs" / "{job_id}_{rank}.{stream}")})
         raise HpcnnError("not a submitted run directory (no job.json)", str(run_dir),
                          "pass the directory printed by `hpcnn submit`, or a job id")
 
@@ -52,19 +51,14 @@ class JobHandle:
         if run_dir is not None:
             return cls.from_run_dir(run_dir)
         found = locate(job_id)
-        if isinstance(found, JobArray):
-            return found.task_by_id(job_id)
-        return found
+        return found.task_by_id(job_id) if isinstance(found, JobArray) else found
 
     def log_path(self, rank: int = 0, stream: str = "out") -> Path:
         pattern = self.record.get("log_pattern") or str(self.run_dir / "submitit" / "{job_id}_{rank}_log.{stream}")
         return Path(pattern.format(job_id=self.job_id, rank=rank, stream=stream))
 
     def logs(self, rank: int = 0, tail: int = 40, stream: str = "out") -> str:
-        path = self.log_path(rank, stream)
-        if not path.exists():
-            return ""
-        return "\n".join(tail_lines(path, tail))
+        return "\n".join(tail_lines(self.log_path(rank, stream), tail))  # "" while there is no log
 
     def status(self, states: dict[str, JobState] | None = None) -> TaskStatus:
         if states is None:
@@ -190,15 +184,12 @@ def locate(ref: str | Path) -> JobHandle | JobArray:
     """A run dir, a sweep dir, a job id, an array id or an array task id (``123_4``) -> its handle."""
     path = Path(ref)
     if path.is_dir():
-        if (path / records.SWEEP_FILE).is_file():
-            return JobArray.from_dir(path)
-        return JobHandle.from_run_dir(path)
+        return JobArray.from_dir(path) if (path / records.SWEEP_FILE).is_file() else JobHandle.from_run_dir(path)
     text = str(ref).strip()
     if not re.fullmatch(r"\d+(_\d+)?", text):
         raise HpcnnError(f"no such run directory or job id: {text}", None,
                          "pass a directory printed by `hpcnn submit`/`hpcnn sweep`, or a numeric job id")
-    base = text.split("_")[0]
-    directory = records.lookup(text) or records.lookup(base)
+    directory = records.lookup(text) or records.lookup(text.split("_")[0])
     if directory is None:
         raise HpcnnError(f"job {text} was not submitted by hpcnn from this account (no record)",
                          str(records.state_dir() / "jobs"), "pass its run directory instead")

@@ -14,13 +14,15 @@ import copy
 import json
 import logging
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from ...config import apply_overrides
 from ...env import job_info
 from ...errors import EXIT_PREEMPTED, SubmissionError
 from ..site import commands
+from . import records
 
 log = logging.getLogger("hpcnn.slurm")
 
@@ -69,8 +71,18 @@ def requeue_self(max_requeues: int) -> bool:
     return True
 
 
+class Resubmitted:
+    """A payload whose submitit timeout hook (``checkpoint``) submits an equal copy of itself again:
+    safe, since a training resumes from its newest checkpoint."""
+
+    def checkpoint(self, *args: Any, **kwargs: Any):
+        from submitit.core.utils import DelayedSubmission
+
+        return DelayedSubmission(replace(self))
+
+
 @dataclass
-class TrainPayload:
+class TrainPayload(Resubmitted):
     """What a Slurm task runs: ``run_job(config, run_dir, resume="auto")`` plus the requeue rule."""
 
     config: dict
@@ -93,20 +105,16 @@ class TrainPayload:
             raise SystemExit(EXIT_PREEMPTED)
         return result.summary  # out of requeues: report the preempted summary as the result
 
-    def checkpoint(self, *args: Any, **kwargs: Any):
-        """submitit's timeout hook: resubmit the same payload; it resumes from the newest checkpoint."""
-        from submitit.core.utils import DelayedSubmission
-
-        return DelayedSubmission(TrainPayload(self.config, self.run_dir))
-
 
 @dataclass
-class SweepPayload:
+class SweepPayload(Resubmitted):
     """One payload for a whole sweep array: this task is ``offset +`` its array index.
 
     Its config (the sweep's validated base plus the task's overrides) and run directory come
     from ``sweep.json``; the task makes its run directory and ``job.json`` itself, so the
-    login node writes one file per sweep, not one per task.
+    login node writes one file per sweep, not one per task. On a timeout submitit writes the
+    task's new payload beside, then renames it over the task's link to the shared pickle, so
+    the other tasks' payload stays as it was.
     """
 
     sweep_dir: str
@@ -114,8 +122,6 @@ class SweepPayload:
 
     def task(self) -> tuple[dict, Path, dict, dict]:
         """(config dict, run dir, task entry, sweep record) of the task this process runs."""
-        from ...config import apply_overrides
-
         job_id = job_info().job_id or ""
         if "_" not in job_id:
             raise RuntimeError(f"a sweep task runs as a Slurm array task, but this is job {job_id or '(none)'}")
@@ -131,30 +137,12 @@ class SweepPayload:
         config, run_dir, entry, record = self.task()
         run_dir.mkdir(parents=True, exist_ok=True)
         info = job_info()
-        if info.global_rank == 0:
-            _write_task_record(run_dir, info.job_id or entry["job_id"], entry, record)
+        if info.global_rank == 0:  # the task's job.json: the login node wrote only sweep.json
+            unit = {key: record.get(key) for key in ("profile", "submitit_folder", "log_pattern", "submitted_at")}
+            records.write_task(run_dir, info.job_id or entry["job_id"], entry["index"], entry["overrides"],
+                               entry.get("label", ""), entry.get("resources") or record.get("resources"),
+                               {**unit, "previous_jobs": entry.get("previous_jobs", [])})
         return TrainPayload(config, str(run_dir))()
 
-    def checkpoint(self, *args: Any, **kwargs: Any):
-        """submitit's timeout hook: the same task again (submitit writes it beside, then renames over the
-        task's link to the shared pickle, so the other tasks' payload stays as it was)."""
-        from submitit.core.utils import DelayedSubmission
 
-        return DelayedSubmission(SweepPayload(self.sweep_dir, self.offset))
-
-
-def _write_task_record(run_dir: Path, job_id: str, entry: dict, record: dict) -> None:
-    """The task's job.json (what `hpcnn status RUN_DIR` reads), written by the task itself."""
-    from ...files import atomic_write_json
-    from ...rundir import JOB_FILE
-
-    atomic_write_json(run_dir / JOB_FILE, {
-        "kind": "array-task", "job_id": job_id, "array_job_id": job_id.split("_")[0],
-        "sweep_dir": str(run_dir.parent), "sweep_index": entry["index"], "overrides": entry["overrides"],
-        "label": entry.get("label", ""), "resources": entry.get("resources") or record.get("resources"),
-        "run_dir": str(run_dir), "profile": record.get("profile"), "submitit_folder": record.get("submitit_folder"),
-        "log_pattern": record.get("log_pattern"), "submitted_at": record.get("submitted_at"),
-        "previous_jobs": entry.get("previous_jobs", [])})
-
-
-__all__ = ["SweepPayload", "TrainPayload", "job_state", "requeue_self", "restart_count"]
+__all__ = ["Resubmitted", "SweepPayload", "TrainPayload", "job_state", "requeue_self", "restart_count"]

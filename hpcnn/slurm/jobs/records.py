@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import HpcnnError
+from ...files import atomic_write_json, atomic_write_text
 from ...rundir import JOB_FILE
 
 SWEEP_FILE = "sweep.json"
@@ -45,20 +47,25 @@ def read_json(path: Path) -> dict[str, Any]:
 
 def write_unit(directory: Path, record: dict) -> None:
     """sweep.json, atomically: indented while small enough to read, compact (C-encoded, fast) beyond 1000 tasks."""
-    from ...files import atomic_write_text
-
     indent = 2 if len(record.get("tasks", ())) <= 1000 else None
     atomic_write_text(Path(directory) / SWEEP_FILE, json.dumps(record, indent=indent, default=str) + "\n")
+
+
+def write_task(run_dir: Path, job_id: str, index: int, overrides: list, label: str, resources: dict | None,
+               unit: dict) -> None:
+    """An array task's job.json (what `hpcnn status RUN_DIR` reads); ``unit``: the keys it shares with sweep.json."""
+    atomic_write_json(Path(run_dir) / JOB_FILE, {
+        "kind": "array-task", "job_id": job_id, "array_job_id": job_id.split("_")[0],
+        "sweep_dir": str(Path(run_dir).parent), "sweep_index": index, "overrides": overrides, "label": label,
+        "resources": resources, "run_dir": str(run_dir), **unit})
 
 
 def register(job_id: str, directory: Path) -> None:
     """Remember which directory a job id belongs to (best effort: never fails a submission)."""
     folder = state_dir() / "jobs"
-    try:
+    with contextlib.suppress(OSError):
         folder.mkdir(parents=True, exist_ok=True)
         (folder / str(job_id)).write_text(str(Path(directory).absolute()) + "\n")
-    except OSError:
-        pass
 
 
 def lookup(job_id: str) -> Path | None:
@@ -76,13 +83,9 @@ def recent(limit: int = 20) -> list[tuple[str, Path]]:
     if not folder.is_dir():
         return []
     entries = sorted(folder.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True)[:limit]
-    out = []
-    for entry in entries:
-        target = lookup(entry.name)
-        if target is not None:
-            out.append((entry.name, target))
-    return out
+    found = [(entry.name, lookup(entry.name)) for entry in entries]
+    return [(job_id, target) for job_id, target in found if target is not None]
 
 
 __all__ = ["JOB_FILE", "SCRIPT_FILE", "SWEEP_FILE", "lookup", "now_iso", "read_json", "recent", "register",
-           "state_dir", "write_unit"]
+           "state_dir", "write_task", "write_unit"]

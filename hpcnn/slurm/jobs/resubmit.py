@@ -12,7 +12,8 @@ record; a lock keeps two resubmissions from racing.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...config import from_dict
@@ -24,9 +25,8 @@ from ..site.profiles import load_profile
 from ..site.rendering import render_submitit
 from ..site.resources import resolve
 from . import executor, records
-from .arrays import ArrayPlan, ArraySpec, ArrayTask, submit_arrays
+from .arrays import ArrayPlan, ArraySpec, ArrayTask, record_submission, submit_shared
 from .handles import JobArray
-from .payload import SweepPayload
 from .status import NOWHERE, TaskStatus
 
 
@@ -41,10 +41,6 @@ class Resubmission:
     plan: ArrayPlan | None = None
 
 
-def locked(directory: Path):
-    return exclusive(directory, "another `hpcnn sweep` is resubmitting this sweep right now")
-
-
 def needs_rerun(status: TaskStatus) -> bool:
     """Out of the queue without a final summary: failed, cancelled, timed out, or never known to Slurm."""
     return status.state not in ACTIVE and not status.succeeded
@@ -56,11 +52,10 @@ def read_sweep(sweep_dir) -> JobArray:
         raise HpcnnError(f"not a sweep directory (no {records.SWEEP_FILE})", str(directory),
                          "pass the directory `hpcnn sweep SWEEP.yaml` printed")
     sweep = JobArray.from_dir(directory)
-    kind = sweep.record.get("kind", "sweep")
-    if kind != "sweep":
+    if sweep.kind != "sweep":
         other = {"predict": "hpcnn predict --resubmit DIR", "group": "submit the group again from Python"}
-        raise HpcnnError(f"this is a {kind} directory, not a sweep", str(directory),
-                         f"use `{other.get(kind, 'hpcnn scale STUDY.yaml')}`")
+        raise HpcnnError(f"this is a {sweep.kind} directory, not a sweep", str(directory),
+                         f"use `{other.get(sweep.kind, 'hpcnn scale STUDY.yaml')}`")
     if "base_config" not in sweep.record:
         raise HpcnnError("this sweep was submitted by an older hpcnn and cannot be resubmitted task by task",
                          str(directory), "submit the sweep file again")
@@ -72,9 +67,7 @@ def _plan(sweep: JobArray, todo: list[int], python=None) -> ArrayPlan:
     record = sweep.record
     base = from_dict(record["base_config"], f"{sweep.sweep_dir / records.SWEEP_FILE} (base_config)")
     prof = load_profile(record.get("profile_source") or record.get("profile"))
-    res = resolve(base, prof)
-    if not base.slurm.job_name:
-        res = replace(res, job_name=f"hpcnn-{record['name']}")
+    res = resolve(base, prof, record["name"])
     preflight([base], prof, res, sweep.sweep_dir.parent, record.get("max_parallel"))
     size = int(record.get("max_array_size") or prof.max_array_size)
     entries = {t["index"]: t for t in record["tasks"]}
@@ -95,7 +88,7 @@ def _plan(sweep: JobArray, todo: list[int], python=None) -> ArrayPlan:
 def resubmit_sweep(sweep_dir, python=None, dry_run: bool = False) -> Resubmission:
     """Submit the sweep's tasks that need a rerun (one array of just their indices); returns at once."""
     sweep = read_sweep(sweep_dir)
-    with locked(sweep.sweep_dir):
+    with exclusive(sweep.sweep_dir, "another `hpcnn sweep` is resubmitting this sweep right now"):
         sweep = read_sweep(sweep_dir)  # as it is now that the lock is held
         statuses = sweep.statuses()
         unsure = [s.index for s in statuses if s.state == "UNKNOWN" and s.source != NOWHERE]
@@ -103,41 +96,14 @@ def resubmit_sweep(sweep_dir, python=None, dry_run: bool = False) -> Resubmissio
             raise HpcnnError(f"Slurm could not say whether task(s) {', '.join(map(str, unsure[:10]))} are still "
                              "queued", str(sweep.sweep_dir), "check `hpcnn status` / `squeue`, then try again")
         todo = [s.index for s in statuses if needs_rerun(s)]
-        skipped: dict[str, int] = {}
-        for s in statuses:
-            if not needs_rerun(s):
-                skipped[s.state] = skipped.get(s.state, 0) + 1
-        done = Resubmission(sweep, todo, [], skipped)
-        if not todo:
-            return done
-        done.plan = _plan(sweep, todo, python)
-        if dry_run:
-            return done
-        done.sweep, done.array_ids = _submit(sweep, done.plan, python)
+        done = Resubmission(sweep, todo, [], dict(Counter(s.state for s in statuses if not needs_rerun(s))))
+        if todo:
+            done.plan = plan = _plan(sweep, todo, python)
+            if not dry_run:
+                entries, job_ids = submit_shared(plan, python, number_from=len(sweep.record["arrays"]))
+                done.sweep = record_submission(plan, sweep.record, entries, job_ids, records.now_iso())
+                done.array_ids = [e["job_id"] for e in entries]
         return done
-
-
-def _submit(sweep: JobArray, plan: ArrayPlan, python=None) -> tuple[JobArray, list[str]]:
-    record = sweep.record
-    submitter = executor.make_executor(sweep.sweep_dir / "submitit", plan.profile, plan.arrays[0].resources, python)
-    first = len(record["arrays"])
-    entries, job_ids = submit_arrays(plan, None, {a.resources.key(): submitter for a in plan.arrays},
-                                     shared=lambda array: SweepPayload(str(sweep.sweep_dir), array.offset),
-                                     number_from=first)
-    array_of = {position: first + k for k, array in enumerate(plan.arrays) for position in array.tasks}
-    by_index = {t["index"]: t for t in record["tasks"]}
-    for position, (task, job_id) in enumerate(zip(plan.tasks, job_ids)):
-        entry = by_index[task.index]
-        entry["previous_jobs"] = entry.get("previous_jobs", []) + ([entry["job_id"]] if entry["job_id"] else [])
-        entry["job_id"], entry["array"] = job_id, array_of[position]
-    record["arrays"] = record["arrays"] + entries
-    record.setdefault("submissions", []).append({"submitted_at": records.now_iso(),
-                                                 "arrays": [e["job_id"] for e in entries],
-                                                 "tasks": [t.index for t in plan.tasks]})
-    records.write_unit(sweep.sweep_dir, record)
-    for entry in entries:
-        records.register(entry["job_id"], sweep.sweep_dir)
-    return JobArray(sweep.sweep_dir, record), [e["job_id"] for e in entries]
 
 
 __all__ = ["Resubmission", "needs_rerun", "read_sweep", "resubmit_sweep"]

@@ -27,12 +27,17 @@ def rank_rows(statuses: list[TaskStatus], metric: str = "val.accuracy", mode: st
             failed.append(row)
         else:
             running.append(row)
-    done.sort(key=lambda r: r["value"], reverse=(mode == "max"))
-    for i, row in enumerate(done, 1):
-        row["rank"] = i
-    for row in running + failed:
+    return _ranked(done, running + failed, mode)
+
+
+def _ranked(done: list[dict], rest: list[dict], mode: str) -> list[dict]:
+    """``done`` best first, ranked 1, 2, ...; then ``rest`` as it is, unranked."""
+    done = sorted(done, key=lambda r: r["value"], reverse=(mode == "max"))
+    for rank, row in enumerate(done, 1):
+        row["rank"] = rank
+    for row in rest:
         row["rank"] = None
-    return done + running + failed
+    return done + rest
 
 
 RUN_FILES = (rundir.SUMMARY_FILE, rundir.CONFIG_FILE)   # a directory with either is a run directory
@@ -70,13 +75,8 @@ def rank_run_dirs(root: str | Path, metric: str = "val.accuracy", mode: str = "m
         if summary and row["value"] is None:
             row["reason"] = f"{state}: no {metric} in summary.json"
         statuses.append(row)
-    done = sorted((r for r in statuses if r["reason"] is None), key=lambda r: r["value"], reverse=(mode == "max"))
-    for rank, row in enumerate(done, 1):
-        row["rank"] = rank
-    rest = [r for r in statuses if r["reason"] is not None]
-    for row in rest:
-        row["rank"] = None
-    return done + rest
+    return _ranked([r for r in statuses if r["reason"] is None], [r for r in statuses if r["reason"] is not None],
+                   mode)
 
 
 def format_number(value, digits: int | None = None) -> str:
@@ -90,19 +90,14 @@ def format_number(value, digits: int | None = None) -> str:
     return f"{value:.{digits}f}"
 
 
-def _extra(row: dict, key: str):
-    return row.get(key.replace(".", "_"))
-
-
 def format_table(rows: list[dict], metric: str = "val.accuracy") -> str:
     """Plain text, one line per task; failures carry their reason on the same line."""
     extras = [k for k in EXTRA_COLUMNS if k != metric]
-    header = ["rank", "task", "job", "state", metric, *extras, "wall_s", "nodes", "label"]
-    lines = [header]
+    lines = [["rank", "task", "job", "state", metric, *extras, "wall_s", "nodes", "label"]]
     for r in rows:
         label = r.get("label") or " ".join(r["overrides"]) or "(base)"
         lines.append([format_number(r["rank"]), format_number(r["index"]), r["job_id"], r["state"],
-                      format_number(r["value"]), *(format_number(_extra(r, k)) for k in extras),
+                      format_number(r["value"]), *(format_number(r.get(k.replace('.', '_'))) for k in extras),
                       format_number(r["wall_seconds"], 1), r.get("nodelist") or "-", label])
     notes = [None] + [r["reason"] if r["reason"] and r["rank"] is None else None for r in rows]
     return tables.format_table(lines, notes)

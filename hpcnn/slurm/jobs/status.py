@@ -43,11 +43,8 @@ def prefer_live(accounted: dict[str, JobState], live: dict[str, JobState], asked
 
     ``asked``: base ids the queue answered for; an ``expected`` id of those that neither knows is gone.
     """
-    out = States(accounted)
-    out.source = {job_id: ACCOUNTING for job_id in accounted}
-    for job_id, state in live.items():
-        out[job_id] = state
-        out.source[job_id] = LIVE
+    out = States({**accounted, **live})
+    out.source = {**dict.fromkeys(accounted, ACCOUNTING), **dict.fromkeys(live, LIVE)}
     asked, bases = set(asked), {k.split("_")[0] for k in out}
     for job_id in expected:
         base = job_id.split("_")[0]
@@ -77,7 +74,7 @@ def live_states(job_ids, expected: Iterable[str] = ()) -> States:
     accounted = commands.query_states(ids)  # sacct; squeue's answer where there is no accounting
     ask = _needs_queue(ids + expected, accounted)
     try:
-        live = commands.squeue(ask) if ask else {}
+        live = commands.squeue(ask)
     except SubmissionError:
         live, ask = {}, []  # the queue could not be asked: accounting's answer, as it is
     return prefer_live(accounted, live, ask, ids + expected)
@@ -104,9 +101,8 @@ class TaskStatus:
 
     @property
     def finished(self) -> bool:
-        if self.state in FINISHED or self.source == NOWHERE:
-            return True
-        return self.state not in ACTIVE and results.is_final(self.summary)
+        return (self.state in FINISHED or self.source == NOWHERE
+                or (self.state not in ACTIVE and results.is_final(self.summary)))
 
     @property
     def succeeded(self) -> bool:
@@ -137,8 +133,7 @@ class TaskStatus:
 def tail_lines(path: Path, n: int) -> list[str]:
     try:
         with open(path, "rb") as f:
-            f.seek(0, 2)
-            size = f.tell()
+            size = f.seek(0, 2)
             f.seek(max(0, size - 256 * 1024))
             data = f.read().decode(errors="replace")
     except OSError:
@@ -154,7 +149,7 @@ def failure_reason(state: JobState | None, err_log: Path) -> str:
     errors = [ln for ln in lines if _ERROR_LINE.search(ln)]
     line = (exceptions or slurm or errors or lines or [""])[-1]
     head = state.state if state else "FAILED"
-    if state and state.exit_code and state.exit_code not in ("0:0", ""):
+    if state and state.exit_code not in ("0:0", ""):
         head += f" (exit {state.exit_code})"
     return f"{head}: {line}" if line else head
 

@@ -61,8 +61,7 @@ def plan_job(job, profile=None, resources: dict | None = None, overrides: Iterab
         runs_dir = Path(run_dir).expanduser().absolute().parent
     preflight([cfg], prof, res, runs_dir)
     run_dir = Path(run_dir).expanduser().absolute() if run_dir else new_run_dir(runs_dir, cfg.name)
-    script = render_submitit(prof, res, folder=run_dir / "submitit", python=python)
-    return JobPlan(cfg, prof, res, run_dir, script)
+    return JobPlan(cfg, prof, res, run_dir, render_submitit(prof, res, folder=run_dir / "submitit", python=python))
 
 
 def submit(job, profile=None, resources: dict | None = None, overrides: Iterable[str] = (), python=None,

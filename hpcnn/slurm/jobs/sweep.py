@@ -100,7 +100,7 @@ def _validate(spec: SweepSpec, where: str) -> None:
         if not isinstance(run, list) or not all(isinstance(o, str) and "=" in o for o in run):
             raise ConfigError(f"runs[{i}] must be a list of key.sub=value strings, got {run!r}", where)
         _check_keys([o.partition("=")[0].strip() for o in run], where, f"runs[{i}]")
-    valid = {f for f in SlurmConfig.__dataclass_fields__}
+    valid = set(SlurmConfig.__dataclass_fields__)
     for key in spec.slurm:
         if key not in valid:
             raise ConfigError(f"unknown key 'slurm.{key}'", where,
@@ -147,14 +147,11 @@ def base_dict(spec: SweepSpec, extra_overrides=(), base_data: dict | None = None
     where = spec.source or "sweep"
     data: dict = copy.deepcopy(base_data) if base_data is not None else {}
     if base_data is None and spec.base:
-        base = Path(spec.base)
-        if not base.is_absolute() and spec.source:
-            base = Path(spec.source).parent / base
+        base = Path(spec.source).parent / spec.base if spec.source else Path(spec.base)  # relative to the sweep file
         data = read_yaml(base)
         where = f"{base} (via {where})"
-    overrides = list(spec.overrides) + [override_text(f"slurm.{k}", v) for k, v in spec.slurm.items()]
-    overrides += list(extra_overrides)
-    apply_overrides(data, overrides)
+    slurm = [override_text(f"slurm.{k}", v) for k, v in spec.slurm.items()]
+    apply_overrides(data, [*spec.overrides, *slurm, *extra_overrides])
     return data, where
 
 
@@ -173,10 +170,8 @@ def expand(spec: SweepSpec, extra_overrides=(), base_data: dict | None = None) -
 
 
 def chunks(n_tasks: int, max_array_size: int) -> list[tuple[int, int]]:
-    """[(offset, count)]: arrays of at most max_array_size tasks, each indexed from 0.
-
-    MaxArraySize bounds the array *index*, so every chunk restarts at 0 and keeps its offset.
-    """
+    """[(offset, count)]: arrays of at most max_array_size tasks. MaxArraySize bounds the array
+    *index*, so every chunk restarts at 0 and keeps its offset."""
     if max_array_size < 1:
         raise ConfigError(f"max_array_size must be >= 1, got {max_array_size}")
     return [(start, min(max_array_size, n_tasks - start)) for start in range(0, n_tasks, max_array_size)]

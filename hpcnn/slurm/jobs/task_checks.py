@@ -32,31 +32,19 @@ PREFLIGHT_FREE = ("optim.", "schedule.", "model.dropout", "seed", "name", "train
 def leaf_type(key: str) -> Any:
     """The annotated type of a plain field ``section.sub.field``, or None (unknown key, list item, section)."""
     cls: Any = JobConfig
-    parts = key.split(".")
-    for i, part in enumerate(parts):
-        types = strict.field_types(cls)
-        if part not in types:
-            return None
-        typ = types[part]
-        if i == len(parts) - 1:
-            return None if strict.section_type(typ) or strict.list_section_type(typ) else typ
-        cls = strict.section_type(typ)
+    *sections, name = key.split(".")
+    for part in sections:
+        cls = strict.section_type(strict.field_types(cls).get(part))  # None: unknown, or not a section
         if cls is None:
             return None
-    return None
+    typ = strict.field_types(cls).get(name)
+    return None if typ is None or strict.section_type(typ) or strict.list_section_type(typ) else typ
 
 
 def _related(key: str, base: JobConfig) -> bool:
     if base.phases and key.startswith(("optim.", "schedule.")):
         return True  # phases merge their optim/schedule over these
     return key.startswith(RELATED_KEYS)
-
-
-def _check_plain(key: str, value: Any, typ: Any, where: str) -> None:
-    checked = strict.check_type(value, typ, key, where)
-    rule = CHECKS.get(key)
-    if rule is not None and not rule[0](checked):
-        raise ConfigError(f"'{key}' {rule[1]}, got {checked!r}", where)
 
 
 def _task_where(where: str, index: int, overrides: Sequence[str]) -> str:
@@ -98,8 +86,11 @@ def _check_one(base: JobConfig, data: dict, text: str, where: str, problems: lis
     key, value = _parse(text)
     typ = leaf_type(key)
     try:
-        if typ is not None and not _related(key, base):
-            _check_plain(key, value, typ, where)
+        if typ is not None and not _related(key, base):  # a plain field: its type and range, no config load
+            checked = strict.check_type(value, typ, key, where)
+            rule = CHECKS.get(key)
+            if rule is not None and not rule[0](checked):
+                raise ConfigError(f"'{key}' {rule[1]}, got {checked!r}", where)
             return "ok"
         from_dict(apply_overrides(copy.deepcopy(data), [text]), where)
         return "related"

@@ -9,6 +9,7 @@ where it came from.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,15 +52,6 @@ def _from_user_file(path: Path) -> str | None:
     return value
 
 
-def no_profile_error(environ: Mapping[str, str] | None = None, shipped: Sequence[str] = ()) -> ProfileError:
-    path = user_config_file(environ)
-    names = f"shipped: {', '.join(shipped)}; " if shipped else ""
-    return ProfileError("no site profile chosen", "--profile, slurm.profile, $HPCNN_PROFILE and "
-                        f"{path} are all unset",
-                        f"pass --profile NAME ({names}or a path to your site's YAML), "
-                        f"or set a default: export {PROFILE_ENV}=NAME, or write 'profile: NAME' into {path}")
-
-
 def site_default(environ: Mapping[str, str] | None = None, shipped: Sequence[str] = ()) -> ProfileChoice:
     """The profile this user chose for every submission: $HPCNN_PROFILE, else the user config file.
 
@@ -70,11 +62,13 @@ def site_default(environ: Mapping[str, str] | None = None, shipped: Sequence[str
     if value:
         return ProfileChoice(value, f"${PROFILE_ENV}")
     path = user_config_file(env)
-    if path.is_file():
-        value = _from_user_file(path)
-        if value:
-            return ProfileChoice(value, str(path))
-    raise no_profile_error(env, shipped)
+    value = _from_user_file(path) if path.is_file() else None
+    if value:
+        return ProfileChoice(value, str(path))
+    names = f"shipped: {', '.join(shipped)}; " if shipped else ""
+    raise ProfileError("no site profile chosen", f"--profile, slurm.profile, $HPCNN_PROFILE and {path} are all unset",
+                       f"pass --profile NAME ({names}or a path to your site's YAML), "
+                       f"or set a default: export {PROFILE_ENV}=NAME, or write 'profile: NAME' into {path}")
 
 
 def choose(flag=None, config_value: str | None = None, environ: Mapping[str, str] | None = None,
@@ -100,16 +94,15 @@ def explain(used, flag=None, config_value: str | None = None,
     ``config_value``: the profile the job config (``config_what``: or a study file) names, when the
     caller has it; without it, a profile that is not the site default must have come from the config.
     """
+    origin = "the job config's slurm.profile"
     if flag is not None or config_value:
         origin = choose(flag, config_value, config_what=config_what).origin
     else:
-        try:
+        with contextlib.suppress(ProfileError):  # no site default
             default = site_default()
-        except ProfileError:
-            default = None
-        origin = default.origin if default and _same_profile(default.value, used) else \
-            "the job config's slurm.profile"
+            if _same_profile(default.value, used):
+                origin = default.origin
     return f"profile {used.name} ({used.source or 'in memory'}), chosen by {origin}"
 
 
-__all__ = ["PROFILE_ENV", "ProfileChoice", "choose", "explain", "no_profile_error", "site_default", "user_config_file"]
+__all__ = ["PROFILE_ENV", "ProfileChoice", "choose", "explain", "site_default", "user_config_file"]

@@ -177,12 +177,7 @@ def show_job(job_id: str, timeout: float = DEFAULT_TIMEOUT_S) -> dict[str, str]:
     proc = run(["scontrol", "show", "job", "-o", str(job_id)], timeout=timeout, check=False)
     if proc.returncode != 0:
         return {}
-    fields = {}
-    for token in proc.stdout.split():
-        key, sep, value = token.partition("=")
-        if sep:
-            fields[key] = value
-    return fields
+    return {key: value for key, sep, value in (token.partition("=") for token in proc.stdout.split()) if sep}
 
 
 __all__ = ["ACTIVE", "FINISHED", "JobState", "expand_job_ids", "parse_job_id", "parse_sacct", "parse_squeue",

@@ -45,10 +45,7 @@ def cost_of(res: Resources, tasks: int = 1) -> Cost:
 
 def total(requests: Iterable[Resources]) -> Cost:
     """The sum over many tasks, one request each (a sweep's tasks, a group's points)."""
-    out = Cost()
-    for res in requests:
-        out = out + cost_of(res)
-    return out
+    return sum((cost_of(res) for res in requests), Cost())
 
 
 __all__ = ["Cost", "cost_of", "total"]

@@ -10,7 +10,7 @@ the slurm layer: nothing here imports ``hpcnn.data``.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ...config import JobConfig
@@ -38,18 +38,13 @@ class SplitCounts:
 
 def _count_images(directory: str) -> int:
     """Image files under ``directory``, recursively, symlinked folders not followed (as data.listing walks)."""
-    count = 0
     try:
         with os.scandir(directory) as it:
             entries = list(it)
     except OSError as err:
         raise DatasetError(f"cannot list {directory}: {err.strerror}", "data.root", "check the permissions") from None
-    for entry in entries:
-        if entry.is_dir(follow_symlinks=False):
-            count += _count_images(entry.path)
-        elif os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES:
-            count += 1
-    return count
+    return sum(_count_images(entry.path) if entry.is_dir(follow_symlinks=False)
+               else int(os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES) for entry in entries)
 
 
 def _class_folders(folder: Path) -> dict[str, int]:
@@ -59,13 +54,6 @@ def _class_folders(folder: Path) -> dict[str, int]:
     except OSError as err:
         raise DatasetError(f"cannot list {folder}: {err.strerror}", "data.root", "check the permissions") from None
     return {name: _count_images(str(folder / name)) for name in names}
-
-
-def _split_class(n: int, val_fraction: float, test_fraction: float) -> tuple[int, int]:
-    """(train, val) of one class of ``n`` images: the job's split_indices arithmetic."""
-    n_val = max(1, int(round(n * val_fraction)))
-    n_test = int(round(n * test_fraction))
-    return max(0, n - n_val - n_test), min(n, n_val)
 
 
 def _require_classes(folder: Path, counts: dict[str, int]) -> None:
@@ -101,8 +89,13 @@ def _folder_counts(cfg: JobConfig) -> SplitCounts:
 
 
 def _fractions(classes: tuple, per_class: tuple, cfg: JobConfig, source: str) -> SplitCounts:
-    parts = [_split_class(n, cfg.data.val_fraction, cfg.data.test_fraction) for n in per_class]
-    return SplitCounts(classes, tuple(t for t, _ in parts), tuple(v for _, v in parts),
+    """Train and val images per class: the job's split_indices arithmetic."""
+    train, val = [], []
+    for n in per_class:
+        n_val = max(1, int(round(n * cfg.data.val_fraction)))
+        train.append(max(0, n - n_val - int(round(n * cfg.data.test_fraction))))
+        val.append(min(n, n_val))
+    return SplitCounts(classes, tuple(train), tuple(val),
                        f"{source}, val_fraction {cfg.data.val_fraction:g}, test_fraction {cfg.data.test_fraction:g}")
 
 
@@ -130,9 +123,8 @@ def _selected(counts: SplitCounts, cfg: JobConfig) -> SplitCounts:
         counts = SplitCounts(tuple(counts.classes[i] for i in keep), tuple(counts.train[i] for i in keep),
                              tuple(counts.val[i] for i in keep), counts.source)
     if cfg.data.max_per_class and counts.classes != ("synthetic",):
-        train = tuple(min(n, cfg.data.max_per_class) for n in counts.train)
-        counts = SplitCounts(counts.classes, train, counts.val, f"{counts.source}, max_per_class "
-                                                                 f"{cfg.data.max_per_class}")
+        counts = replace(counts, train=tuple(min(n, cfg.data.max_per_class) for n in counts.train),
+                         source=f"{counts.source}, max_per_class {cfg.data.max_per_class}")
     return counts
 
 

@@ -95,47 +95,35 @@ def check_writable(directory: Path, what: str) -> None:
                           "choose a directory on a shared file system you can write to") from None
 
 
-def _sourced_file(line: str) -> str | None:
-    """The file a `source X` / `. X` setup line reads, when it has no shell expansions to resolve."""
-    try:
-        words = shlex.split(line, comments=True)
-    except ValueError:
-        raise ProfileError(f"setup line is not valid shell: {line!r}", "profile setup") from None
-    if len(words) >= 2 and words[0] in ("source", "."):
-        return words[1]
-    return None
-
-
 def check_setup(profile: Profile) -> None:
+    """Every file a `source X` / `. X` setup line reads exists, when it has no shell expansions to resolve."""
     for line in profile.setup:
-        target = _sourced_file(line)
-        if target is None or any(c in target for c in "$`*?"):
+        try:
+            words = shlex.split(line, comments=True)
+        except ValueError:
+            raise ProfileError(f"setup line is not valid shell: {line!r}", "profile setup") from None
+        if len(words) < 2 or words[0] not in ("source", ".") or any(c in words[1] for c in "$`*?"):
             continue  # module load, exports, or a path only the job's shell can resolve
-        path = Path(os.path.expanduser(target))
-        if not path.is_file():
-            raise ProfileError(f"setup line sources a file that does not exist: {target}",
+        if not Path(os.path.expanduser(words[1])).is_file():
+            raise ProfileError(f"setup line sources a file that does not exist: {words[1]}",
                                f"profile {profile.name} ({profile.source or 'in memory'})",
                                "fix the path in the profile's setup list")
 
 
 def check_python(profile: Profile) -> None:
-    python = profile.python
-    if not python:
-        return
-    exe = python if isinstance(python, str) else python[0]
-    if os.path.isabs(exe) and not os.access(exe, os.X_OK):
-        raise ProfileError(f"profile python is not an executable file: {exe}", f"profile {profile.name}")
+    if profile.python:
+        exe = profile.python if isinstance(profile.python, str) else profile.python[0]
+        if os.path.isabs(exe) and not os.access(exe, os.X_OK):
+            raise ProfileError(f"profile python is not an executable file: {exe}", f"profile {profile.name}")
 
 
 def check_horovod(cfg: JobConfig, profile: Profile, find_spec=importlib.util.find_spec) -> None:
     """Horovod must be importable here, or be provided on the nodes by the profile's setup lines."""
-    if cfg.dist.backend != "horovod":
-        return
-    if find_spec("horovod") is not None or any("horovod" in line.lower() for line in profile.setup or ()):
-        return
-    raise ConfigError("dist.backend is horovod but Horovod is not installed", "dist.backend",
-                      "install it with `bash scripts/build_horovod.sh` (or pip install 'hpcnn[horovod]'), or add "
-                      "`module load horovod` (your site's module) to the profile's setup lines")
+    provided = any("horovod" in line.lower() for line in profile.setup or ())
+    if cfg.dist.backend == "horovod" and not provided and find_spec("horovod") is None:
+        raise ConfigError("dist.backend is horovod but Horovod is not installed", "dist.backend",
+                          "install it with `bash scripts/build_horovod.sh` (or pip install 'hpcnn[horovod]'), or add "
+                          "`module load horovod` (your site's module) to the profile's setup lines")
 
 
 def check_launch(cfg: JobConfig, res: Resources) -> None:
@@ -161,43 +149,42 @@ def check_placeholders(res: Resources, profile: Profile) -> None:
                                f"(or set it as your default), or give it per job: --{key} VALUE or slurm.{key}=VALUE")
 
 
-def check_array(n_tasks: int, max_parallel: int | None) -> None:
-    if n_tasks < 1:
-        raise ConfigError("a sweep or group must have at least one task")
-    if max_parallel is not None and max_parallel < 1:
-        raise ConfigError(f"max_parallel must be >= 1, got {max_parallel}", "max_parallel")
-
-
 @contextlib.contextmanager
 def naming_task(label: str | None) -> Iterator[None]:
     """Re-raise an HpcnnError with ``task LABEL:`` in front, so a group's error says which task."""
     try:
         yield
-    except SubmissionError:
-        raise
     except HpcnnError as err:
-        if label is None:
+        if label is None or isinstance(err, SubmissionError):  # its argv and output do not survive a rebuild
             raise
         raise type(err)(f"task {label}: {err.what}", err.where, err.hint) from None
 
 
-def preflight_tasks(tasks: Sequence[tuple[str | None, JobConfig, Resources]], profile: Profile, runs_dir: Path,
-                    max_parallel: int | None = None) -> None:
-    """All checks for tasks that may each have their own request: (label, config, resources) per task.
-
-    Each distinct request is checked against the profile once; errors name the task (its label).
-    """
+def check_site(requests: Sequence[tuple[str | None, Resources]], profile: Profile, n_tasks: int,
+               max_parallel: int | None, directory: Path, what: str) -> None:
+    """What every submission asks of the site: each distinct request fits the profile (once; errors name the
+    task by its label), the array's size and throttle, the profile's setup and python, a writable ``directory``."""
     fitted = set()
-    for label, _, res in tasks:
+    for label, res in requests:
         if res.key() not in fitted:
             with naming_task(label):
                 check_fits(res, profile)
                 check_placeholders(res, profile)
             fitted.add(res.key())
-    check_array(len(tasks), max_parallel)
+    if n_tasks < 1:
+        raise ConfigError("a sweep or group must have at least one task")
+    if max_parallel is not None and max_parallel < 1:
+        raise ConfigError(f"max_parallel must be >= 1, got {max_parallel}", "max_parallel")
     check_setup(profile)
     check_python(profile)
-    check_writable(Path(runs_dir), "train.runs_dir")
+    check_writable(Path(directory), what)
+
+
+def preflight_tasks(tasks: Sequence[tuple[str | None, JobConfig, Resources]], profile: Profile, runs_dir: Path,
+                    max_parallel: int | None = None) -> None:
+    """All checks for tasks that may each have their own request: (label, config, resources) per task."""
+    check_site([(label, res) for label, _, res in tasks], profile, len(tasks), max_parallel, runs_dir,
+               "train.runs_dir")
     seen_data, seen_weights, counted = set(), set(), {}
     for label, cfg, res in tasks:
         with naming_task(label):
@@ -221,5 +208,5 @@ def preflight(configs: Sequence[JobConfig], profile: Profile, res: Resources, ru
     preflight_tasks([(None, cfg, res) for cfg in configs], profile, runs_dir, max_parallel)
 
 
-__all__ = ["check_data", "check_placeholders", "check_setup", "check_stage", "check_weights", "check_writable",
-           "naming_task", "preflight", "preflight_tasks"]
+__all__ = ["check_data", "check_placeholders", "check_setup", "check_site", "check_stage", "check_weights",
+           "check_writable", "naming_task", "preflight", "preflight_tasks"]

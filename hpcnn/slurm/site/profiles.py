@@ -109,13 +109,9 @@ def list_profiles() -> list[str]:
     return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
 
 
-def _looks_like_path(text: str) -> bool:
-    return "/" in text or text.endswith((".yaml", ".yml"))
-
-
 def find_profile(name_or_path: str | os.PathLike) -> Path:
     text = str(name_or_path)
-    if _looks_like_path(text):
+    if "/" in text or text.endswith((".yaml", ".yml")):  # a path, else a shipped profile's name
         path = Path(text)
         if not path.is_file():
             raise ProfileError(f"profile file not found: {text}", None,
@@ -134,19 +130,14 @@ def _validate(p: Profile, where: str) -> None:
     def fail(key, message):
         raise ProfileError(f"'{key}' {message}", where)
 
-    if p.gpu_directive not in GPU_DIRECTIVES:
-        fail("gpu_directive", f"must be one of {', '.join(GPU_DIRECTIVES)}, got {p.gpu_directive!r}")
-    if p.launcher not in LAUNCHERS:
-        fail("launcher", f"must be one of {', '.join(LAUNCHERS)}, got {p.launcher!r}")
-    if p.signal not in SIGNALS:
-        fail("signal", f"must be one of {', '.join(SIGNALS)}, got {p.signal!r}")
-    for key in ("max_nodes", "max_array_size", "cpus_per_task"):
-        if getattr(p, key) < 1:
-            fail(key, f"must be >= 1, got {getattr(p, key)}")
-    for key in ("max_gpus_per_node", "signal_lead_s"):
-        if getattr(p, key) < 0:
-            fail(key, f"must be >= 0, got {getattr(p, key)}")
-    for key in ("cpus_per_node", "cpus_per_gpu", "mem_per_gpu_gb", "mem_gb", "max_mem_gb"):
+    for key, allowed in (("gpu_directive", GPU_DIRECTIVES), ("launcher", LAUNCHERS), ("signal", SIGNALS)):
+        if getattr(p, key) not in allowed:
+            fail(key, f"must be one of {', '.join(allowed)}, got {getattr(p, key)!r}")
+    for key, low in (("max_nodes", 1), ("max_array_size", 1), ("cpus_per_task", 1), ("max_gpus_per_node", 0),
+                     ("signal_lead_s", 0)):
+        if getattr(p, key) < low:
+            fail(key, f"must be >= {low}, got {getattr(p, key)}")
+    for key in ("cpus_per_node", "cpus_per_gpu", "mem_per_gpu_gb", "mem_gb", "max_mem_gb", "local_scratch_gb"):
         value = getattr(p, key)
         if value is not None and value <= 0:
             fail(key, f"must be > 0 or null, got {value}")
@@ -181,8 +172,6 @@ def _validate(p: Profile, where: str) -> None:
     if p.local_scratch is not None and not _SCRATCH.match(p.local_scratch):
         fail("local_scratch", f"must be a path of letters, digits, '/', '.', '_', '-', '@', '+' and $VAR or ${{VAR}}, "
                               f"got {p.local_scratch!r}")
-    if p.local_scratch_gb is not None and p.local_scratch_gb <= 0:
-        fail("local_scratch_gb", f"must be > 0 or null, got {p.local_scratch_gb}")
     _validate_links(p.links, fail)
     if isinstance(p.python, list) and (not p.python or not all(isinstance(x, str) for x in p.python)):
         fail("python", "must be a path or a non-empty list of strings")
@@ -211,15 +200,11 @@ def site_default_profile() -> str:
 
 
 def load_profile(name_or_path: str | os.PathLike | Profile | None = None) -> Profile:
-    """A shipped profile by name (``local``, ``generic``, ...) or a YAML file by path.
-
-    None: the user's site default ($HPCNN_PROFILE, else the user config file; ``site.choice``).
-    """
+    """A shipped profile by name (``local``, ``generic``, ...), a YAML file by path, or None: the user's
+    site default ($HPCNN_PROFILE, else the user config file; ``site.choice``)."""
     if isinstance(name_or_path, Profile):
         return name_or_path
-    if name_or_path is None:
-        name_or_path = site_default_profile()
-    path = find_profile(name_or_path)
+    path = find_profile(site_default_profile() if name_or_path is None else name_or_path)
     profile = strict.load_named(Profile, path, ProfileError, "profile")
     _validate(profile, str(path))
     return profile

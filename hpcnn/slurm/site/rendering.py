@@ -81,19 +81,15 @@ def _finalize(value: Any) -> Any:
                       "pass it through |q (shell word), |comment or |trusted")
 
 
-def _environment(folder: Path) -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(folder)), undefined=jinja2.StrictUndefined,
-                             autoescape=False, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
-                             finalize=_finalize)
-    env.filters.update(q=q, comment=comment, trusted=trusted)
-    return env
-
-
 def render_template(name: str, context: dict) -> str:
     folder = templates_dir()
     if not (folder / name).is_file():
         raise ProfileError(f"sbatch template {name} not found", str(folder), "set HPCNN_TEMPLATES_DIR or reinstall")
-    return _environment(folder).get_template(name).render(**context)
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(folder)), undefined=jinja2.StrictUndefined,
+                             autoescape=False, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+                             finalize=_finalize)
+    env.filters.update(q=q, comment=comment, trusted=trusted)
+    return env.get_template(name).render(**context)
 
 
 # ---------------------------------------------------------------- header (#SBATCH lines)
@@ -102,12 +98,13 @@ def mem_option(mem_gb: float) -> str:
     return f"{int(mem_gb)}G" if float(mem_gb).is_integer() else f"{int(round(mem_gb * 1024))}M"
 
 
-def gpu_option(profile: Profile, gpus: int) -> tuple[str, str] | None:
+def gpu_option(profile: Profile, gpus: int) -> dict[str, str]:
+    """The GPU request as {option: value} in the profile's directive; empty for a CPU-only job."""
     if gpus <= 0:
-        return None
+        return {}
     if profile.gpu_directive == "gres":
-        return "gres", f"gpu:{profile.gpu_type}:{gpus}" if profile.gpu_type else f"gpu:{gpus}"
-    return "gpus-per-node", f"{profile.gpu_type}:{gpus}" if profile.gpu_type else str(gpus)
+        return {"gres": f"gpu:{profile.gpu_type}:{gpus}" if profile.gpu_type else f"gpu:{gpus}"}
+    return {"gpus-per-node": f"{profile.gpu_type}:{gpus}" if profile.gpu_type else str(gpus)}
 
 
 def sbatch_options(profile: Profile, res: Resources, *, output: str, error: str, tasks_per_node: int | None = None,
@@ -120,19 +117,11 @@ def sbatch_options(profile: Profile, res: Resources, *, output: str, error: str,
         "output": output, "error": error, "open-mode": "append",
         "signal": f"{'B:' if signal_to_batch else ''}{profile.signal}@{profile.signal_lead_s}",
     }
-    for key in ("partition", "account", "qos", "constraint"):
-        if getattr(res, key):
-            opts[key] = getattr(res, key)
-    if res.mem_gb:
-        opts["mem"] = mem_option(res.mem_gb)
-    gpu = gpu_option(profile, res.gpus_per_node)
-    if gpu:
-        opts[gpu[0]] = gpu[1]
+    optional = {"partition": res.partition, "account": res.account, "qos": res.qos, "constraint": res.constraint,
+                "mem": mem_option(res.mem_gb) if res.mem_gb else None, "array": array, "dependency": dependency}
+    opts.update((key, value) for key, value in optional.items() if value)  # the order is moot: lines are sorted
+    opts.update(gpu_option(profile, res.gpus_per_node))
     opts["requeue" if profile.requeue else "no-requeue"] = True
-    if array:
-        opts["array"] = array
-    if dependency:
-        opts["dependency"] = dependency
     for extra in (profile.extra_sbatch, res.extra_sbatch):
         for key, value in extra.items():
             key = str(key).lstrip("-").replace("_", "-")
@@ -141,10 +130,6 @@ def sbatch_options(profile: Profile, res: Resources, *, output: str, error: str,
             else:
                 opts[key] = value
     return opts
-
-
-def header_lines(options: dict[str, Any]) -> list[Shell]:
-    return [sbatch_line(k, options[k]) for k in sorted(options)]
 
 
 def python_words(profile: Profile, python: str | Sequence[str] | None = None) -> Shell:
@@ -165,7 +150,8 @@ def _source_label(profile: Profile) -> str:
 
 def _common(profile: Profile, title: str, options: dict) -> dict:
     return {"title": comment(title), "profile_name": comment(profile.name),
-            "profile_source": comment(_source_label(profile)), "directives": header_lines(options),
+            "profile_source": comment(_source_label(profile)),
+            "directives": [sbatch_line(k, options[k]) for k in sorted(options)],
             "setup": [trusted(line) for line in profile.setup],
             "env": [(Shell(k), q(v)) for k, v in sorted(profile.env.items())],
             "srun_args": [q(a) for a in profile.srun_args],
@@ -194,9 +180,8 @@ def render_submitit(profile: Profile, res: Resources, *, folder: str | Path, pyt
     folder = Path(folder)
     check_slurm_path(folder, "the submitit folder")
     job = "%A_%a" if array_size else "%j"
-    array = None
-    if array_size:
-        array = f"0-{array_size - 1}" + (f"%{min(max_parallel, array_size)}" if max_parallel else "")
+    throttle = f"%{min(max_parallel, array_size)}" if array_size and max_parallel else ""
+    array = f"0-{array_size - 1}{throttle}" if array_size else None
     options = sbatch_options(profile, res, output=str(folder / f"{job}_0_log.out"),
                              error=str(folder / f"{job}_0_log.err"), array=array, dependency=dependency)
     context = _common(profile, f"hpcnn job {res.job_name} (submitted through submitit)", options)
@@ -216,27 +201,21 @@ def _heredoc_delimiter(text: str) -> str:
     return delimiter
 
 
-def launch_kind(cfg: JobConfig, profile: Profile) -> str:
-    return "horovod" if cfg.dist.backend == "horovod" else profile.launcher
-
-
 def render_job(cfg: JobConfig, profile: Profile, res: Resources, *, runs_dir: str | Path,
                run_dir: str | Path | None = None, python: str | Sequence[str] | None = None) -> str:
     """A self-contained script for `sbatch`: resolved config inline, one run dir per job id, self-requeue."""
     check_slurm_path(runs_dir, "train.runs_dir")
     if run_dir is not None:
         check_slurm_path(run_dir, "the run directory")
-    kind = launch_kind(cfg, profile)
+    kind = "horovod" if cfg.dist.backend == "horovod" else profile.launcher
     per_node = res.tasks_per_node
     tasks, cpus = (1, res.cpus_per_task * per_node) if kind in ("torchrun", "horovod") else (per_node, None)
     log_stem = Path(runs_dir) / f"{safe_name(res.job_name)}-%j"
     options = sbatch_options(profile, res, output=f"{log_stem}.out", error=f"{log_stem}.err",
                              tasks_per_node=tasks, cpus_per_task=cpus, signal_to_batch=kind == "horovod")
     config_text = dump_yaml(cfg).rstrip("\n")
-    if run_dir is not None:
-        run_dir_expr = q(run_dir)
-    else:
-        run_dir_expr = Shell(f'{q(Path(runs_dir) / (safe_name(cfg.name) + "-"))}"$SLURM_JOB_ID"')
+    run_dir_expr = (q(run_dir) if run_dir is not None
+                    else Shell(f'{q(Path(runs_dir) / (safe_name(cfg.name) + "-"))}"$SLURM_JOB_ID"'))
     context = _common(profile, f"hpcnn job {res.job_name} ({kind} launch)", options)
     context.update(python=python_words(profile, python), run_dir=run_dir_expr, config_yaml=Shell(config_text),
                    eof=Shell(_heredoc_delimiter(config_text)), requeue=profile.requeue,
@@ -252,6 +231,5 @@ def _stage_base(cfg: JobConfig) -> Shell | None:
     return Shell('"$HPCNN_LOCAL_SCRATCH"') if cfg.data.stage == "auto" else q(Path(cfg.data.stage).expanduser())
 
 
-__all__ = ["RenderError", "Shell", "check_slurm_path", "comment", "gpu_option", "header_lines", "launch_kind",
-           "mem_option", "q", "render_job", "render_submitit", "render_template", "sbatch_line",
-           "sbatch_options", "sbatch_quote", "trusted"]
+__all__ = ["RenderError", "Shell", "check_slurm_path", "comment", "gpu_option", "mem_option", "q", "render_job",
+           "render_submitit", "render_template", "sbatch_line", "sbatch_options", "sbatch_quote", "trusted"]

@@ -62,12 +62,9 @@ class Resources:
         return json.dumps(asdict(self), sort_keys=True, default=str)
 
 
-def default_job_name(cfg: JobConfig) -> str:
-    return cfg.slurm.job_name or f"hpcnn-{cfg.name}"
-
-
-def resolve(cfg: JobConfig, profile: Profile) -> Resources:
-    """Fill every request the job left open from the profile."""
+def resolve(cfg: JobConfig, profile: Profile, unit: str | None = None) -> Resources:
+    """Fill every request the job left open from the profile; a job that names none is named
+    ``hpcnn-UNIT`` (the sweep or group its tasks share), else after its config."""
     s = cfg.slurm
     gpus = s.gpus_per_node
     tasks = s.tasks_per_node or (gpus if gpus > 0 else 1)
@@ -83,9 +80,9 @@ def resolve(cfg: JobConfig, profile: Profile) -> Resources:
         mem = profile.mem_per_gpu_gb * gpus
     else:
         mem = profile.mem_gb
-    name = default_job_name(cfg)
     return Resources(nodes=s.nodes, gpus_per_node=gpus, tasks_per_node=tasks, cpus_per_task=cpus, mem_gb=mem,
-                     time_min=walltime_minutes(s.time), job_name=name,
+                     time_min=walltime_minutes(s.time),
+                     job_name=s.job_name or f"hpcnn-{cfg.name if unit is None else unit}",
                      partition=s.partition or profile.partition, account=s.account or profile.account,
                      qos=s.qos or profile.qos, constraint=s.constraint or profile.constraint,
                      max_requeues=s.max_requeues, extra_sbatch=dict(s.extra_sbatch))
@@ -135,4 +132,4 @@ def check_fits(res: Resources, profile: Profile) -> None:
             raise ConfigError(f"slurm.extra_sbatch.{key} contains a newline", "slurm.extra_sbatch")
 
 
-__all__ = ["MANAGED_OPTIONS", "Resources", "check_fits", "default_job_name", "resolve"]
+__all__ = ["MANAGED_OPTIONS", "Resources", "check_fits", "resolve"]

@@ -11,7 +11,7 @@ import os
 import shutil
 from pathlib import Path
 
-from .listing import _walk
+from .listing import walk_images
 
 PACK_ABOVE_FILES = 10_000   # a folder with more image files than this is worth packing
 SHARED_FS = {"lustre", "gpfs", "nfs", "nfs4", "cifs", "smb3", "beegfs", "ceph", "fuse.ceph", "panfs", "wekafs",
@@ -40,7 +40,7 @@ def _folder(root: Path) -> dict:
     top = root / "train" if (root / "train").is_dir() and (root / "val").is_dir() else root
     classes = sorted(e.name for e in os.scandir(top) if e.is_dir() and not e.name.startswith("."))
     files = size = 0
-    for entry, dangling in _walk(str(root)):  # the image files the training listing finds
+    for entry, dangling in walk_images(str(root)):  # the image files the training listing finds
         files += 1
         size += 0 if dangling else entry.stat().st_size
     return {"files": files, "images": files, "bytes": size, "classes": classes}

@@ -27,13 +27,13 @@ CACHE_VERSION = 1
 MANIFEST_VERSION = 1
 
 
-def _walk(directory: str):
+def walk_images(directory: str):
     """(entry, dangling link?) per image file under ``directory``, recursively; symlinked folders not followed."""
     with os.scandir(directory) as it:
         entries = list(it)
     for entry in entries:
         if entry.is_dir(follow_symlinks=False):
-            yield from _walk(entry.path)
+            yield from walk_images(entry.path)
         elif os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES:
             if entry.is_file():  # a regular file (a FIFO or socket never is)
                 yield entry, False
@@ -48,7 +48,7 @@ def scan_classes(folder: Path, with_stat: bool) -> tuple[list[str], list[list]]:
     files = []
     for label, name in enumerate(classes):
         # the order sorted(pathlib.Path) gives: part by part
-        for entry, dangling in sorted(_walk(str(folder / name)), key=lambda item: item[0].path.split(os.sep)):
+        for entry, dangling in sorted(walk_images(str(folder / name)), key=lambda item: item[0].path.split(os.sep)):
             size, mtime = -1, -1
             if with_stat and not dangling:
                 st = entry.stat()
@@ -182,4 +182,4 @@ def job_manifest(root: Path, mode: str) -> dict:
     return payload if kind == "inline" else json.loads(Path(payload).read_text())
 
 
-__all__ = ["IMAGE_SUFFIXES", "build_manifest", "layout", "scan_classes", "verify_one"]
+__all__ = ["IMAGE_SUFFIXES", "build_manifest", "layout", "scan_classes", "verify_one", "walk_images"]

@@ -58,14 +58,17 @@ class ShardIndex:
 
     def __init__(self, root: Path, shards: list[dict]):
         self.root, self.names = root, [s["name"] for s in shards]
-        rows, shard = [], []  # a row per sample: [key, offset, size, label] (pack.write_split)
+        # column by column, one shard's rows ([key, offset, size, label], pack.write_split) at a time: a pack of
+        # millions of samples never holds every row's list at once
+        shard, keys, columns = [], [], ([], [], [])
         for number, entry in enumerate(shards):
-            samples = json.loads((root / entry["index"]).read_text())["samples"]
-            rows += samples
-            shard += [number] * len(samples)
-        self.shard = np.asarray(shard, dtype=np.int32)
-        self.keys = [r[0] for r in rows]
-        self.offset, self.size, self.labels = (np.asarray([r[k] for r in rows], dtype=np.int64) for k in (1, 2, 3))
+            rows = json.loads((root / entry["index"]).read_text())["samples"]
+            shard += [number] * len(rows)
+            keys += [r[0] for r in rows]
+            for k, column in enumerate(columns, 1):
+                column += [r[k] for r in rows]
+        self.shard, self.keys = np.asarray(shard, dtype=np.int32), keys
+        self.offset, self.size, self.labels = (np.asarray(column, dtype=np.int64) for column in columns)
 
 
 class ShardImageSet(DecodedOnAccess):
